@@ -1,0 +1,23 @@
+package optimizers
+
+import (
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+)
+
+// BackwardDifference returns B-GR, gradient regularization by a backward finite difference (descent first):
+//
+//	g = (1 + γ/ε)g₁ − (γ/ε)∇L(θ − εg₁) = g₁ + γ[g₁ − ∇L(θ − εg₁)]/ε ≈ g₁ + γHg₁
+//
+// Error O(ε). Cost: two gradient evaluations per step. Karakida et al. show its implicit bias is weaker
+// than F-GR's. Defaults: γ = DefaultGamma, ε = DefaultEpsilon. Needs NewTrainer.
+func BackwardDifference(base optimizers.Interface) *Config {
+	return newConfig(base, "BackwardDifference", true, backwardGrad)
+}
+
+func backwardGrad(s *step) []*Node {
+	h := s.fdStep()
+	c := s.fdCoefficient(h) // γ/h
+	descent := s.gradAt(scale(graph.Neg(h), s.grad))
+	return axpby(graph.OnePlus(c), s.grad, graph.Neg(c), descent)
+}

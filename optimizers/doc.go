@@ -1,0 +1,38 @@
+// Package optimizers implements gradient regularization (GR) for GoMLX: optimizers that minimize
+//
+//	L(θ) + (γ/2)‖∇L(θ)‖²
+//
+// as in Karakida et al., "Understanding Gradient Regularization in Deep Learning" (ICML 2023), and the
+// SAM family of methods that share their perturb → re-evaluate → combine structure. Docs import it as gr:
+//
+//	import gr "github.com/gradreg/gradreg/optimizers"
+//
+// Each method wraps a base GoMLX optimizer (SGD, Adam, ...). It computes a combined gradient g and hands it
+// to the base optimizer exactly as a plain gradient would be handed (UpdateGraphWithGradients). With
+// g₁ = ∇L(θ), where L is the loss the trainer minimizes (the mean of lossFn's output plus every term added
+// with train.AddLoss):
+//
+//	DoubleBackprop:     g = ∇[L + (γ/2)‖∇L‖²] = g₁ + γHg₁
+//	ForwardDifference:  g = (1 − γ/ε)g₁ + (γ/ε)∇L(θ + εg₁)      (F-GR, "ascent first")
+//	BackwardDifference: g = (1 + γ/ε)g₁ − (γ/ε)∇L(θ − εg₁)      (B-GR, "descent first")
+//	CentralDifference:  g = g₁ + (γ/2ε)[∇L(θ + εg₁) − ∇L(θ − εg₁)]
+//
+// The finite-difference methods re-evaluate the model at a perturbed θ, so they need the model and loss
+// functions: build the trainer with NewTrainer, which has the signature of train.NewTrainer and returns a
+// plain *train.Trainer. Switching a program to GR is one statement:
+//
+//	trainer := gr.NewTrainer(backend, ctx, modelFn, lossFn,
+//		gr.ForwardDifference(optimizers.StochasticGradientDescent()).Gamma(0.05).Epsilon(0.05).Done(),
+//		trainMetrics, evalMetrics)
+//
+// The second evaluation is clean: it starts every non-trainable variable (batch-norm moving statistics,
+// the context's random-number state, ...) from its value at the start of the step, so dropout draws the
+// same mask in both passes, and the first pass's updates of those variables are the ones kept. The loss
+// the trainer reports is L(θ); variables are back at θ when the base optimizer updates them.
+//
+// Gradient accumulation (train.Trainer.AccumulateGradients) is refused: the regularized optimizers do not
+// implement train.OptimizeWithGradients, because a GR step needs the model re-evaluated on the batch, which
+// accumulated gradients cannot provide. Use a larger batch instead.
+//
+// See docs/methods.md in the repository for each method's cost, memory and references.
+package optimizers

@@ -1,0 +1,49 @@
+package optimizers
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/pkg/errors"
+)
+
+// DoubleBackprop returns exact gradient regularization by double backpropagation:
+//
+//	g = ∇[L + (γ/2)‖∇L‖²] = g₁ + γHg₁
+//
+// Hg₁ is obtained by differentiating (γ/2)‖g₁‖² through the graph of g₁, so every op of the model must have
+// a differentiable gradient. On a model with an op whose gradient has no gradient in GoMLX (e.g. its
+// convolution or MaxPool) the graph build fails with an error naming the op and suggesting
+// ForwardDifference. Cost: about 2–3× a plain step (one backward pass through the backward pass).
+// It does not re-evaluate the model, so it also works with plain train.NewTrainer. Epsilon is ignored.
+func DoubleBackprop(base optimizers.Interface) *Config {
+	return newConfig(base, "DoubleBackprop", false, doubleBackpropGrad)
+}
+
+func doubleBackpropGrad(s *step) (grads []*Node) {
+	penalty := graph.MulScalar(dot(s.loss, s.grad, s.grad), 0.5) // ½‖g₁‖²
+	defer translateMissingGradient()
+	hg := graph.Gradient(penalty, s.theta...) // Hg₁
+	return axpby(s.scalar(1), s.grad, s.gamma, hg)
+}
+
+// missingGradientRE matches GoMLX's panic for an op without a gradient.
+var missingGradientRE = regexp.MustCompile(`with type "([^"]+)", for which no gradient is defined`)
+
+// translateMissingGradient turns GoMLX's "no gradient is defined" panic into an error that names the op
+// and suggests a finite-difference method.
+func translateMissingGradient() {
+	r := recover()
+	if r == nil {
+		return
+	}
+	msg := fmt.Sprint(r)
+	if m := missingGradientRE.FindStringSubmatch(msg); m != nil {
+		panic(errors.Errorf("gr.DoubleBackprop needs the gradient of the gradient, but the model's gradient "+
+			"contains op %s, which has no gradient in GoMLX (convolutions and MaxPool are known cases): use "+
+			"gr.ForwardDifference, which needs first-order gradients only (original error: %s)", m[1], msg))
+	}
+	panic(r)
+}

@@ -1,0 +1,80 @@
+package optimizers
+
+import (
+	"sync"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train"
+	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+)
+
+// Scope is the context scope reserved for this package's graph parameters and variables.
+const Scope = "/gradreg"
+
+// graphParamPass is the graph parameter (in Scope) that holds the *pass recorded by NewTrainer's model
+// function for the graph being built.
+const graphParamPass = "gr_pass"
+
+// pass is what a second evaluation of the loss needs: the unwrapped model and loss functions and the
+// arguments the trainer gave them for one graph.
+type pass struct {
+	ctx     *context.Context
+	spec    any
+	inputs  []*Node
+	labels  []*Node
+	modelFn train.ModelFn
+	lossFn  train.LossFn
+}
+
+// NewTrainer has exactly the signature of train.NewTrainer and returns a plain *train.Trainer, so
+// train.Loop, progress bars and checkpoints work unchanged. It records, for each graph the trainer builds,
+// the model's inputs and labels, so that the finite-difference and SAM-family optimizers can evaluate the
+// loss again at perturbed weights. With any other optimizer it behaves exactly like train.NewTrainer.
+func NewTrainer(backend backends.Backend, ctx *context.Context,
+	modelFn train.ModelFn, lossFn train.LossFn, optimizer optimizers.Interface,
+	trainMetrics, evalMetrics []metrics.Interface) *train.Trainer {
+	var passes sync.Map // GraphId → *pass
+	recordingModelFn := func(ctx *context.Context, spec any, inputs []*Node) []*Node {
+		g := inputs[0].Graph()
+		p := &pass{ctx: ctx, spec: spec, inputs: inputs, modelFn: modelFn, lossFn: lossFn}
+		passes.Store(g.GraphId(), p)
+		ctx.InAbsPath(Scope).SetGraphParam(g, graphParamPass, p)
+		return modelFn(ctx, spec, inputs)
+	}
+	var recordingLossFn train.LossFn
+	if lossFn != nil {
+		recordingLossFn = func(labels, predictions []*Node) *Node {
+			if g := anyGraph(labels, predictions); g != nil {
+				if p, ok := passes.Load(g.GraphId()); ok {
+					p.(*pass).labels = labels
+				}
+			}
+			return lossFn(labels, predictions)
+		}
+	}
+	return train.NewTrainer(backend, ctx, recordingModelFn, recordingLossFn, optimizer, trainMetrics, evalMetrics)
+}
+
+// anyGraph returns the graph of the first node found, or nil.
+func anyGraph(lists ...[]*Node) *graph.Graph {
+	for _, l := range lists {
+		for _, n := range l {
+			if n != nil {
+				return n.Graph()
+			}
+		}
+	}
+	return nil
+}
+
+// recordedPass returns the pass NewTrainer recorded for g, or nil.
+func recordedPass(ctx *context.Context, g *graph.Graph) *pass {
+	p, found := ctx.InAbsPath(Scope).GetGraphParam(g, graphParamPass)
+	if !found {
+		return nil
+	}
+	return p.(*pass)
+}
