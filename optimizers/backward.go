@@ -5,6 +5,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
+func init() { registerMethod("backward", BackwardDifference) }
+
 // BackwardDifference returns B-GR, gradient regularization by a backward finite difference (descent first):
 //
 //	g = (1 + γ/ε)g₁ − (γ/ε)∇L(θ − εg₁) = g₁ + γ[g₁ − ∇L(θ − εg₁)]/ε ≈ g₁ + γHg₁

@@ -5,6 +5,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
+func init() { registerMethod("central", CentralDifference) }
+
 // CentralDifference returns gradient regularization by a central finite difference:
 //
 //	g = g₁ + (γ/2ε)[∇L(θ + εg₁) − ∇L(θ − εg₁)] ≈ g₁ + γHg₁

@@ -141,15 +141,19 @@ func (c *Config) Done() optimizers.Interface {
 	return opt
 }
 
-// Methods is the list of values accepted by ParamMethod.
-var Methods = []string{"none", "db", "forward", "backward", "central"}
+// Methods is the list of values accepted by ParamMethod, in registration order ("none" first).
+var Methods = []string{"none"}
 
 // constructors maps a ParamMethod value to its constructor ("none" is handled by FromContext).
-var constructors = map[string]func(optimizers.Interface) *Config{
-	"db":       DoubleBackprop,
-	"forward":  ForwardDifference,
-	"backward": BackwardDifference,
-	"central":  CentralDifference,
+var constructors = map[string]func(optimizers.Interface) *Config{}
+
+// fromContextHooks read further hyperparameters from the context into a Config (e.g. ρ for SAM).
+var fromContextHooks []func(ctx *context.Context, c *Config)
+
+// registerMethod makes a method available to FromContext under name; each method's file calls it from init.
+func registerMethod(name string, constructor func(optimizers.Interface) *Config) {
+	Methods = append(Methods, name)
+	constructors[name] = constructor
 }
 
 // FromContext builds the optimizer named by the context hyperparameter ParamMethod around base, with γ, ε
@@ -165,9 +169,12 @@ func FromContext(ctx *context.Context, base optimizers.Interface) (optimizers.In
 		return nil, errors.Errorf("gr.FromContext: unknown %s %q: valid values are %s",
 			ParamMethod, method, strings.Join(Methods, "|"))
 	}
-	return constructor(base).
+	c := constructor(base).
 		Gamma(context.GetParamOr(ctx, ParamGamma, DefaultGamma)).
 		Epsilon(context.GetParamOr(ctx, ParamEpsilon, DefaultEpsilon)).
-		Normalized(context.GetParamOr(ctx, ParamNormalized, false)).
-		Build()
+		Normalized(context.GetParamOr(ctx, ParamNormalized, false))
+	for _, hook := range fromContextHooks {
+		hook(ctx, c)
+	}
+	return c.Build()
 }

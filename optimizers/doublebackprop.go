@@ -9,6 +9,8 @@ import (
 	"github.com/pkg/errors"
 )
 
+func init() { registerMethod("db", DoubleBackprop) }
+
 // DoubleBackprop returns exact gradient regularization by double backpropagation:
 //
 //	g = ∇[L + (γ/2)‖∇L‖²] = g₁ + γHg₁

@@ -2,6 +2,8 @@ package optimizers
 
 import "github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 
+func init() { registerMethod("forward", ForwardDifference) }
+
 // ForwardDifference returns F-GR, gradient regularization by a forward finite difference (ascent first):
 //
 //	g = (1 − γ/ε)g₁ + (γ/ε)∇L(θ + εg₁) = g₁ + γ[∇L(θ + εg₁) − g₁]/ε ≈ g₁ + γHg₁
