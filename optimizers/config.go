@@ -56,6 +56,8 @@ type Config struct {
 	gamma, epsilon float64
 	normalized     bool
 
+	rho, alpha, eta float64 // SAM family: ρ (sam.go), α (gnp.go), η (asam.go)
+
 	err error
 }
 

@@ -1,0 +1,60 @@
+package optimizers
+
+import (
+	"math"
+
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+)
+
+// ParamRho is ρ, the perturbation radius of the SAM family (SAM, USAM, GNP, ASAM), read by FromContext.
+// When it is not set, each method keeps its own default (DefaultRho, DefaultUSAMRho, DefaultGNPRho,
+// DefaultASAMRho).
+const ParamRho = "gr_rho"
+
+// DefaultRho is SAM's default ρ, 0.05, the value Foret et al. use for most of their experiments.
+const DefaultRho = 0.05
+
+func init() {
+	registerMethod("sam", SAM)
+	fromContextHooks = append(fromContextHooks, func(ctx *context.Context, c *Config) {
+		if _, found := ctx.GetParam(ParamRho); found {
+			c.Rho(context.GetParamOr(ctx, ParamRho, c.rho))
+		}
+	})
+}
+
+// SAM returns sharpness-aware minimization (Foret et al., "Sharpness-Aware Minimization for Efficiently
+// Improving Generalization", ICLR 2021). The gradient handed to the base optimizer is the gradient at the
+// worst point, to first order, of the ball of radius ρ around θ:
+//
+//	g = ∇L(θ + e),   e = ρ g₁/(‖g₁‖ + δ)
+//
+// with g₁ = ∇L(θ), ‖·‖ the global L2 norm over all trainable variables and δ = NormStabilizer (1e-12): a
+// zero gradient gives e = 0 and g = g₁ = 0 instead of NaN. With ρ = 0 it is exactly the base optimizer.
+// Default: ρ = DefaultRho (0.05). Cost: two gradient evaluations per step. Needs NewTrainer.
+// Gamma, Epsilon and Normalized do not apply.
+func SAM(base optimizers.Interface) *Config {
+	c := newConfig(base, "SAM", true, samGrad)
+	c.rho = DefaultRho
+	return c
+}
+
+// Rho sets ρ, the perturbation radius of SAM, USAM, GNP and ASAM; valid range [0, +∞).
+// Defaults: DefaultRho (SAM), DefaultUSAMRho, DefaultGNPRho, DefaultASAMRho. Other methods ignore it.
+func (c *Config) Rho(rho float64) *Config {
+	c.checkRange("Rho (ρ)", rho, 0, math.Inf(1), false)
+	c.rho = rho
+	return c
+}
+
+func samGrad(s *step) []*Node {
+	return s.gradAt(samPerturbation(s))
+}
+
+// samPerturbation returns e = ρ g₁/(‖g₁‖ + δ).
+func samPerturbation(s *step) []*Node {
+	c := graph.Div(s.scalar(s.cfg.rho), graph.AddScalar(norm(s.loss, s.grad), NormStabilizer))
+	return scale(c, s.grad)
+}
