@@ -58,6 +58,8 @@ type Config struct {
 
 	rho, alpha, eta float64 // SAM family: ρ (sam.go), α (gnp.go), η (asam.go)
 
+	sched schedule // Every, WarmUp, ZeroWarmUp (every.go, warmup.go)
+
 	err error
 }
 

@@ -28,6 +28,7 @@ func doubleBackpropGrad(s *step) (grads []*Node) {
 	penalty := graph.MulScalar(dot(s.loss, s.grad, s.grad), 0.5) // ½‖g₁‖²
 	defer translateMissingGradient()
 	hg := graph.Gradient(penalty, s.theta...) // Hg₁
+	s.curvature = dot(s.loss, s.grad, hg)     // g₁ᵀHg₁, exact (metrics.go)
 	return axpby(s.scalar(1), s.grad, s.gamma, hg)
 }
 

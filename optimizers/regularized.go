@@ -40,7 +40,7 @@ func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *No
 			"(train.OptimizeWithGradients); use a GoMLX optimizer such as SGD or Adam", r.cfg.name, r.cfg.base)
 	}
 	s := newStep(r.cfg, ctx, g, loss)
-	grads := r.cfg.fn(s)
+	grads := r.cfg.combine(s) // The method, with Every and WarmUp applied (every.go).
 	base.UpdateGraphWithGradients(ctx, grads, loss.DType())
 }
 
@@ -56,6 +56,12 @@ type step struct {
 	pass  *pass               // model and inputs recorded by NewTrainer; nil with train.NewTrainer
 
 	gamma, epsilon *Node // γ and ε as scalars of the loss dtype
+
+	// Metrics (metrics.go): curvature is g₁ᵀHg₁ estimated by the first gradAt (or set by the method, e.g. DB);
+	// penalty may be set by a method whose penalty is not (γ/2)‖g₁‖². nil: not measured in this step.
+	curvature, penalty *Node
+
+	warm *Node // w_t of WarmUp/ZeroWarmUp (warmup.go); nil without warm-up
 }
 
 func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node) *step {
@@ -126,6 +132,7 @@ func (s *step) gradAt(offset []*Node) []*Node {
 	loss := train.GetLosses(ctx, g)
 	trainerCtx.SetGraphParam(g, train.TrainerLossGraphParamKey, savedLoss)
 	grads := graph.Gradient(loss, perturbed...)
+	s.recordCurvature(offset, grads)
 
 	// Restore.
 	for v := range ctx.IterVariables() {

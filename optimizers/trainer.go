@@ -27,6 +27,7 @@ type pass struct {
 	labels  []*Node
 	modelFn train.ModelFn
 	lossFn  train.LossFn
+	phase   everyPhase // graph of an Every(k) optimizer (every.go)
 }
 
 // NewTrainer has exactly the signature of train.NewTrainer and returns a plain *train.Trainer, so
@@ -39,7 +40,8 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 	var passes sync.Map // GraphId → *pass
 	recordingModelFn := func(ctx *context.Context, spec any, inputs []*Node) []*Node {
 		g := inputs[0].Graph()
-		p := &pass{ctx: ctx, spec: spec, inputs: inputs, modelFn: modelFn, lossFn: lossFn}
+		spec, phase := unwrapSpec(spec) // The spec given by StepSpec, EveryDataset or TrainStep (every.go).
+		p := &pass{ctx: ctx, spec: spec, inputs: inputs, modelFn: modelFn, lossFn: lossFn, phase: phase}
 		passes.Store(g.GraphId(), p)
 		ctx.InAbsPath(Scope).SetGraphParam(g, graphParamPass, p)
 		return modelFn(ctx, spec, inputs)
@@ -55,7 +57,9 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 			return lossFn(labels, predictions)
 		}
 	}
-	return train.NewTrainer(backend, ctx, recordingModelFn, recordingLossFn, optimizer, trainMetrics, evalMetrics)
+	trainer := train.NewTrainer(backend, ctx, recordingModelFn, recordingLossFn, optimizer, trainMetrics, evalMetrics)
+	registerEveryTrainer(trainer, optimizer)
+	return trainer
 }
 
 // anyGraph returns the graph of the first node found, or nil.

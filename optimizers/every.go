@@ -1,0 +1,230 @@
+package optimizers
+
+import (
+	"runtime"
+	"sync"
+	"weak"
+
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/pkg/errors"
+)
+
+// ParamEvery is k of Config.Every, read by FromContext. Default: 1 (every step).
+const ParamEvery = "gr_every"
+
+func init() {
+	fromContextHooks = append(fromContextHooks, func(ctx *context.Context, c *Config) {
+		if _, found := ctx.GetParam(ParamEvery); found {
+			c.Every(context.GetParamOr(ctx, ParamEvery, 1))
+		}
+	})
+}
+
+// schedule holds the settings of Every (every.go) and WarmUp/ZeroWarmUp (warmup.go).
+type schedule struct {
+	every      int  // k of Every; 0 or 1: every step
+	warmUp     int  // warm-up steps; 0: none
+	zeroWarmUp bool // step function instead of the linear ramp
+}
+
+// Every makes the method's extra gradient evaluations run on every k-th step only; valid range [1, +∞).
+// Default: 1 (every step: exactly the plain method, bit for bit).
+//
+// Every method's combined gradient is written as g = g₁ + c, with c the method's correction (for F-GR
+// c = (γ/ε)[∇L(θ + εg₁) − g₁]; for SAM c = ∇L(θ + e) − g₁). On the steps whose global step t (the trainer's
+// step counter before the step, starting at 0) is a multiple of k, the method runs as usual — the
+// gradient handed to the base optimizer is the plain method's, bit for bit — and c is stored. On the other
+// steps only g₁ is computed and g = g₁ + c_stored: the cost is one gradient evaluation, so a step costs
+// about 1 + 1/k gradient evaluations on average (1 + 2/k for CentralDifference).
+//
+// The stored correction is optimizer state: one non-trainable variable per trainable variable, under
+// Scope + "/every" (memory: one copy of the parameters), saved by checkpoints, so a resumed run is identical to
+// an uninterrupted one.
+//
+// The saving needs the trainer to run a different graph on the skip steps, since GoMLX graphs have no
+// conditional execution: pass the training dataset through EveryDataset (for train.Loop) or call TrainStep
+// instead of trainer.TrainStep. Without them the results are the same, but each step computes both
+// branches and selects one, so nothing is saved.
+func (c *Config) Every(k int) *Config {
+	if k < 1 {
+		c.setErr(errors.Errorf("gr.%s: Every (k) must be an integer in [1, +∞), got %d", c.name, k))
+	}
+	c.sched.every = k
+	return c
+}
+
+// Every returns k of Config.Every (1 when not set).
+func (r *Regularized) Every() int { return max(r.cfg.sched.every, 1) }
+
+// everyPhase says which graph the trainer is building for an Every(k) optimizer.
+type everyPhase int
+
+const (
+	phaseAny    everyPhase = iota // unknown: compute both branches and select in the graph
+	phaseAscent                   // t % k == 0: run the method, store the correction
+	phaseSkip                     // reuse the stored correction
+)
+
+// everySpec wraps the dataset's spec so that the trainer keeps one graph per phase (train.Trainer keys its
+// executors by spec).
+type everySpec struct {
+	spec  any
+	phase everyPhase
+}
+
+// everyTrainers maps the trainers built by NewTrainer with an Every(k > 1) optimizer to k.
+var everyTrainers sync.Map // weak.Pointer[train.Trainer] → int
+
+func registerEveryTrainer(trainer *train.Trainer, optimizer optimizers.Interface) {
+	r, ok := optimizer.(*Regularized)
+	if !ok || r.Every() <= 1 {
+		return
+	}
+	key := weak.Make(trainer)
+	everyTrainers.Store(key, r.Every())
+	runtime.AddCleanup(trainer, func(key weak.Pointer[train.Trainer]) { everyTrainers.Delete(key) }, key)
+}
+
+// StepSpec returns the spec to give trainer.TrainStep for its next step: spec itself, unless the trainer was
+// built by NewTrainer with an optimizer configured with Every(k > 1); then a wrapped spec that selects the
+// graph of the step (ascent or skip, from the trainer's global step), which NewTrainer's model function
+// unwraps before calling the model. It reads the global step from the trainer's context.
+func StepSpec(trainer *train.Trainer, spec any) any {
+	k, found := everyTrainers.Load(weak.Make(trainer))
+	if !found {
+		return spec
+	}
+	phase := phaseSkip
+	if optimizers.GetGlobalStep(trainer.Context().InAbsPath(context.RootScope))%int64(k.(int)) == 0 {
+		phase = phaseAscent
+	}
+	return everySpec{spec: spec, phase: phase}
+}
+
+// TrainStep is trainer.TrainStep(StepSpec(trainer, spec), inputs, labels): with an optimizer configured
+// with Every(k), it runs the cheap graph (one gradient evaluation) on the steps that reuse the correction.
+func TrainStep(trainer *train.Trainer, spec any, inputs, labels []*tensors.Tensor) ([]*tensors.Tensor, error) {
+	return trainer.TrainStep(StepSpec(trainer, spec), inputs, labels)
+}
+
+// EveryDataset wraps a training dataset for train.Loop so that each yielded spec goes through StepSpec:
+// with an optimizer configured with Every(k), the skip steps run the cheap graph. With any other optimizer
+// it changes nothing. Use it for the training dataset only.
+func EveryDataset(trainer *train.Trainer, ds train.Dataset) train.Dataset {
+	return &everyDataset{Dataset: ds, trainer: trainer}
+}
+
+type everyDataset struct {
+	train.Dataset
+	trainer *train.Trainer
+}
+
+// Yield implements train.Dataset.
+func (d *everyDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err error) {
+	spec, inputs, labels, err = d.Dataset.Yield()
+	if err != nil {
+		return
+	}
+	return StepSpec(d.trainer, spec), inputs, labels, nil
+}
+
+// IsOwnershipTransferred implements train.DatasetCustomOwnership as the wrapped dataset does.
+func (d *everyDataset) IsOwnershipTransferred() bool {
+	if o, ok := d.Dataset.(train.DatasetCustomOwnership); ok {
+		return o.IsOwnershipTransferred()
+	}
+	return true
+}
+
+// unwrapSpec returns the dataset's own spec and the phase.
+func unwrapSpec(spec any) (any, everyPhase) {
+	if es, ok := spec.(everySpec); ok {
+		return es.spec, es.phase
+	}
+	return spec, phaseAny
+}
+
+// combine returns the gradient handed to the base optimizer: the method's, with Every and WarmUp applied,
+// and publishes the step's metrics.
+func (c *Config) combine(s *step) []*Node {
+	s.warm = warmUpFactor(s)
+	k := max(c.sched.every, 1)
+	if k == 1 {
+		g := c.fn(s)
+		s.publishMetrics(nil)
+		if s.warm == nil {
+			return g
+		}
+		return add(s.grad, scale(s.warm, sub(g, s.grad)))
+	}
+
+	phase := phaseAny
+	if s.pass != nil {
+		phase = s.pass.phase
+	}
+	corrVars := correctionVars(s)
+	stored := make([]*Node, len(corrVars))
+	for i, v := range corrVars {
+		stored[i] = v.ValueGraph(s.g)
+	}
+	switch phase {
+	case phaseSkip:
+		s.publishMetrics(nil)
+		return add(s.grad, s.warmed(stored))
+	case phaseAscent:
+		g := c.fn(s)
+		fresh := sub(g, s.grad)
+		for i, v := range corrVars {
+			v.SetValueGraph(fresh[i])
+		}
+		s.publishMetrics(nil)
+		if s.warm == nil {
+			return g
+		}
+		return add(s.grad, scale(s.warm, fresh))
+	}
+
+	// Unknown phase: both branches, selected by t % k == 0.
+	g := c.fn(s)
+	fresh := sub(g, s.grad)
+	ascent := graph.Equal(graph.ModScalar(globalStep(s), k), graph.ScalarZero(s.g, globalStep(s).DType()))
+	corr := make([]*Node, len(fresh))
+	for i, v := range corrVars {
+		corr[i] = graph.Where(ascent, fresh[i], stored[i])
+		v.SetValueGraph(corr[i])
+	}
+	s.publishMetrics(ascent)
+	if s.warm != nil {
+		return add(s.grad, scale(s.warm, corr))
+	}
+	out := make([]*Node, len(g))
+	for i := range g {
+		out[i] = graph.Where(ascent, g[i], graph.Add(s.grad[i], stored[i]))
+	}
+	return out
+}
+
+// correctionVars returns the variables holding the stored correction, one per trainable variable, under
+// Scope/every/<the variable's scope>, same name, shape and dtype, initialized to zero.
+func correctionVars(s *step) []*context.Variable {
+	out := make([]*context.Variable, len(s.vars))
+	for i, v := range s.vars {
+		scope := Scope + "/every"
+		if v.Scope() != context.RootScope {
+			scope += v.Scope()
+		}
+		out[i] = s.ctx.InAbsPath(scope).Checked(false).
+			VariableWithValue(v.Name(), tensors.FromShape(v.Shape())).SetTrainable(false)
+	}
+	return out
+}
+
+// globalStep returns the trainer's global step before this step (int64), as the base optimizer will
+// increment it afterwards.
+func globalStep(s *step) *Node {
+	return optimizers.GetGlobalStepVar(s.ctx.InAbsPath(context.RootScope)).ValueGraph(s.g)
+}

@@ -1,0 +1,116 @@
+package optimizers
+
+import (
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train"
+	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
+)
+
+// MetricType is the metrics.Interface MetricType of the GR metrics.
+const MetricType = "gr"
+
+// Names of the GR metrics: the variables under Scope + "/metrics" that hold their last values.
+const (
+	MetricGradNorm  = "grad_norm" // ‖g₁‖
+	MetricPenalty   = "penalty"   // (γ/2)‖g₁‖²
+	MetricCurvature = "curvature" // g₁ᵀHg₁
+)
+
+// Metrics returns the GR metrics of the training step, to pass as trainMetrics to NewTrainer (or
+// train.NewTrainer): the progress bar shows them and, since each keeps its last value in a non-trainable
+// variable of the loss dtype under Scope + "/metrics", checkpoints record them. With g₁ = ∇L(θ):
+//
+//   - "GR ‖∇L‖" (‖g‖): ‖g₁‖, the global L2 norm over all trainable variables.
+//   - "GR penalty" (pen): (γ_t/2)‖g₁‖², with γ_t = w_t·γ under WarmUp/ZeroWarmUp (γ of Config.Gamma,
+//     whether or not the method uses it).
+//   - "GR curvature" (gHg): g₁ᵀHg₁, free from the method's first perturbed gradient ∇L(θ + o) (o = h·g₁
+//     along the gradient, e.g. o = εg₁ for F-GR, −εg₁ for B-GR, ρg₁/‖g₁‖ for SAM):
+//     g₁ᵀ[∇L(θ + o) − g₁]·‖g₁‖²/(g₁ᵀo), which is g₁ᵀ[∇L(θ + εg₁) − g₁]/ε for F-GR, and exactly g₁ᵀHg₁ on a
+//     quadratic loss. DoubleBackprop gives the exact g₁ᵀHg₁. It is 0 when g₁ᵀo = 0. On the steps that
+//     compute no perturbed gradient (the skip steps of Every) it keeps its last value.
+//
+// With an optimizer that is not from this package the metrics stay at 0.
+func Metrics() []metrics.Interface {
+	return []metrics.Interface{
+		metrics.NewBaseMetric("GR ‖∇L‖", "‖g‖", MetricType, metricFn(MetricGradNorm), nil),
+		metrics.NewBaseMetric("GR penalty", "pen", MetricType, metricFn(MetricPenalty), nil),
+		metrics.NewBaseMetric("GR curvature", "gHg", MetricType, metricFn(MetricCurvature), nil),
+	}
+}
+
+// graphParamMetric is the graph parameter (in Scope) that holds the value of a metric computed in this
+// graph; graphParamCurvatureValid holds the Bool scalar that says whether the curvature is fresh (nil:
+// always when present).
+const (
+	graphParamMetric         = "gr_metric_"
+	graphParamCurvatureValid = "gr_metric_curvature_valid"
+)
+
+// metricFn returns the metrics.BaseMetricGraph of a GR metric: the value this step's UpdateGraph computed,
+// stored in the metric's variable, or the variable's value when there is none.
+func metricFn(name string) metrics.BaseMetricGraph {
+	return func(ctx *context.Context, _, predictions []*Node) *Node {
+		g := predictions[0].Graph()
+		scoped := ctx.InAbsPath(Scope)
+		dtype := dtypes.Float32
+		if loss := train.GetLosses(ctx, g); loss != nil {
+			dtype = loss.DType()
+		}
+		v := ctx.InAbsPath(Scope+"/metrics").Checked(false).
+			VariableWithValue(name, tensors.FromShape(shapes.Make(dtype))).SetTrainable(false)
+		last := v.ValueGraph(g)
+		value, found := scoped.GetGraphParam(g, graphParamMetric+name)
+		if !found || value == nil {
+			return last
+		}
+		fresh := graph.ConvertDType(value.(*Node), last.DType())
+		if name == MetricCurvature {
+			if valid, ok := scoped.GetGraphParam(g, graphParamCurvatureValid); ok && valid != nil {
+				fresh = graph.Where(valid.(*Node), fresh, last)
+			}
+		}
+		v.SetValueGraph(fresh)
+		return fresh
+	}
+}
+
+// recordCurvature sets s.curvature, unless already set, from the first perturbed gradient grads = ∇L(θ + o):
+// g₁ᵀ(grads − g₁)·‖g₁‖²/(g₁ᵀo), or 0 when g₁ᵀo = 0.
+func (s *step) recordCurvature(offset, grads []*Node) {
+	if s.curvature != nil {
+		return
+	}
+	num := dot(s.loss, s.grad, sub(grads, s.grad))
+	den := dot(s.loss, s.grad, offset)
+	zero := graph.ZerosLike(den)
+	isZero := graph.Equal(den, zero)
+	safeDen := graph.Where(isZero, graph.OnesLike(den), den)
+	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, dot(s.loss, s.grad, s.grad)), safeDen))
+}
+
+// publishMetrics makes this step's metrics available to the metrics built by Metrics. curvatureValid, when
+// not nil, is a Bool scalar that says whether the curvature was measured in this step.
+func (s *step) publishMetrics(curvatureValid *Node) {
+	scoped := s.ctx.InAbsPath(Scope)
+	sq := dot(s.loss, s.grad, s.grad)
+	gamma := s.gamma
+	if s.warm != nil {
+		gamma = graph.Mul(gamma, s.warm)
+	}
+	penalty := s.penalty
+	if penalty == nil {
+		penalty = graph.Mul(graph.MulScalar(gamma, 0.5), sq)
+	}
+	scoped.SetGraphParam(s.g, graphParamMetric+MetricGradNorm, graph.Sqrt(sq))
+	scoped.SetGraphParam(s.g, graphParamMetric+MetricPenalty, penalty)
+	if s.curvature != nil {
+		scoped.SetGraphParam(s.g, graphParamMetric+MetricCurvature, s.curvature)
+		if curvatureValid != nil {
+			scoped.SetGraphParam(s.g, graphParamCurvatureValid, curvatureValid)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package optimizers
+
+import (
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/pkg/errors"
+)
+
+// Context hyperparameters for the GR warm-up, read by FromContext.
+const (
+	// ParamWarmUp is the number of steps of WarmUp (linear ramp). Default: 0 (no warm-up).
+	ParamWarmUp = "gr_warmup"
+
+	// ParamZeroWarmUp is the number of steps of ZeroWarmUp. Default: 0 (no warm-up).
+	ParamZeroWarmUp = "gr_zero_warmup"
+)
+
+func init() {
+	fromContextHooks = append(fromContextHooks, func(ctx *context.Context, c *Config) {
+		if _, found := ctx.GetParam(ParamWarmUp); found {
+			c.WarmUp(context.GetParamOr(ctx, ParamWarmUp, 0))
+		}
+		if _, found := ctx.GetParam(ParamZeroWarmUp); found {
+			c.ZeroWarmUp(context.GetParamOr(ctx, ParamZeroWarmUp, 0))
+		}
+	})
+}
+
+// WarmUp ramps the regularization linearly from 0 over the first steps steps (GR warm-up, Zhao, Zhang & Hu,
+// "When Will Gradient Regularization Be Harmful?", ICML 2024); valid range [0, +∞). Default: 0 (none).
+//
+// With t the trainer's global step before the step (0 on the first step; optimizers.GetGlobalStepVar) and
+// w_t = min(1, t/steps), the gradient handed to the base optimizer is
+//
+//	g = g₁ + w_t·c
+//
+// where g₁ + c is the method's gradient. For the GR methods c is proportional to γ, so this is exactly a
+// γ ramp, γ_t = w_t·γ (the paper's λ-warm-up). For the SAM family it ramps the weight of the perturbed
+// gradient (for GNP, α_t = w_t·α), not ρ. The first step (w = 0) is a plain base-optimizer step; the extra
+// gradient is still computed. It replaces a previous ZeroWarmUp.
+func (c *Config) WarmUp(steps int) *Config {
+	c.checkWarmUp("WarmUp", steps)
+	c.sched.warmUp, c.sched.zeroWarmUp = steps, false
+	return c
+}
+
+// ZeroWarmUp turns the regularization off for the first steps steps and fully on afterwards: the paper's
+// zero-warm-up (Zhao, Zhang & Hu 2024), meant to span the learning-rate warm-up, during which an adaptive
+// optimizer then accumulates its statistics from plain gradients; valid range [0, +∞). Default: 0 (none).
+// With t the global step before the step, g = g₁ for t < steps and the method's gradient g₁ + c for
+// t ≥ steps. It replaces a previous WarmUp.
+func (c *Config) ZeroWarmUp(steps int) *Config {
+	c.checkWarmUp("ZeroWarmUp", steps)
+	c.sched.warmUp, c.sched.zeroWarmUp = steps, true
+	return c
+}
+
+func (c *Config) checkWarmUp(param string, steps int) {
+	if steps < 0 {
+		c.setErr(errors.Errorf("gr.%s: %s (steps) must be an integer in [0, +∞), got %d", c.name, param, steps))
+	}
+}
+
+// warmUpFactor returns w_t as a scalar of the loss dtype, or nil without warm-up.
+func warmUpFactor(s *step) *Node {
+	steps := s.cfg.sched.warmUp
+	if steps <= 0 {
+		return nil
+	}
+	t := graph.ConvertDType(globalStep(s), s.loss.DType())
+	if s.cfg.sched.zeroWarmUp {
+		return graph.ConvertDType(graph.GreaterOrEqual(t, s.scalar(float64(steps))), s.loss.DType())
+	}
+	return graph.MinScalar(graph.DivScalar(t, float64(steps)), 1.0)
+}
+
+// warmed returns w_t·x, or x without warm-up.
+func (s *step) warmed(x []*Node) []*Node {
+	if s.warm == nil {
+		return x
+	}
+	return scale(s.warm, x)
+}
