@@ -25,6 +25,7 @@ import (
 	"github.com/pkg/errors"
 
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/regularizers"
 )
 
 type options struct {
@@ -37,7 +38,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.method, "method", "forward", "method of a single run: "+strings.Join(methodNames(), "|")+
-		" (sgd: the base optimizer alone)")
+		" (sgd: the base optimizer alone; flooding|iflood|softad wrap the loss, -flood sets b)")
 	flag.StringVar(&o.compare, "compare", "sgd,forward", "comma-separated methods to compare (ignored when "+
 		"-method is given without -compare)")
 	flag.IntVar(&o.seeds, "seeds", 1, "seeds per method in -compare (seed, seed+1, ...): each seed fixes the "+
@@ -45,7 +46,7 @@ func main() {
 	flag.Float64Var(&o.gamma, "gamma", gr.DefaultGamma, "γ, the weight of the penalty (γ/2)‖∇L‖²")
 	flag.Float64Var(&o.epsilon, "epsilon", gr.DefaultEpsilon, "ε, the finite-difference step")
 	flag.Float64Var(&o.rho, "rho", 0.05, "ρ, the perturbation radius of the SAM family")
-	flag.Float64Var(&o.flood, "flood", 0.02, "flooding level b of the flooding regularizers")
+	flag.Float64Var(&o.flood, "flood", 0.02, "flood level b of flooding|iflood|softad")
 	flag.StringVar(&o.base, "base", "sgd", "base optimizer: sgd|momentum|adam")
 	flag.Float64Var(&o.lr, "lr", 0.1, "learning rate")
 	flag.IntVar(&o.steps, "steps", 600, "training steps")
@@ -85,7 +86,8 @@ func (o options) params() map[string]any {
 		paramHidden:                  o.hidden,
 		gr.ParamGamma:                o.gamma,
 		gr.ParamEpsilon:              o.epsilon,
-		paramRho:                     o.rho,
+		gr.ParamRho:                  o.rho,
+		regularizers.ParamFloodLevel: o.flood,
 	}
 }
 

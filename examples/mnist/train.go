@@ -16,13 +16,13 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/layers"
 	"github.com/gomlx/gomlx/pkg/ml/layers/activations"
 	"github.com/gomlx/gomlx/pkg/ml/train"
-	"github.com/gomlx/gomlx/pkg/ml/train/losses"
 	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/gomlx/gomlx/ui/commandline"
 	"github.com/pkg/errors"
 
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/regularizers"
 )
 
 // Context hyperparameters of this example (besides the gr_* ones of package gr and GoMLX's optimizer ones).
@@ -30,7 +30,6 @@ const (
 	paramHidden   = "mnist_hidden"   // hidden layer sizes, e.g. "128" or "256,128"
 	paramBase     = "mnist_base"     // base optimizer: sgd|momentum|adam
 	paramMomentum = "mnist_momentum" // momentum coefficient of base "momentum"
-	paramRho      = "gr_rho"         // ρ of the SAM family (gr.ParamRho)
 )
 
 // runConfig is one training run.
@@ -65,7 +64,11 @@ type runResult struct {
 	Ctx          *context.Context
 }
 
-// methodNames returns the values accepted by -method: sgd and every method of package gr.
+// floodMethods are the -method values that wrap the loss with package regularizers (base optimizer alone).
+var floodMethods = []string{"flooding", "iflood", "softad"}
+
+// methodNames returns the values accepted by -method: sgd, every method of package gr and the flooding
+// regularizers.
 func methodNames() []string {
 	names := []string{"sgd"}
 	for _, m := range gr.Methods {
@@ -73,7 +76,7 @@ func methodNames() []string {
 			names = append(names, m)
 		}
 	}
-	return names
+	return append(names, floodMethods...)
 }
 
 // methodLabel is the name a method gets in tables and plots.
@@ -105,15 +108,18 @@ func newContext(cfg runConfig) (*context.Context, error) {
 			return nil, errors.WithMessage(err, "parsing -set")
 		}
 	}
-	method := cfg.Method
-	if method == "sgd" {
+	method, flood := cfg.Method, "none"
+	switch {
+	case method == "sgd":
 		method = "none"
-	}
-	if !slices.Contains(gr.Methods, method) {
+	case slices.Contains(floodMethods, method):
+		method, flood = "none", cfg.Method
+	case !slices.Contains(gr.Methods, method):
 		return nil, errors.Errorf("unknown -method %q: valid values are %s", cfg.Method,
 			strings.Join(methodNames(), "|"))
 	}
 	ctx.SetParam(gr.ParamMethod, method)
+	ctx.SetParam(regularizers.ParamFloodMethod, flood)
 	return ctx, nil
 }
 
@@ -142,6 +148,14 @@ func modelFn(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
 		x = activations.Relu(x)
 	}
 	return []*graph.Node{layers.Dense(ctx.In("logits"), x, true, 10)}
+}
+
+// perExampleCrossEntropy is the cross-entropy of each example, shape [batch] (the trainer averages it; the
+// per-example values are what iFlood and SoftAD need).
+func perExampleCrossEntropy(labels, logits []*graph.Node) *graph.Node {
+	logp := graph.LogSoftmax(logits[0], -1)
+	onehot := graph.OneHot(graph.Reshape(labels[0], -1), logp.Shape().Dim(-1), logp.DType())
+	return graph.Neg(graph.ReduceSum(graph.Mul(onehot, logp), -1))
 }
 
 // hiddenSizes parses paramHidden; parseHidden validated it beforehand.
@@ -183,7 +197,10 @@ func trainRun(backend backends.Backend, cfg runConfig, trainData, testData *Spli
 	if err != nil {
 		return nil, err
 	}
-	lossFn := losses.SparseCategoricalCrossEntropyLogits
+	lossFn, err := regularizers.FromContext(ctx, perExampleCrossEntropy)
+	if err != nil {
+		return nil, err
+	}
 	trainer := gr.NewTrainer(backend, ctx, modelFn, lossFn, opt,
 		[]metrics.Interface{metrics.NewMovingAverageSparseCategoricalAccuracy("Moving Average Accuracy", "~acc", 0.01)},
 		[]metrics.Interface{metrics.NewSparseCategoricalAccuracy("Mean Accuracy", "#acc")})
