@@ -1,0 +1,205 @@
+// Command bench measures the cost of every gradient-regularization method relative to its base optimizer:
+// the median time per training step and the Go heap allocated per step, on an MLP, and prints a Markdown
+// table.
+//
+// All methods run in one process, interleaved: after a warm-up (graph compilation and a few steps), each
+// round runs one step of every method in turn, so that a change in the machine's load affects all of them
+// alike; the table reports the median over the rounds. Memory is the peak Go heap sampled while a method runs
+// a few steps, above the heap after a GC before them: it is meaningful for the pure-Go backend, whose
+// buffers live in the Go heap (on XLA the device memory is not seen). The pure-Go backend runs no CNN with
+// second-order methods cheaply; this command benchmarks the MLP only.
+//
+//	go run ./examples/bench -rounds=30 -batch=128 -hidden=256
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/layers"
+	"github.com/gomlx/gomlx/pkg/ml/layers/activations"
+	"github.com/gomlx/gomlx/pkg/ml/train"
+	"github.com/gomlx/gomlx/pkg/ml/train/losses"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/regularizers"
+)
+
+var (
+	flagRounds = flag.Int("rounds", 30, "timed rounds (one step of every method per round)")
+	flagWarmUp = flag.Int("warmup", 3, "untimed steps per method before timing")
+	flagBatch  = flag.Int("batch", 128, "batch size")
+	flagIn     = flag.Int("in", 64, "input features")
+	flagHidden = flag.Int("hidden", 256, "hidden units (two hidden layers)")
+	flagOut    = flag.Int("out", 10, "classes")
+	flagOnly   = flag.String("only", "", "run only the method with this name (and the base), for profiling")
+)
+
+// method is one benchmarked configuration.
+type method struct {
+	name    string
+	target  string // the target, for the table
+	opt     func() optimizers.Interface
+	lossFn  train.LossFn // nil: plain cross-entropy
+	trainer *train.Trainer
+	ctx     *context.Context
+	times   []time.Duration
+	peak    uint64
+}
+
+func sgd() optimizers.Interface {
+	return optimizers.StochasticGradientDescent().WithDecay(false).WithLearningRate(0.01).Done()
+}
+
+func methods() []*method {
+	fd := "≤ 2.05×"
+	ms := []*method{
+		{name: "base (SGD)", target: "1×", opt: sgd},
+		{name: "DoubleBackprop", target: "vs F-GR", opt: func() optimizers.Interface { return gr.DoubleBackprop(sgd()).Done() }},
+		{name: "ForwardDifference", target: fd, opt: func() optimizers.Interface { return gr.ForwardDifference(sgd()).Done() }},
+		{name: "BackwardDifference", target: fd, opt: func() optimizers.Interface { return gr.BackwardDifference(sgd()).Done() }},
+		{name: "CentralDifference", target: "(3 passes)", opt: func() optimizers.Interface { return gr.CentralDifference(sgd()).Done() }},
+		{name: "SAM", target: fd, opt: func() optimizers.Interface { return gr.SAM(sgd()).Done() }},
+		{name: "USAM", target: fd, opt: func() optimizers.Interface { return gr.USAM(sgd()).Done() }},
+		{name: "GNP", target: fd, opt: func() optimizers.Interface { return gr.GNP(sgd()).Done() }},
+		{name: "ASAM", target: fd, opt: func() optimizers.Interface { return gr.ASAM(sgd()).Done() }},
+	}
+	for _, k := range []int{2, 5, 10} {
+		ms = append(ms, &method{name: fmt.Sprintf("ForwardDifference Every(%d)", k),
+			target: fmt.Sprintf("≈ %.2f×", 1+1/float64(k)),
+			opt:    func() optimizers.Interface { return gr.ForwardDifference(sgd()).Every(k).Done() }})
+	}
+	ms = append(ms, &method{name: "Flooding (b=0.02)", target: "≤ 1.02×", opt: sgd,
+		lossFn: regularizers.Flooding(crossEntropy, 0.02)})
+	return ms
+}
+
+func crossEntropy(labels, logits []*Node) *Node {
+	return losses.SparseCategoricalCrossEntropyLogits(labels, logits)
+}
+
+func modelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
+	x := inputs[0]
+	for i := range 2 {
+		x = layers.DenseWithBias(ctx.In(fmt.Sprintf("hidden_%d", i)), x, *flagHidden)
+		x = activations.Apply(activations.TypeTanh, x)
+	}
+	return []*Node{layers.DenseWithBias(ctx.In("logits"), x, *flagOut)}
+}
+
+func main() {
+	flag.Parse()
+	backend := gr.MustNewBackend()
+	rng := rand.New(rand.NewPCG(1, 2))
+	xs := make([]float32, *flagBatch**flagIn)
+	for i := range xs {
+		xs[i] = float32(rng.NormFloat64())
+	}
+	ys := make([]int32, *flagBatch)
+	for i := range ys {
+		ys[i] = int32(rng.IntN(*flagOut))
+	}
+	x := tensors.FromFlatDataAndDimensions(xs, *flagBatch, *flagIn)
+	y := tensors.FromFlatDataAndDimensions(ys, *flagBatch, 1)
+
+	all := methods()
+	var ms []*method
+	for _, m := range all {
+		if *flagOnly == "" || m == all[0] || m.name == *flagOnly {
+			ms = append(ms, m)
+		}
+	}
+	step := func(m *method) {
+		if _, err := gr.TrainStep(m.trainer, nil, []*tensors.Tensor{x}, []*tensors.Tensor{y}); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %+v\n", m.name, err)
+			os.Exit(1)
+		}
+	}
+	for _, m := range ms {
+		m.ctx = context.New()
+		lossFn := m.lossFn
+		if lossFn == nil {
+			lossFn = crossEntropy
+		}
+		m.trainer = gr.NewTrainer(backend, m.ctx, modelFn, lossFn, m.opt(), nil, nil)
+		for range *flagWarmUp {
+			step(m)
+		}
+	}
+
+	// Memory: peak heap above the post-GC heap while running 10 steps (so Every's both graphs run).
+	for _, m := range ms {
+		runtime.GC()
+		var st runtime.MemStats
+		runtime.ReadMemStats(&st)
+		base := st.HeapAlloc
+		var peak atomic.Uint64
+		done := make(chan struct{})
+		go func() {
+			var s runtime.MemStats
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				runtime.ReadMemStats(&s)
+				if s.HeapAlloc > peak.Load() {
+					peak.Store(s.HeapAlloc)
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+		}()
+		old := debugSetGCPercent(-1) // No GC during the steps: the peak is everything allocated.
+		for range 10 {
+			step(m)
+		}
+		debugSetGCPercent(old)
+		close(done)
+		if p := peak.Load(); p > base {
+			m.peak = (p - base) / 10
+		}
+	}
+
+	// Time: interleaved rounds.
+	for range *flagRounds {
+		for _, m := range ms {
+			start := time.Now()
+			step(m)
+			m.times = append(m.times, time.Since(start))
+		}
+	}
+
+	var params int64
+	for v := range ms[0].ctx.IterVariables() {
+		if v.Trainable {
+			params += int64(v.Shape().Memory())
+		}
+	}
+	baseT, baseM := median(ms[0].times), float64(ms[0].peak)
+	fmt.Printf("MLP %d→%d→%d→%d, batch %d, float32, %d parameter bytes; backend %s; %d rounds, median.\n\n",
+		*flagIn, *flagHidden, *flagHidden, *flagOut, *flagBatch, params, backend.Name(), *flagRounds)
+	fmt.Println("| method | time/step | × base | target | heap alloc/step | × base | extra ÷ param bytes |")
+	fmt.Println("|---|---:|---:|---|---:|---:|---:|")
+	for _, m := range ms {
+		t := median(m.times)
+		fmt.Printf("| %s | %.2f ms | %.2f× | %s | %.1f MiB | %.2f× | %.1f |\n", m.name,
+			float64(t.Microseconds())/1000, float64(t)/float64(baseT), m.target,
+			float64(m.peak)/(1<<20), float64(m.peak)/baseM, (float64(m.peak)-baseM)/float64(params))
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
