@@ -1,0 +1,78 @@
+package main
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// Plot writes dln_test_error.png and dln_alpha_eff.png: against α (log scale), one curve per method.
+func Plot(dir string, c Config, results []*Result) error {
+	cells := Aggregate(results)
+	methods := c.methods()
+	title := fmt.Sprintf("DLN d=%d n=%d k=%d, γ=%g, %d seeds", c.D, c.N, c.K, c.Gamma, c.Seeds)
+	if err := plotMetric(filepath.Join(dir, "dln_test_error.png"), title, "test error ‖w − w*‖²", true, methods,
+		cells, func(cell *Cell) float64 { return cell.TestError }); err != nil {
+		return err
+	}
+	return plotMetric(filepath.Join(dir, "dln_alpha_eff.png"), title, "α_eff / α (geometric mean)", false, methods,
+		cells, func(cell *Cell) float64 { return cell.AlphaEff / cell.Alpha })
+}
+
+func plotMetric(path, title, ylabel string, logY bool, methods []Method, cells []*Cell, value func(*Cell) float64) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "α (initialization scale)"
+	p.Y.Label.Text = ylabel
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	if logY {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	p.Add(plotter.NewGrid())
+	for i, m := range methods {
+		var xys plotter.XYs
+		for _, cell := range cells {
+			y := value(cell)
+			if cell.Method != m || math.IsNaN(y) || (logY && y <= 0) {
+				continue
+			}
+			xys = append(xys, plotter.XY{X: cell.Alpha, Y: y})
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		line, points, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return err
+		}
+		col := palette[i%len(palette)]
+		line.Color, points.Color = col, col
+		line.Width = vg.Points(1.5)
+		points.Shape = shapes[i%len(shapes)]
+		if m.Name == "forward" || m.Name == "central" {
+			line.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+		}
+		p.Add(line, points)
+		p.Legend.Add(m.Label(), line, points)
+	}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	return p.Save(6*vg.Inch, 4.2*vg.Inch, path)
+}
+
+var palette = []color.NRGBA{
+	{A: 255}, {R: 0x1f, G: 0x77, B: 0xb4, A: 255}, {R: 0xd6, G: 0x27, B: 0x28, A: 255},
+	{R: 0xff, G: 0x7f, B: 0x0e, A: 255}, {R: 0x2c, G: 0xa0, B: 0x2c, A: 255}, {R: 0x94, G: 0x67, B: 0xbd, A: 255},
+	{R: 0x8c, G: 0x56, B: 0x4b, A: 255}, {R: 0xe3, G: 0x77, B: 0xc2, A: 255},
+}
+
+var shapes = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{},
+	draw.PyramidGlyph{}, draw.CrossGlyph{}, draw.PlusGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}}
