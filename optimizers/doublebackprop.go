@@ -35,6 +35,9 @@ func doubleBackpropGrad(s *step) (grads []*Node) {
 // missingGradientRE matches GoMLX's panic for an op without a gradient.
 var missingGradientRE = regexp.MustCompile(`with type "([^"]+)", for which no gradient is defined`)
 
+// undefinedGradientRE matches GoMLX's panic for an op whose gradient is not defined for its parameters.
+var undefinedGradientRE = regexp.MustCompile(`gradient of (\w+) with [^\n]* not defined`)
+
 // translateMissingGradient turns GoMLX's "no gradient is defined" panic into an error that names the op
 // and suggests a finite-difference method.
 func translateMissingGradient() {
@@ -43,7 +46,13 @@ func translateMissingGradient() {
 		return
 	}
 	msg := fmt.Sprint(r)
-	if m := missingGradientRE.FindStringSubmatch(msg); m != nil {
+	m := missingGradientRE.FindStringSubmatch(msg)
+	if m == nil {
+		// E.g. the gradient of a strided convolution is a convolution with input dilation, whose gradient
+		// GoMLX refuses with "gradient of Convolve with input dilation not defined".
+		m = undefinedGradientRE.FindStringSubmatch(msg)
+	}
+	if m != nil {
 		panic(errors.Errorf("gr.DoubleBackprop needs the gradient of the gradient, but the model's gradient "+
 			"contains op %s, which has no gradient in GoMLX (convolutions and MaxPool are known cases): use "+
 			"gr.ForwardDifference, which needs first-order gradients only (original error: %s)", m[1], msg))

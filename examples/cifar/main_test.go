@@ -1,0 +1,168 @@
+package main
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	gcifar "github.com/gomlx/gomlx/examples/cifar"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+const recordSize = 1 + 32*32*3 // CIFAR-10 binary record: label byte + 3072 pixel bytes
+
+// writeFakeCIFAR10 writes the six CIFAR-10 binary files GoMLX's loader reads, each with its full 10 000
+// records: sparse files (Truncate), with the first few records of each holding random labels and
+// images whose mean brightness depends on the label, the rest zeros (label 0, black image).
+func writeFakeCIFAR10(t *testing.T, dir string) {
+	t.Helper()
+	sub := filepath.Join(dir, gcifar.C10SubDir)
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+		"data_batch_5.bin", "test_batch.bin"}
+	for _, name := range names {
+		f, err := os.Create(filepath.Join(sub, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := make([]byte, recordSize)
+		for range 64 {
+			label := rng.IntN(10)
+			rec[0] = byte(label)
+			for i := 1; i < recordSize; i++ {
+				rec[i] = byte(label*20 + rng.IntN(50))
+			}
+			if _, err := f.Write(rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Truncate(int64(gcifar.C10ExamplesPerFile * recordSize)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// -model=mlp trains a few steps end to end on fake files (no network), with a checkpoint, a resume and
+// the PNG of the curves.
+func TestMLPTrainsOnFakeData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 60 000 fake images (about 1.5 GB of memory, a few seconds): skipped with -short")
+	}
+	dir := t.TempDir()
+	writeFakeCIFAR10(t, dir)
+	c := defaultConfig()
+	c.Data, c.Model, c.Method, c.Steps, c.Batch, c.EvalEvery, c.EvalExamples = dir, "mlp", "forward", 4, 16, 2, 64
+	c.Checkpoint, c.Quiet, c.SaveEvery = filepath.Join(dir, "ckpt"), true, 2
+	res, err := runWith(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Points) != 2 || res.Points[1].Step != 4 {
+		t.Fatalf("curve points = %+v, want evaluations at steps 2 and 4", res.Points)
+	}
+	for _, p := range res.Points {
+		if !(p.TrainLoss >= 0) || !(p.TestLoss >= 0) || math.IsInf(p.TestLoss, 0) || p.TestAcc < 0 || p.TestAcc > 1 {
+			t.Errorf("bad point %+v", p)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(c.Checkpoint, c.Plot)); err != nil || fi.Size() == 0 {
+		t.Errorf("no PNG of the curves in the checkpoint directory: %v", err)
+	}
+	// Resume to step 6: two more steps, one more evaluation, the earlier points kept.
+	c.Steps = 6
+	res, err = runWith(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Points) != 3 || res.Points[2].Step != 6 {
+		t.Fatalf("after resume, points = %+v, want steps 2, 4, 6", res.Points)
+	}
+}
+
+// Errors a user can hit come back as errors that say what to do.
+func TestErrors(t *testing.T) {
+	be, err := theBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := defaultConfig()
+	c.Model, c.Conv = "resnet20", "gomlx"
+	if _, err := resolveConv(c, be); isPureGo(be) {
+		if err == nil || !strings.Contains(err.Error(), "-model=mlp") {
+			t.Errorf("pure-Go backend with -conv=gomlx: error %v, want one naming -model=mlp", err)
+		}
+	}
+	c.Method = "db"
+	if _, err := resolveConv(c, be); err == nil {
+		t.Errorf("-method=db with -conv=gomlx: no error")
+	}
+	c.Conv, c.Method = "auto", "db"
+	if conv, err := resolveConv(c, be); err != nil || conv != "dconv" {
+		t.Errorf("-conv=auto -method=db: %q, %v; want dconv", conv, err)
+	}
+	c.Model = "resnet21"
+	if err := checkModel(c.Model); err == nil || !strings.Contains(err.Error(), "resnet20") {
+		t.Errorf("bad -model: %v", err)
+	}
+	c = defaultConfig()
+	c.Dataset, c.Data = "c1000", t.TempDir()
+	if _, _, _, err := loadData(be, c); err == nil || !strings.Contains(err.Error(), "c10|c100") {
+		t.Errorf("bad -dataset: %v", err)
+	}
+}
+
+// buildParams builds the model graph (training mode, as in a train step) on a batch of 2 and returns
+// the number of trainable parameters, or an error (a panic) from the backend.
+func buildParams(t *testing.T, model, conv string) (n int, err error) {
+	be, err := theBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.New()
+	ctx.SetParams(map[string]any{paramModel: model, paramConv: conv, paramAugment: false, paramNumClasses: 10})
+	err = catch(func() {
+		exec := context.MustNewExec(be, ctx, func(ctx *context.Context, x *graph.Node) *graph.Node {
+			return modelFn(ctx, nil, []*graph.Node{x})[0]
+		})
+		_ = exec.MustExec(tensors.FromShape(shapes.Make(dtypes.Float32, 2, 32, 32, 3)))
+	})
+	return countParams(ctx), err
+}
+
+// Parameter counts of the published architectures (weights, BN scale/offset, final dense with bias).
+func TestParamCounts(t *testing.T) {
+	want := map[string]int{
+		"mlp":      3072*512 + 512 + 512*256 + 256 + 256*10 + 10,
+		"cnn":      3*3*3*16 + 2*16 + 3*3*16*32 + 2*32 + 8*8*32*128 + 128 + 128*10 + 10,
+		"resnet20": 269722,  // He et al.: 0.27M (272 474 with the BN moving averages)
+		"resnet56": 853018,  // 0.85M
+		"wrn16-4":  2748890, // 2.7M
+	}
+	// WRN-28-10 (36.5M parameters) is left out: its graph takes long to build and run on the pure-Go backend.
+	for _, model := range []string{"mlp", "cnn", "resnet20", "resnet56", "wrn16-4"} {
+		if testing.Short() && model != "mlp" && model != "resnet20" {
+			continue
+		}
+		n, err := buildParams(t, model, "dconv")
+		if err != nil {
+			t.Logf("%s: graph not buildable on this backend, skipping its count: %v", model, err)
+			continue
+		}
+		if n != want[model] {
+			t.Errorf("%s: %d parameters, want %d", model, n, want[model])
+		}
+	}
+}
