@@ -14,7 +14,7 @@ import (
 // `-set="gr_method=forward;gr_gamma=0.05;gr_epsilon=0.05"` in any program that uses GoMLX's commandline flags.
 const (
 	// ParamMethod names the method: "none" (the base optimizer alone, the default), "db", "forward",
-	// "backward" or "central".
+	// "backward", "central", or the SAM family "sam", "usam", "gnp", "asam" (see Methods).
 	ParamMethod = "gr_method"
 
 	// ParamGamma is γ, the weight of the penalty (γ/2)‖∇L‖². Default: DefaultGamma.

@@ -17,6 +17,18 @@
 //	BackwardDifference: g = (1 + γ/ε)g₁ − (γ/ε)∇L(θ − εg₁)      (B-GR, "descent first")
 //	CentralDifference:  g = g₁ + (γ/2ε)[∇L(θ + εg₁) − ∇L(θ − εg₁)]
 //
+// and the SAM family, which shares their perturb → re-evaluate → combine mechanism (δ = NormStabilizer):
+//
+//	SAM:  g = ∇L(θ + ρg₁/(‖g₁‖ + δ))                      (Foret et al. 2021)
+//	USAM: g = ∇L(θ + ρg₁)                                 (= ForwardDifference with γ = ε = ρ)
+//	GNP:  g = (1 − α)g₁ + α∇L(θ + ρg₁/(‖g₁‖ + δ))          (Zhao et al. 2022)
+//	ASAM: g = ∇L(θ + ρT²g₁/(‖Tg₁‖ + δ)), T = |θ| + η       (Kwon et al. 2021)
+//
+// Cheaper and safer variants: Config.Every(k) runs the extra evaluation on every k-th step only and reuses
+// the last correction in between; Config.WarmUp and Config.ZeroWarmUp ramp the regularization in; Metrics
+// reports ‖g₁‖, the penalty and the curvature g₁ᵀHg₁ as train metrics. The flooding family (an implicit
+// F-GR) lives in package github.com/gradreg/gradreg/regularizers.
+//
 // The finite-difference methods re-evaluate the model at a perturbed θ, so they need the model and loss
 // functions: build the trainer with NewTrainer, which has the signature of train.NewTrainer and returns a
 // plain *train.Trainer. Switching a program to GR is one statement:
