@@ -45,10 +45,10 @@ type Config struct {
 
 // DefaultConfig is the default run.
 func DefaultConfig() Config {
-	return Config{D: 100, N: 40, K: 5, Alphas: []float64{0.01, 0.03, 0.1, 0.3, 1, 3},
-		Epsilons: []float64{0.02, 0.1}, Seeds: 3, Methods: []string{"gd", "db", "forward", "backward"},
+	return Config{D: 100, N: 40, K: 5, Alphas: []float64{0.01, 0.03, 0.1, 0.3, 1},
+		Epsilons: []float64{0.02, 0.1}, Seeds: 2, Methods: []string{"gd", "db", "forward", "backward"},
 		LRMax: 0.05, LRScale: 1,
-		Settings: Settings{Gamma: 0.1, Tol: 1e-6, MaxSteps: 20000, CheckEvery: 10}}
+		Settings: Settings{Gamma: 0.1, Tol: 1e-6, MaxSteps: 12000, CheckEvery: 10}}
 }
 
 // stepSize is the step size of a model: the same for every method.
