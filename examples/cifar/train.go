@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/gradreg/gradreg/examples/internal/sgdm"
 	"math"
 	"os"
 	"path/filepath"
@@ -212,7 +213,7 @@ func loadData(be backends.Backend, c *config) (trainDS *datasets.InMemoryDataset
 
 // newOptimizer builds SGD + momentum + weight decay + cosine schedule, wrapped by the -method.
 func newOptimizer(ctx *context.Context, c *config, totalSteps int) (optimizers.Interface, error) {
-	base := &sgdMomentum{lr: c.LR, momentum: c.Momentum, weightDecay: c.WeightDecay, totalSteps: totalSteps}
+	base := &sgdm.Optimizer{LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay, TotalSteps: totalSteps}
 	return gr.FromContext(ctx, base)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/gradreg/gradreg/examples/internal/sgdm"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,7 +125,7 @@ func compareVariables(t *testing.T, want, got *context.Context) {
 	t.Helper()
 	n := 0
 	for v := range want.IterVariables() {
-		if !v.Trainable && !strings.HasPrefix(v.Scope(), momentumScope) {
+		if !v.Trainable && !strings.HasPrefix(v.Scope(), sgdm.VelocityScope) {
 			continue
 		}
 		other := got.GetVariableByScopeAndName(v.Scope(), v.Name())

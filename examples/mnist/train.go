@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
+	"github.com/gradreg/gradreg/examples/internal/sgdm"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -131,7 +131,7 @@ func newOptimizer(ctx *context.Context) (optimizers.Interface, error) {
 	case "sgd":
 		base = optimizers.StochasticGradientDescent().WithDecay(false).WithLearningRate(lr).Done()
 	case "momentum":
-		base = &momentum{lr: lr, beta: context.GetParamOr(ctx, paramMomentum, 0.9)}
+		base = &sgdm.Optimizer{LR: lr, Momentum: context.GetParamOr(ctx, paramMomentum, 0.9)}
 	case "adam":
 		base = optimizers.Adam().FromContext(ctx).LearningRate(lr).Done()
 	default:
@@ -274,46 +274,4 @@ func trainRun(backend backends.Backend, cfg runConfig, trainData, testData *Spli
 
 func scalar(t *tensors.Tensor) float64 {
 	return shapes.ConvertTo[float64](t.Value())
-}
-
-// momentum is SGD with heavy-ball momentum: v ← βv + g, θ ← θ − ηv (GoMLX has no momentum optimizer).
-type momentum struct {
-	lr, beta float64
-}
-
-var _ train.OptimizeWithGradients = (*momentum)(nil)
-
-func (m *momentum) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *graph.Node) {
-	m.UpdateGraphWithGradients(ctx, ctx.BuildTrainableVariablesGradientsGraph(loss), loss.DType())
-}
-
-func (m *momentum) UpdateGraphWithGradients(ctx *context.Context, grads []*graph.Node, lossDType dtypes.DType) {
-	if len(grads) == 0 {
-		return
-	}
-	g := grads[0].Graph()
-	lr := optimizers.LearningRateVar(ctx, lossDType, m.lr).ValueGraph(g)
-	optimizers.IncrementGlobalStepGraph(ctx, g, lossDType)
-	var vars []*context.Variable
-	for v := range ctx.IterVariables() {
-		if v.Trainable && v.InUseByGraph(g) {
-			vars = append(vars, v)
-		}
-	}
-	velocityCtx := ctx.InAbsPath(momentumScope).Checked(false)
-	for i, v := range vars {
-		grad := grads[i]
-		vel := velocityCtx.InAbsPath(momentumScope+v.Scope()).
-			VariableWithValue(v.Name()+"_velocity", tensors.FromShape(grad.Shape())).SetTrainable(false)
-		newVel := graph.Add(graph.MulScalar(vel.ValueGraph(g), m.beta), grad)
-		vel.SetValueGraph(newVel)
-		v.SetValueGraph(graph.Sub(v.ValueGraph(g), graph.Mul(graph.ConvertDType(lr, grad.DType()), newVel)))
-	}
-}
-
-// momentumScope holds the velocities.
-const momentumScope = "/momentum"
-
-func (m *momentum) Clear(ctx *context.Context) error {
-	return ctx.InAbsPath(momentumScope).DeleteVariablesInScope()
 }
