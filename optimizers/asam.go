@@ -4,7 +4,6 @@ import (
 	"math"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
@@ -22,11 +21,7 @@ const (
 
 func init() {
 	registerMethod("asam", ASAM)
-	fromContextHooks = append(fromContextHooks, func(ctx *context.Context, c *Config) {
-		if _, found := ctx.GetParam(ParamEta); found {
-			c.Eta(context.GetParamOr(ctx, ParamEta, c.eta))
-		}
-	})
+	readParamIfSet(ParamEta, (*Config).Eta)
 }
 
 // ASAM returns adaptive SAM (Kwon, Kim, Park & Choi, "ASAM: Adaptive Sharpness-Aware Minimization for

@@ -154,6 +154,16 @@ var constructors = map[string]func(optimizers.Interface) *Config{}
 // fromContextHooks read further hyperparameters from the context into a Config (e.g. ρ for SAM).
 var fromContextHooks []func(ctx *context.Context, c *Config)
 
+// readParamIfSet registers a FromContext hook: when the context sets param, set applies its value.
+func readParamIfSet[T any](param string, set func(c *Config, value T) *Config) {
+	fromContextHooks = append(fromContextHooks, func(ctx *context.Context, c *Config) {
+		if _, found := ctx.GetParam(param); found {
+			var zero T
+			set(c, context.GetParamOr(ctx, param, zero))
+		}
+	})
+}
+
 // registerMethod makes a method available to FromContext under name; each method's file calls it from init.
 func registerMethod(name string, constructor func(optimizers.Interface) *Config) {
 	Methods = append(Methods, name)

@@ -17,11 +17,7 @@ import (
 const ParamEvery = "gr_every"
 
 func init() {
-	fromContextHooks = append(fromContextHooks, func(ctx *context.Context, c *Config) {
-		if _, found := ctx.GetParam(ParamEvery); found {
-			c.Every(context.GetParamOr(ctx, ParamEvery, 1))
-		}
-	})
+	readParamIfSet(ParamEvery, (*Config).Every)
 }
 
 // schedule holds the settings of Every (every.go) and WarmUp/ZeroWarmUp (warmup.go).

@@ -1,7 +1,6 @@
 package optimizers
 
 import (
-	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
@@ -19,11 +18,7 @@ const (
 
 func init() {
 	registerMethod("gnp", GNP)
-	fromContextHooks = append(fromContextHooks, func(ctx *context.Context, c *Config) {
-		if _, found := ctx.GetParam(ParamAlpha); found {
-			c.Alpha(context.GetParamOr(ctx, ParamAlpha, c.alpha))
-		}
-	})
+	readParamIfSet(ParamAlpha, (*Config).Alpha)
 }
 
 // GNP returns gradient-norm penalty (Zhao, Zhang & Hu, "Penalizing Gradient Norm for Efficiently Improving

@@ -4,7 +4,6 @@ import (
 	"math"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
@@ -18,11 +17,7 @@ const DefaultRho = 0.05
 
 func init() {
 	registerMethod("sam", SAM)
-	fromContextHooks = append(fromContextHooks, func(ctx *context.Context, c *Config) {
-		if _, found := ctx.GetParam(ParamRho); found {
-			c.Rho(context.GetParamOr(ctx, ParamRho, c.rho))
-		}
-	})
+	readParamIfSet(ParamRho, (*Config).Rho)
 }
 
 // SAM returns sharpness-aware minimization (Foret et al., "Sharpness-Aware Minimization for Efficiently

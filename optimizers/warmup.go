@@ -2,7 +2,6 @@ package optimizers
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/pkg/errors"
 )
 
@@ -16,14 +15,8 @@ const (
 )
 
 func init() {
-	fromContextHooks = append(fromContextHooks, func(ctx *context.Context, c *Config) {
-		if _, found := ctx.GetParam(ParamWarmUp); found {
-			c.WarmUp(context.GetParamOr(ctx, ParamWarmUp, 0))
-		}
-		if _, found := ctx.GetParam(ParamZeroWarmUp); found {
-			c.ZeroWarmUp(context.GetParamOr(ctx, ParamZeroWarmUp, 0))
-		}
-	})
+	readParamIfSet(ParamWarmUp, (*Config).WarmUp)
+	readParamIfSet(ParamZeroWarmUp, (*Config).ZeroWarmUp)
 }
 
 // WarmUp ramps the regularization linearly from 0 over the first steps steps (GR warm-up, Zhao, Zhang & Hu,
