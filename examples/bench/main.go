@@ -4,7 +4,7 @@
 //
 // All methods run in one process, interleaved: after a warm-up (graph compilation and a few steps), each
 // round runs one step of every method in turn, so that a change in the machine's load affects all of them
-// alike; the table reports the median over the rounds. Memory is the peak Go heap sampled while a method runs
+// alike; the table reports the median over the rounds (for Every(k), over blocks of k steps). Memory is the peak Go heap sampled while a method runs
 // a few steps, above the heap after a GC before them: it is meaningful for the pure-Go backend, whose
 // buffers live in the Go heap (on XLA the device memory is not seen). The pure-Go backend runs no CNN with
 // second-order methods cheaply; this command benchmarks the MLP only.
@@ -50,6 +50,7 @@ type method struct {
 	target  string // the target, for the table
 	opt     func() optimizers.Interface
 	lossFn  train.LossFn // nil: plain cross-entropy
+	every   int          // k of Every(k): timed over blocks of k steps; 0 for the others
 	trainer *train.Trainer
 	ctx     *context.Context
 	times   []time.Duration
@@ -75,8 +76,8 @@ func methods() []*method {
 	}
 	for _, k := range []int{2, 5, 10} {
 		ms = append(ms, &method{name: fmt.Sprintf("ForwardDifference Every(%d)", k),
-			target: fmt.Sprintf("≈ %.2f×", 1+1/float64(k)),
-			opt:    func() optimizers.Interface { return gr.ForwardDifference(sgd()).Every(k).Done() }})
+			target: fmt.Sprintf("≈ %.2f×", 1+1/float64(k)), every: k,
+			opt: func() optimizers.Interface { return gr.ForwardDifference(sgd()).Every(k).Done() }})
 	}
 	ms = append(ms, &method{name: "Flooding (b=0.02)", target: "≤ 1.02×", opt: sgd,
 		lossFn: regularizers.Flooding(crossEntropy, 0.02)})
@@ -185,17 +186,33 @@ func main() {
 			params += int64(v.Shape().Memory())
 		}
 	}
-	baseT, baseM := median(ms[0].times), float64(ms[0].peak)
+	baseT, baseM := stepTime(ms[0]), float64(ms[0].peak)
 	fmt.Printf("MLP %d→%d→%d→%d, batch %d, float32, %d parameter bytes; backend %s; %d rounds, median.\n\n",
 		*flagIn, *flagHidden, *flagHidden, *flagOut, *flagBatch, params, backend.Name(), *flagRounds)
 	fmt.Println("| method | time/step | × base | target | heap alloc/step | × base | extra ÷ param bytes |")
 	fmt.Println("|---|---:|---:|---|---:|---:|---:|")
 	for _, m := range ms {
-		t := median(m.times)
+		t := stepTime(m)
 		fmt.Printf("| %s | %.2f ms | %.2f× | %s | %.1f MiB | %.2f× | %.1f |\n", m.name,
 			float64(t.Microseconds())/1000, float64(t)/float64(baseT), m.target,
 			float64(m.peak)/(1<<20), float64(m.peak)/baseM, (float64(m.peak)-baseM)/float64(params))
 	}
+}
+
+// stepTime is the median step time; for Every(k), the median over blocks of k consecutive steps of the
+// block's mean (each block holds exactly one ascent step, whatever its alignment), since the median of
+// single steps would just pick a skip step.
+func stepTime(m *method) time.Duration {
+	k := max(m.every, 1)
+	var blocks []time.Duration
+	for i := 0; i+k <= len(m.times); i += k {
+		var sum time.Duration
+		for _, t := range m.times[i : i+k] {
+			sum += t
+		}
+		blocks = append(blocks, sum/time.Duration(k))
+	}
+	return median(blocks)
 }
 
 func median(ds []time.Duration) time.Duration {
