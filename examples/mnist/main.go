@@ -88,6 +88,11 @@ func (o options) params() map[string]any {
 		gr.ParamEpsilon:              o.epsilon,
 		gr.ParamRho:                  o.rho,
 		regularizers.ParamFloodLevel: o.flood,
+		// Neutral defaults, so that -set can change them: -set="gr_every=5;gr_warmup=100".
+		gr.ParamEvery:      1,
+		gr.ParamWarmUp:     0,
+		gr.ParamZeroWarmUp: 0,
+		gr.ParamNormalized: false,
 	}
 }
 
