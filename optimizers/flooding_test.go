@@ -5,8 +5,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/gomlx/gomlx/pkg/core/tensors"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers"
@@ -19,15 +17,7 @@ import (
 
 // trainWithLoss is trainSteps with the loss function lossFn instead of squaredLoss.
 func (p *problem) trainWithLoss(t testing.TB, lossFn train.LossFn, opt optimizers.Interface, steps int) (theta, losses []float64) {
-	ctx := context.New()
-	trainer := gr.NewTrainer(backend(t), ctx, p.modelFn(false), lossFn, opt, nil, nil)
-	x, y := p.tensors()
-	for range steps {
-		metrics, err := trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
-		require.NoError(t, err)
-		losses = append(losses, metrics[0].Value().(float64))
-	}
-	return variableValues(ctx, "W", "v"), losses
+	return p.train(t, p.modelFn(false), lossFn, opt, steps)
 }
 
 // example returns the one-example problem of example i, without the AddLoss term: its loss and gradient

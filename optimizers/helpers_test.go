@@ -110,8 +110,13 @@ func sgd(lr float64) optimizers.Interface {
 // trainSteps runs steps training steps with opt through gr.NewTrainer and returns θ = (W, v) after them,
 // and the reported losses.
 func (p *problem) trainSteps(t testing.TB, opt optimizers.Interface, linear bool, steps int) (theta, losses []float64) {
+	return p.train(t, p.modelFn(linear), squaredLoss, opt, steps)
+}
+
+// train is trainSteps with any model and loss functions.
+func (p *problem) train(t testing.TB, modelFn train.ModelFn, lossFn train.LossFn, opt optimizers.Interface, steps int) (theta, losses []float64) {
 	ctx := context.New()
-	trainer := gr.NewTrainer(backend(t), ctx, p.modelFn(linear), squaredLoss, opt, nil, nil)
+	trainer := gr.NewTrainer(backend(t), ctx, modelFn, lossFn, opt, nil, nil)
 	x, y := p.tensors()
 	for range steps {
 		metrics, err := trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
