@@ -51,7 +51,7 @@ func (c *Config) Eta(eta float64) *Config {
 	return c
 }
 
-func asamGrad(s *step) []*Node {
+func asamGrad(s *Step) []*Node {
 	tg := make([]*Node, len(s.grad)) // T g₁
 	for i, theta := range s.theta {
 		t := graph.AddScalar(graph.Abs(theta), s.cfg.eta)
@@ -63,5 +63,5 @@ func asamGrad(s *step) []*Node {
 		t := graph.AddScalar(graph.Abs(theta), s.cfg.eta)
 		e[i] = graph.Mul(castTo(c, theta), graph.Mul(t, tg[i]))
 	}
-	return s.gradAt(e)
+	return s.GradAt(e)
 }

@@ -17,9 +17,9 @@ func BackwardDifference(base optimizers.Interface) *Config {
 	return newConfig(base, "BackwardDifference", true, backwardGrad)
 }
 
-func backwardGrad(s *step) []*Node {
+func backwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
-	descent := s.gradAt(scale(graph.Neg(h), s.grad))
+	descent := s.GradAt(scale(graph.Neg(h), s.grad))
 	return axpby(graph.OnePlus(c), s.grad, graph.Neg(c), descent)
 }

@@ -17,10 +17,10 @@ func CentralDifference(base optimizers.Interface) *Config {
 	return newConfig(base, "CentralDifference", true, centralGrad)
 }
 
-func centralGrad(s *step) []*Node {
+func centralGrad(s *Step) []*Node {
 	h := s.fdStep()
 	half := graph.MulScalar(s.fdCoefficient(h), 0.5) // γ/2h
-	ascent := s.gradAt(scale(h, s.grad))
-	descent := s.gradAt(scale(graph.Neg(h), s.grad))
+	ascent := s.GradAt(scale(h, s.grad))
+	descent := s.GradAt(scale(graph.Neg(h), s.grad))
 	return add(s.grad, scale(half, sub(ascent, descent)))
 }

@@ -40,7 +40,7 @@ const (
 )
 
 // methodFn builds the combined gradient of one step.
-type methodFn func(s *step) []*Node
+type methodFn func(s *Step) []*Node
 
 // Config is the builder of a gradient-regularized optimizer. Create it with one of the method
 // constructors (DoubleBackprop, ForwardDifference, ...), set hyperparameters and finish with Done.

@@ -24,7 +24,7 @@ func DoubleBackprop(base optimizers.Interface) *Config {
 	return newConfig(base, "DoubleBackprop", false, doubleBackpropGrad)
 }
 
-func doubleBackpropGrad(s *step) (grads []*Node) {
+func doubleBackpropGrad(s *Step) (grads []*Node) {
 	penalty := graph.MulScalar(dot(s.loss, s.grad, s.grad), 0.5) // ½‖g₁‖²
 	defer translateMissingGradient()
 	hg := graph.Gradient(penalty, s.theta...) // Hg₁

@@ -146,7 +146,7 @@ func unwrapSpec(spec any) (any, everyPhase) {
 
 // combine returns the gradient handed to the base optimizer: the method's, with Every and WarmUp applied,
 // and publishes the step's metrics.
-func (c *Config) combine(s *step) []*Node {
+func (c *Config) combine(s *Step) []*Node {
 	s.warm = warmUpFactor(s)
 	k := max(c.sched.every, 1)
 	if k == 1 {
@@ -206,7 +206,7 @@ func (c *Config) combine(s *step) []*Node {
 
 // correctionVars returns the variables holding the stored correction, one per trainable variable, under
 // Scope/every/<the variable's scope>, same name, shape and dtype, initialized to zero.
-func correctionVars(s *step) []*context.Variable {
+func correctionVars(s *Step) []*context.Variable {
 	out := make([]*context.Variable, len(s.vars))
 	for i, v := range s.vars {
 		scope := Scope + "/every"
@@ -221,6 +221,6 @@ func correctionVars(s *step) []*context.Variable {
 
 // globalStep returns the trainer's global step before this step (int64), as the base optimizer will
 // increment it afterwards.
-func globalStep(s *step) *Node {
+func globalStep(s *Step) *Node {
 	return optimizers.GetGlobalStepVar(s.ctx.InAbsPath(context.RootScope)).ValueGraph(s.g)
 }

@@ -16,9 +16,9 @@ func ForwardDifference(base optimizers.Interface) *Config {
 	return newConfig(base, "ForwardDifference", true, forwardGrad)
 }
 
-func forwardGrad(s *step) []*Node {
+func forwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
-	ascent := s.gradAt(scale(h, s.grad))
+	ascent := s.GradAt(scale(h, s.grad))
 	return axpby(oneMinus(c), s.grad, c, ascent)
 }

@@ -46,7 +46,7 @@ func (c *Config) Alpha(alpha float64) *Config {
 	return c
 }
 
-func gnpGrad(s *step) []*Node {
+func gnpGrad(s *Step) []*Node {
 	alpha := s.scalar(s.cfg.alpha)
-	return axpby(oneMinus(alpha), s.grad, alpha, s.gradAt(samPerturbation(s)))
+	return axpby(oneMinus(alpha), s.grad, alpha, s.GradAt(samPerturbation(s)))
 }

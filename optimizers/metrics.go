@@ -80,7 +80,7 @@ func metricFn(name string) metrics.BaseMetricGraph {
 
 // recordCurvature sets s.curvature, unless already set, from the first perturbed gradient grads = ∇L(θ + o):
 // g₁ᵀ(grads − g₁)·‖g₁‖²/(g₁ᵀo), or 0 when g₁ᵀo = 0.
-func (s *step) recordCurvature(offset, grads []*Node) {
+func (s *Step) recordCurvature(offset, grads []*Node) {
 	if s.curvature != nil {
 		return
 	}
@@ -94,7 +94,7 @@ func (s *step) recordCurvature(offset, grads []*Node) {
 
 // publishMetrics makes this step's metrics available to the metrics built by Metrics. curvatureValid, when
 // not nil, is a Bool scalar that says whether the curvature was measured in this step.
-func (s *step) publishMetrics(curvatureValid *Node) {
+func (s *Step) publishMetrics(curvatureValid *Node) {
 	scoped := s.ctx.InAbsPath(Scope)
 	sq := dot(s.loss, s.grad, s.grad)
 	gamma := s.gamma

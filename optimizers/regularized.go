@@ -44,8 +44,10 @@ func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *No
 	base.UpdateGraphWithGradients(ctx, grads, loss.DType())
 }
 
-// step holds the graph of one training step while a method builds its combined gradient.
-type step struct {
+// Step is the graph of one training step while a method builds its combined gradient: a method is a
+// function of *Step that returns the gradient handed to the base optimizer, one node per trainable
+// variable, in the order of Theta.
+type Step struct {
 	cfg   *Config
 	ctx   *context.Context
 	g     *graph.Graph
@@ -57,15 +59,15 @@ type step struct {
 
 	gamma, epsilon *Node // γ and ε as scalars of the loss dtype
 
-	// Metrics (metrics.go): curvature is g₁ᵀHg₁ estimated by the first gradAt (or set by the method, e.g. DB);
+	// Metrics (metrics.go): curvature is g₁ᵀHg₁ estimated by the first GradAt (or set by the method, e.g. DB);
 	// penalty may be set by a method whose penalty is not (γ/2)‖g₁‖². nil: not measured in this step.
 	curvature, penalty *Node
 
 	warm *Node // w_t of WarmUp/ZeroWarmUp (warmup.go); nil without warm-up
 }
 
-func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node) *step {
-	s := &step{cfg: cfg, ctx: ctx, g: g, loss: loss, pass: recordedPass(ctx, g)}
+func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node) *Step {
+	s := &Step{cfg: cfg, ctx: ctx, g: g, loss: loss, pass: recordedPass(ctx, g)}
 	if cfg.needsModel && s.pass == nil {
 		panicf("gr.%s evaluates the model a second time at perturbed weights and needs the "+
 			"model function: build the trainer with gr.NewTrainer (same arguments as train.NewTrainer) "+
@@ -83,25 +85,40 @@ func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node) *ste
 	return s
 }
 
+// Theta returns θ, the values of the trainable variables at the start of the step, in context order.
+func (s *Step) Theta() []*Node { return s.theta }
+
+// Grad returns g₁ = ∇L(θ), one node per trainable variable, in the order of Theta.
+func (s *Step) Grad() []*Node { return s.grad }
+
+// Loss returns L(θ), the scalar loss of the step (with every train.AddLoss term).
+func (s *Step) Loss() *Node { return s.loss }
+
+// Gamma returns γ as a scalar of the loss dtype.
+func (s *Step) Gamma() *Node { return s.gamma }
+
+// Epsilon returns ε as a scalar of the loss dtype.
+func (s *Step) Epsilon() *Node { return s.epsilon }
+
 // scalar returns a constant of the loss dtype.
-func (s *step) scalar(v float64) *Node {
+func (s *Step) scalar(v float64) *Node {
 	return graph.Scalar(s.g, s.loss.DType(), v)
 }
 
 // fdStep returns the finite-difference step h: ε, or ε/(‖g₁‖ + δ) with Config.Normalized.
-func (s *step) fdStep() *Node {
+func (s *Step) fdStep() *Node {
 	if !s.cfg.normalized {
 		return s.epsilon
 	}
 	return graph.Div(s.epsilon, graph.AddScalar(norm(s.loss, s.grad), NormStabilizer))
 }
 
-// gradAt returns ∇L(θ + offset): the model and loss are built again, on the same inputs and labels, with
+// GradAt returns ∇L(θ + offset): the model and loss are built again, on the same inputs and labels, with
 // the trainable variables at θ + offset and every other variable the graph uses at its value from the
 // start of the step (so the random-number state, hence the dropout mask, repeats). Afterwards every
 // variable is back where the first pass left it: trainable ones at θ, the others with the first pass's
 // updates (e.g. batch-norm moving statistics), so the second pass changes nothing but the gradient.
-func (s *step) gradAt(offset []*Node) []*Node {
+func (s *Step) GradAt(offset []*Node) []*Node {
 	ctx, g := s.pass.ctx, s.g
 
 	// Values after the first pass, to restore at the end.
@@ -158,7 +175,7 @@ func startValue(v *context.Variable, g *graph.Graph) *Node {
 }
 
 // fdCoefficient returns γ/h for the finite-difference step h.
-func (s *step) fdCoefficient(h *Node) *Node {
+func (s *Step) fdCoefficient(h *Node) *Node {
 	return graph.Div(s.gamma, h)
 }
 

@@ -44,12 +44,12 @@ func (c *Config) Rho(rho float64) *Config {
 	return c
 }
 
-func samGrad(s *step) []*Node {
-	return s.gradAt(samPerturbation(s))
+func samGrad(s *Step) []*Node {
+	return s.GradAt(samPerturbation(s))
 }
 
 // samPerturbation returns e = ρ g₁/(‖g₁‖ + δ).
-func samPerturbation(s *step) []*Node {
+func samPerturbation(s *Step) []*Node {
 	c := graph.Div(s.scalar(s.cfg.rho), graph.AddScalar(norm(s.loss, s.grad), NormStabilizer))
 	return scale(c, s.grad)
 }

@@ -23,6 +23,6 @@ func USAM(base optimizers.Interface) *Config {
 	return c
 }
 
-func usamGrad(s *step) []*Node {
-	return s.gradAt(scale(s.scalar(s.cfg.rho), s.grad))
+func usamGrad(s *Step) []*Node {
+	return s.GradAt(scale(s.scalar(s.cfg.rho), s.grad))
 }

@@ -55,7 +55,7 @@ func (c *Config) checkWarmUp(param string, steps int) {
 }
 
 // warmUpFactor returns w_t as a scalar of the loss dtype, or nil without warm-up.
-func warmUpFactor(s *step) *Node {
+func warmUpFactor(s *Step) *Node {
 	steps := s.cfg.sched.warmUp
 	if steps <= 0 {
 		return nil
@@ -68,7 +68,7 @@ func warmUpFactor(s *step) *Node {
 }
 
 // warmed returns w_t·x, or x without warm-up.
-func (s *step) warmed(x []*Node) []*Node {
+func (s *Step) warmed(x []*Node) []*Node {
 	if s.warm == nil {
 		return x
 	}
