@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"strings"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -200,14 +199,18 @@ type Settings struct {
 	Quiet      bool    // no progress bar
 }
 
+// MaxLoss is the divergence threshold: a model whose training loss is non-finite or above MaxLoss at the
+// start of a step is masked in the graph from that step on (see TrainBatch).
+const MaxLoss = 1e6
+
 // Result is what one model ended with.
 type Result struct {
 	Model
 	Method     Method
-	Steps      int // steps taken (MaxSteps if it did not converge)
+	Steps      int // updates applied (MaxSteps if it neither converged nor diverged)
 	Converged  bool
-	Diverged   bool
-	TrainLoss  float64
+	Diverged   bool    // its loss became non-finite or above MaxLoss; U and V are frozen where it was masked
+	TrainLoss  float64 // at the end (non-finite or above MaxLoss for a diverged model)
 	TestError  float64 // ‖w − w*‖²
 	AlphaEff   float64 // geometric mean over coordinates of √(uᵢvᵢ)
 	AlphaEffS  float64 // … over the support of w*
@@ -217,28 +220,82 @@ type Result struct {
 
 var errAllDone = errors.New("every model converged or diverged")
 
-// Scope of the DLN variables.
+// Scopes and names of the DLN variables.
 const (
 	scopeModel = "/dln"
 	scopeStep  = "/dln_step"
+	varStopped = "stopped_at" // in scopeStep: [K, 1], −1 while a model is live, else the step it was masked at
 )
 
-// predict returns f(x) = ⟨u⊙u − v⊙v, x⟩ for every model: x [K, n, d] → [K, n].
-func predict(ctx *context.Context, x *Node, uInit, vInit *tensors.Tensor) *Node {
+// weights returns u and v of every model, [K, d] each, creating them from the initial values.
+func weights(ctx *context.Context, g *graph.Graph, uInit, vInit *tensors.Tensor) (u, v *Node) {
 	mctx := ctx.InAbsPath(scopeModel)
 	variable := func(name string, init *tensors.Tensor) *Node {
 		if v := mctx.GetVariable(name); v != nil {
-			return v.ValueGraph(x.Graph())
+			return v.ValueGraph(g)
 		}
-		return mctx.VariableWithValue(name, init).ValueGraph(x.Graph())
+		return mctx.VariableWithValue(name, init).ValueGraph(g)
 	}
-	u, v := variable("u", uInit), variable("v", vInit)
+	return variable("u", uInit), variable("v", vInit)
+}
+
+// predict returns f(x) = ⟨u⊙u − v⊙v, x⟩ for every model: x [K, n, d] → [K, n].
+func predict(x, u, v *Node) *Node {
 	w := graph.Sub(graph.Square(u), graph.Square(v))
 	return graph.ReduceSum(graph.Mul(x, graph.ExpandAxes(w, 1)), -1)
 }
 
-// blockSGD is plain gradient descent with one step size per model (row of every variable): θ_k ← θ_k − η_k g_k.
-// A step size of 0 freezes a model. The GR terms of independent models separate exactly, so each model of
+// modelLosses returns each model's loss (1/2n)‖X_k w_k − y_k‖²: predictions and y [K, n] → [K].
+func modelLosses(predictions, y *Node) *Node {
+	e := graph.Sub(predictions, y)
+	return graph.DivScalar(graph.ReduceSum(graph.Square(e), -1), float64(2*y.Shape().Dimensions[1]))
+}
+
+// maskedLosses is the model function of the batched graph: on inputs x [K, n, d] and y [K, n] it returns
+// each model's loss [K], 0 for a masked model (the trainer's loss function sums them). A model is live
+// while the stopped_at variable holds −1 for it. In a training graph, a live model whose loss at the
+// current weights is non-finite or above MaxLoss is masked from this step on, and stopped_at records the
+// global step (the number of updates it took). Masking selects with Where, so the batch loss stays finite;
+// blockSGD applies no update to a masked model, so a gradient that a diverged model made non-finite is
+// never written, and the other models are untouched (every operation is row-separable). In the GR
+// methods' second pass at θ + εg₁ the same test runs on the perturbed loss (GradAt starts it from the step's
+// stopped_at and restores the first pass's value afterwards): a model whose perturbed loss overflows
+// contributes a zero perturbed gradient in that step.
+func maskedLosses(ctx *context.Context, x, y *Node, uInit, vInit *tensors.Tensor) *Node {
+	g := x.Graph()
+	u, v := weights(ctx, g, uInit, vInit)
+	losses := modelLosses(predict(x, u, v), y) // [K]
+	stoppedVar := stoppedAt(ctx)
+	stopped := stoppedVar.ValueGraph(g) // [K, 1]
+	live := isLive(stopped)
+	if ctx.IsTraining(g) {
+		l := graph.ExpandAxes(losses, -1)
+		healthy := graph.LogicalAnd(graph.IsFinite(l), graph.LessOrEqual(l, graph.Scalar(g, l.DType(), MaxLoss)))
+		step := optimizers.GetGlobalStepVar(ctx.InAbsPath(context.RootScope)).ValueGraph(g)
+		stoppedVar.SetValueGraph(graph.Where(graph.LogicalAnd(live, graph.LogicalNot(healthy)),
+			graph.BroadcastToShape(graph.ConvertDType(step, stopped.DType()), stopped.Shape()), stopped))
+		live = graph.LogicalAnd(live, healthy)
+	}
+	return graph.Where(graph.Reshape(live, -1), losses, graph.ZerosLike(losses))
+}
+
+// stoppedAt returns the stopped_at variable created by TrainBatch.
+func stoppedAt(ctx *context.Context) *context.Variable {
+	v := ctx.InAbsPath(scopeStep).GetVariable(varStopped)
+	if v == nil {
+		panic(errors.Errorf("dln: variable %s/%s missing: build the graph through TrainBatch", scopeStep, varStopped))
+	}
+	return v
+}
+
+// isLive returns stopped_at < 0: the live models.
+func isLive(stopped *Node) *Node {
+	return graph.LessThan(stopped, graph.ScalarZero(stopped.Graph(), stopped.DType()))
+}
+
+// blockSGD is plain gradient descent with one step size per model (row of every variable): θ_k ← θ_k − η_k g_k
+// for the models live after the step's first pass (maskedLosses), θ_k unchanged for the others. A step size
+// of 0 freezes a model too. The GR terms of independent models separate exactly, so each model of
 // the batch follows exactly the trajectory it would follow alone.
 type blockSGD struct{}
 
@@ -250,40 +307,47 @@ func (blockSGD) UpdateGraphWithGradients(ctx *context.Context, grads []*Node, dt
 	g := grads[0].Graph()
 	optimizers.IncrementGlobalStepGraph(ctx, g, dtype)
 	step := ctx.InAbsPath(scopeStep).GetVariable("eta").ValueGraph(g) // [K, 1]
+	live := isLive(stoppedAt(ctx).ValueGraph(g))                      // [K, 1], as the first pass left it
 	i := 0
 	for v := range ctx.IterVariables() {
 		if !v.Trainable || !v.InUseByGraph(g) {
 			continue
 		}
-		v.SetValueGraph(graph.Sub(v.ValueGraph(g), graph.Mul(step, grads[i])))
+		theta := v.ValueGraph(g)
+		v.SetValueGraph(graph.Where(graph.BroadcastToShape(live, theta.Shape()),
+			graph.Sub(theta, graph.Mul(step, grads[i])), theta))
 		i++
 	}
 }
 
 func (blockSGD) Clear(*context.Context) error { return nil }
 
-// fullBatch yields the same full batch every step.
+// fullBatch yields the same full batch every step: inputs x and y (the model function tests each model's
+// loss), labels y.
 type fullBatch struct{ x, y *tensors.Tensor }
 
 func (ds *fullBatch) Name() string                 { return "full batch" }
 func (ds *fullBatch) Reset()                       {}
 func (ds *fullBatch) IsOwnershipTransferred() bool { return false }
 func (ds *fullBatch) Yield() (any, []*tensors.Tensor, []*tensors.Tensor, error) {
-	return nil, []*tensors.Tensor{ds.x}, []*tensors.Tensor{ds.y}, nil
+	return nil, []*tensors.Tensor{ds.x, ds.y}, []*tensors.Tensor{ds.y}, nil
 }
 
 // TrainBatch trains every model with the method by full-batch gradient descent in one graph, each model
-// until its loss is below s.Tol (or s.MaxSteps), and measures them.
+// until its loss is below s.Tol (or s.MaxSteps), and measures them. A model that diverges (loss non-finite
+// or above MaxLoss) is masked in the graph (see maskedLosses): it stops updating, the others go on
+// exactly as they would alone, and it is reported with Diverged set and Steps the number of updates it
+// took.
 func TrainBatch(backend backends.Backend, method Method, models []Model, s Settings) ([]*Result, error) {
 	K, d, n := len(models), models[0].Problem.D, models[0].Problem.N
 	xs, ys := make([]float64, 0, K*n*d), make([]float64, 0, K*n)
-	u0, eta := make([]float64, 0, K*d), make([]float64, K)
+	u0, eta, stopped0 := make([]float64, 0, K*d), make([]float64, K), make([]float64, K)
 	for k, m := range models {
 		xs, ys = append(xs, m.Problem.X...), append(ys, m.Problem.Y...)
 		for range d {
 			u0 = append(u0, m.Alpha)
 		}
-		eta[k] = m.LR
+		eta[k], stopped0[k] = m.LR, -1
 	}
 	uInit := tensors.FromFlatDataAndDimensions(u0, K, d)
 	vInit := tensors.FromFlatDataAndDimensions(append([]float64(nil), u0...), K, d)
@@ -292,21 +356,23 @@ func TrainBatch(backend backends.Backend, method Method, models []Model, s Setti
 	ctx := context.New()
 	etaVar := ctx.InAbsPath(scopeStep).VariableWithValue("eta",
 		tensors.FromFlatDataAndDimensions(append([]float64(nil), eta...), K, 1)).SetTrainable(false)
+	stoppedVar := ctx.InAbsPath(scopeStep).VariableWithValue(varStopped,
+		tensors.FromFlatDataAndDimensions(stopped0, K, 1)).SetTrainable(false)
 	modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
-		return []*Node{predict(ctx, inputs[0], uInit, vInit)}
+		return []*Node{maskedLosses(ctx, inputs[0], inputs[1], uInit, vInit)}
 	}
-	lossFn := func(labels, predictions []*Node) *Node { // Σ_k (1/2n)‖X_k w_k − y_k‖²
-		e := graph.Sub(predictions[0], labels[0])
-		return graph.DivScalar(graph.ReduceAllSum(graph.Square(e)), float64(2*n))
+	lossFn := func(_, predictions []*Node) *Node { // Σ_k (1/2n)‖X_k w_k − y_k‖² over the live models
+		return graph.ReduceAllSum(predictions[0])
 	}
 	opt, err := method.optimizer(blockSGD{}, s.Gamma)
 	if err != nil {
 		return nil, err
 	}
 	trainer := gr.NewTrainer(backend, ctx, modelFn, lossFn, opt, nil, nil)
+	// Each model's loss at its current (unmasked) weights: non-finite or large for a diverged model.
 	lossesExec, err := context.NewExec(backend, ctx.Reuse(), func(ctx *context.Context, x, y *Node) *Node {
-		e := graph.Sub(predict(ctx, x, uInit, vInit), y)
-		return graph.DivScalar(graph.ReduceSum(graph.Square(e), -1), float64(2*n))
+		u, v := weights(ctx, x.Graph(), uInit, vInit)
+		return modelLosses(predict(x, u, v), y)
 	})
 	if err != nil {
 		return nil, err
@@ -326,16 +392,19 @@ func TrainBatch(backend backends.Backend, method Method, models []Model, s Setti
 		if err != nil {
 			return err
 		}
+		stoppedAt, err := tensors.CopyFlatData[float64](stoppedVar.MustValue())
+		if err != nil {
+			return err
+		}
 		changed := false
 		for k, r := range results {
 			if eta[k] == 0 {
 				continue
 			}
-			l := losses[k]
 			switch {
-			case math.IsNaN(l) || math.IsInf(l, 0) || l > 1e6:
-				r.Diverged, r.Steps = true, step
-			case l < s.Tol:
+			case stoppedAt[k] >= 0: // masked in the graph at that step
+				r.Diverged, r.Steps = true, int(stoppedAt[k])
+			case losses[k] < s.Tol:
 				r.Converged, r.Steps = true, step
 			default:
 				continue
@@ -362,16 +431,7 @@ func TrainBatch(backend backends.Backend, method Method, models []Model, s Setti
 		return check(loop.LoopStep + 1)
 	})
 	if _, err := loop.RunSteps(data, s.MaxSteps); err != nil && !errors.Is(err, errAllDone) {
-		if active > 0 && !isNonFinite(err) {
-			return nil, err
-		}
-		// A diverged model made the batch loss non-finite: the check above has frozen it at the last check,
-		// but its values are no longer meaningful; report it as diverged.
-		for k, r := range results {
-			if !r.Converged && !r.Diverged {
-				r.Diverged, eta[k] = true, 0
-			}
-		}
+		return nil, err
 	}
 	if active > 0 {
 		if err := check(s.MaxSteps); err != nil && !errors.Is(err, errAllDone) {
@@ -394,11 +454,6 @@ func TrainBatch(backend backends.Backend, method Method, models []Model, s Setti
 		r.measure()
 	}
 	return results, nil
-}
-
-func isNonFinite(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "NaN") || strings.Contains(msg, "infinity")
 }
 
 // measure computes the test error and α_eff from U and V.

@@ -88,3 +88,118 @@ func TestAlphaEffOrderings(t *testing.T) {
 		t.Errorf("want α_eff(DB-GR) < α_eff(GD), got %.5g ≥ %.5g", eff["DB-GR"], eff["GD"])
 	}
 }
+
+// refGrad returns ∇L at (u, v) of one DLN model in float64, (2u⊙r, −2v⊙r) with r = Xᵀ(Xw − y)/n, and L.
+func refGrad(p *Problem, u, v []float64) (gu, gv []float64, loss float64) {
+	w := make([]float64, p.D)
+	for i := range w {
+		w[i] = u[i]*u[i] - v[i]*v[i]
+	}
+	r, loss := p.Residual(w)
+	gu, gv = make([]float64, p.D), make([]float64, p.D)
+	for i := range r {
+		gu[i], gv[i] = 2*u[i]*r[i], -2*v[i]*r[i]
+	}
+	return gu, gv, loss
+}
+
+// refTrajectory runs one model alone in float64 with F-GR, g = g₁ + (γ/ε)(∇L(θ + εg₁) − g₁), or (db) with
+// ClosedFormDB, with the masking rule of maskedPredict written out: the model stops at the first step whose
+// loss at θ is non-finite or above MaxLoss, and (F-GR) a perturbed point whose loss is non-finite or above
+// MaxLoss contributes a zero gradient. It returns the final (u, v), the number of updates applied and
+// whether it stopped.
+func refTrajectory(p *Problem, method string, alpha, lr, gamma, eps float64, steps int) (u, v []float64, updates int, stopped bool) {
+	u, v = make([]float64, p.D), make([]float64, p.D)
+	for i := range u {
+		u[i], v[i] = alpha, alpha
+	}
+	bad := func(l float64) bool { return math.IsNaN(l) || math.IsInf(l, 0) || l > MaxLoss }
+	for t := range steps {
+		gu, gv, loss := refGrad(p, u, v)
+		if bad(loss) {
+			return u, v, t, true
+		}
+		if method == "db" {
+			du, dv := p.ClosedFormDB(u, v, gamma)
+			for i := range u {
+				u[i] -= lr * du[i]
+				v[i] -= lr * dv[i]
+			}
+			continue
+		}
+		pu, pv := make([]float64, p.D), make([]float64, p.D)
+		for i := range u {
+			pu[i], pv[i] = u[i]+eps*gu[i], v[i]+eps*gv[i]
+		}
+		au, av, ploss := refGrad(p, pu, pv)
+		if bad(ploss) {
+			au, av = make([]float64, p.D), make([]float64, p.D)
+		}
+		for i := range u {
+			u[i] -= lr * (gu[i] + gamma/eps*(au[i]-gu[i]))
+			v[i] -= lr * (gv[i] + gamma/eps*(av[i]-gv[i]))
+		}
+	}
+	return u, v, steps, false
+}
+
+// TestDivergedModelIsMasked batches a model with a stable step size and one with a step size far above the
+// stability limit (F-GR and DB-GR, pure-Go backend, float64), and one whose loss becomes NaN. Before the mask, the diverging model turned the batch
+// loss into NaN and the whole batch was lost. Now the diverging model must be reported as diverged after
+// exactly the number of updates the independent float64 trajectory takes before its loss leaves [0, MaxLoss],
+// frozen at those weights, and the stable model must end exactly where it ends when trained alone.
+func TestDivergedModelIsMasked(t *testing.T) {
+	const gamma, eps, steps = 0.05, 0.05, 40
+	p := NewProblem(3, 8, 5, 2, 0.1)
+	stable := Model{Problem: p, Alpha: 0.5, LR: 0.01}
+	diverging := Model{Problem: p, Alpha: 0.5, LR: 5}       // loss above MaxLoss after 2 updates
+	overflowing := Model{Problem: p, Alpha: 0.5, LR: 1e200} // weights ~1e200 after 1 update: loss NaN (Inf − Inf)
+	models := []Model{stable, diverging, overflowing}
+	for _, method := range []Method{{Name: "forward", Epsilon: eps}, {Name: "db"}} {
+		rs, err := TrainBatch(pureGo(t), method, models,
+			Settings{Gamma: gamma, Tol: 0, MaxSteps: steps, CheckEvery: 7, Quiet: true})
+		if err != nil {
+			t.Fatalf("%s: a diverging model must not fail the batch: %v", method.Label(), err)
+		}
+		for k, m := range models {
+			u, v, updates, stopped := refTrajectory(p, method.Name, m.Alpha, m.LR, gamma, eps, steps)
+			r := rs[k]
+			t.Logf("%s model %d (lr %g): diverged=%v steps=%d loss=%g; reference: stopped=%v after %d updates",
+				method.Label(), k, m.LR, r.Diverged, r.Steps, r.TrainLoss, stopped, updates)
+			if r.Diverged != stopped || r.Steps != updates {
+				t.Fatalf("%s model %d: diverged=%v after %d updates, the reference %v after %d", method.Label(), k,
+					r.Diverged, r.Steps, stopped, updates)
+			}
+			for i := range u {
+				if !closeOrSameNaN(r.U[i], u[i]) || !closeOrSameNaN(r.V[i], v[i]) {
+					t.Fatalf("%s model %d coordinate %d: (u, v) = (%.15g, %.15g), reference (%.15g, %.15g)",
+						method.Label(), k, i, r.U[i], r.V[i], u[i], v[i])
+				}
+			}
+		}
+		if !rs[1].Diverged || rs[1].Steps == 0 || rs[1].Steps >= steps {
+			t.Fatalf("%s: the test needs a model that diverges after a few updates: got diverged=%v after %d",
+				method.Label(), rs[1].Diverged, rs[1].Steps)
+		}
+		if rs[0].Diverged || math.IsNaN(rs[0].TrainLoss) {
+			t.Fatalf("%s: the stable model must not diverge: %+v", method.Label(), rs[0])
+		}
+		if l := rs[1].TrainLoss; !(math.IsNaN(l) || math.IsInf(l, 0) || l > MaxLoss) {
+			t.Fatalf("%s: the diverged model's reported loss %g should be non-finite or above %g", method.Label(), l,
+				float64(MaxLoss))
+		}
+		if r := rs[2]; !r.Diverged || r.Steps != 1 || !math.IsNaN(r.TrainLoss) || math.IsInf(r.U[0], 0) {
+			t.Fatalf("%s: the overflowing model should be masked after 1 update with a NaN loss and its finite "+
+				"weights kept: diverged=%v steps=%d loss=%g u[0]=%g", method.Label(), r.Diverged, r.Steps,
+				r.TrainLoss, r.U[0])
+		}
+	}
+}
+
+// closeOrSameNaN reports whether a and b agree to a relative 1e-9 (or are both NaN).
+func closeOrSameNaN(a, b float64) bool {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return math.IsNaN(a) && math.IsNaN(b)
+	}
+	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b))
+}
