@@ -19,10 +19,7 @@ const (
 	DefaultEta = 0.01
 )
 
-func init() {
-	registerMethod("asam", ASAM)
-	readParamIfSet(ParamEta, (*Config).Eta)
-}
+func init() { Register("asam", ASAM) }
 
 // ASAM returns adaptive SAM (Kwon, Kim, Park & Choi, "ASAM: Adaptive Sharpness-Aware Minimization for
 // Scale-Invariant Learning of Deep Neural Networks", ICML 2021). The ball of radius ρ is taken in the
@@ -34,34 +31,39 @@ func init() {
 // norm = ‖grad‖ + 1e-16; e = ρ·t_w·grad/norm). Differences: the authors apply T to parameters whose name
 // contains "weight" only (biases get T = 1); here T applies to every trainable variable. δ = NormStabilizer
 // (1e-12) keeps a zero gradient finite (e = 0). With ρ = 0 it is exactly the base optimizer.
-// Defaults: ρ = DefaultASAMRho (0.5), η = DefaultEta (0.01). Cost: two gradient evaluations per step.
-// Needs NewTrainer. Gamma, Epsilon and Normalized do not apply.
+// Hyperparameters: ρ (Rho), default DefaultASAMRho (0.5); η (Eta), default DefaultEta (0.01). Cost: two
+// gradient evaluations per step. Needs NewTrainer. Penalty metric: ρ‖Tg₁‖ (g ≈ g₁ + ρHT²g₁/‖Tg₁‖, its
+// gradient with T held fixed).
 func ASAM(base optimizers.Interface) *Config {
-	c := newConfig(base, "ASAM", true, asamGrad)
-	c.rho = DefaultASAMRho
-	c.eta = DefaultEta
-	return c
+	return NewMethod("ASAM", asamGrad)(base).Declare(rhoParam(DefaultASAMRho),
+		Hyperparameter{Key: ParamEta, Name: "Eta (η)", Default: DefaultEta, Max: math.Inf(1)}).Penalty(asamPenalty)
 }
 
 // Eta sets η, ASAM's offset in T = |θ| + η; valid range [0, +∞). Default: DefaultEta (0.01).
-// Other methods ignore it.
-func (c *Config) Eta(eta float64) *Config {
-	c.checkRange("Eta (η)", eta, 0, math.Inf(1), false)
-	c.eta = eta
-	return c
+func (c *Config) Eta(eta float64) *Config { return c.set(ParamEta, "Eta (η)", eta) }
+
+// asamT returns T = |θ| + η and Tg₁.
+func asamT(s *Step) (t, tg []*Node) {
+	t, tg = make([]*Node, len(s.Theta())), make([]*Node, len(s.Theta()))
+	for i, theta := range s.Theta() {
+		t[i] = graph.AddScalar(graph.Abs(theta), s.ParamFloat(ParamEta))
+		tg[i] = graph.Mul(t[i], castTo(s.Grad()[i], theta))
+	}
+	return t, tg
 }
 
 func asamGrad(s *Step) []*Node {
-	tg := make([]*Node, len(s.grad)) // T g₁
-	for i, theta := range s.theta {
-		t := graph.AddScalar(graph.Abs(theta), s.cfg.eta)
-		tg[i] = graph.Mul(t, s.grad[i])
-	}
-	c := graph.Div(s.scalar(s.cfg.rho), graph.AddScalar(norm(s.loss, tg), NormStabilizer))
+	t, tg := asamT(s)
+	c := graph.Div(s.Param(ParamRho), graph.AddScalar(Norm(tg), NormStabilizer))
 	e := make([]*Node, len(tg)) // ρ T²g₁/(‖Tg₁‖ + δ)
-	for i, theta := range s.theta {
-		t := graph.AddScalar(graph.Abs(theta), s.cfg.eta)
-		e[i] = graph.Mul(castTo(c, theta), graph.Mul(t, tg[i]))
+	for i := range tg {
+		e[i] = graph.Mul(t[i], tg[i])
 	}
-	return s.GradAt(e)
+	return s.GradAt(Scale(c, e))
+}
+
+// asamPenalty is ρ‖Tg₁‖.
+func asamPenalty(s *Step) *Node {
+	_, tg := asamT(s)
+	return graph.Mul(s.Param(ParamRho), Norm(tg))
 }

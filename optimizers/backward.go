@@ -5,7 +5,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
-func init() { registerMethod("backward", BackwardDifference) }
+func init() { Register("backward", BackwardDifference) }
 
 // BackwardDifference returns B-GR, gradient regularization by a backward finite difference (descent first):
 //
@@ -14,12 +14,12 @@ func init() { registerMethod("backward", BackwardDifference) }
 // Error O(ε). Cost: two gradient evaluations per step. Karakida et al. show its implicit bias is weaker
 // than F-GR's. Defaults: γ = DefaultGamma, ε = DefaultEpsilon. Needs NewTrainer.
 func BackwardDifference(base optimizers.Interface) *Config {
-	return newConfig(base, "BackwardDifference", true, backwardGrad)
+	return NewMethod("BackwardDifference", backwardGrad)(base).Declare(gammaParam, epsilonParam, normalizedParam)
 }
 
 func backwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
-	descent := s.GradAt(scale(graph.Neg(h), s.grad))
-	return axpby(graph.OnePlus(c), s.grad, graph.Neg(c), descent)
+	descent := s.GradAt(Scale(graph.Neg(h), s.Grad()))
+	return Axpby(graph.OnePlus(c), s.Grad(), graph.Neg(c), descent)
 }

@@ -5,7 +5,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
-func init() { registerMethod("central", CentralDifference) }
+func init() { Register("central", CentralDifference) }
 
 // CentralDifference returns gradient regularization by a central finite difference:
 //
@@ -14,13 +14,13 @@ func init() { registerMethod("central", CentralDifference) }
 // Error O(ε²). Cost: three gradient evaluations per step. Defaults: γ = DefaultGamma, ε = DefaultEpsilon.
 // Needs NewTrainer.
 func CentralDifference(base optimizers.Interface) *Config {
-	return newConfig(base, "CentralDifference", true, centralGrad)
+	return NewMethod("CentralDifference", centralGrad)(base).Declare(gammaParam, epsilonParam, normalizedParam)
 }
 
 func centralGrad(s *Step) []*Node {
 	h := s.fdStep()
 	half := graph.MulScalar(s.fdCoefficient(h), 0.5) // γ/2h
-	ascent := s.GradAt(scale(h, s.grad))
-	descent := s.GradAt(scale(graph.Neg(h), s.grad))
-	return add(s.grad, scale(half, sub(ascent, descent)))
+	ascent := s.GradAt(Scale(h, s.Grad()))
+	descent := s.GradAt(Scale(graph.Neg(h), s.Grad()))
+	return Add(s.Grad(), Scale(half, Sub(ascent, descent)))
 }

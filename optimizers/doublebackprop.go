@@ -9,7 +9,7 @@ import (
 	"github.com/pkg/errors"
 )
 
-func init() { registerMethod("db", DoubleBackprop) }
+func init() { Register("db", DoubleBackprop) }
 
 // DoubleBackprop returns exact gradient regularization by double backpropagation:
 //
@@ -19,17 +19,18 @@ func init() { registerMethod("db", DoubleBackprop) }
 // a differentiable gradient. On a model with an op whose gradient has no gradient in GoMLX (e.g. its
 // convolution or MaxPool) the graph build fails with an error naming the op and suggesting
 // ForwardDifference. Cost: about 2–3× a plain step (one backward pass through the backward pass).
-// It does not re-evaluate the model, so it also works with plain train.NewTrainer. Epsilon is ignored.
+// It does not re-evaluate the model, so it also works with plain train.NewTrainer. Its one hyperparameter
+// is γ (Gamma).
 func DoubleBackprop(base optimizers.Interface) *Config {
-	return newConfig(base, "DoubleBackprop", false, doubleBackpropGrad)
+	return NewMethod("DoubleBackprop", doubleBackpropGrad)(base).Declare(gammaParam)
 }
 
 func doubleBackpropGrad(s *Step) (grads []*Node) {
-	penalty := graph.MulScalar(dot(s.loss, s.grad, s.grad), 0.5) // ½‖g₁‖²
+	penalty := graph.MulScalar(Dot(s.Grad(), s.Grad()), 0.5) // ½‖g₁‖²
 	defer translateMissingGradient()
-	hg := graph.Gradient(penalty, s.theta...) // Hg₁
-	s.curvature = dot(s.loss, s.grad, hg)     // g₁ᵀHg₁, exact (metrics.go)
-	return axpby(s.scalar(1), s.grad, s.gamma, hg)
+	hg := graph.Gradient(penalty, s.Theta()...) // Hg₁
+	s.SetCurvature(Dot(s.Grad(), hg))           // g₁ᵀHg₁, exact (metrics.go)
+	return Axpby(s.Scalar(1), s.Grad(), s.Gamma(), hg)
 }
 
 // missingGradientRE matches GoMLX's panic for an op without a gradient.

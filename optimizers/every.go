@@ -17,7 +17,7 @@ import (
 const ParamEvery = "gr_every"
 
 func init() {
-	readParamIfSet(ParamEvery, (*Config).Every)
+	readParamIfSet(ParamEvery, 1, (*Config).Every)
 }
 
 // schedule holds the settings of Every (every.go) and WarmUp/ZeroWarmUp (warmup.go).
@@ -144,83 +144,103 @@ func unwrapSpec(spec any) (any, everyPhase) {
 	return spec, phaseAny
 }
 
+// Phase says which computation a step runs under Every(k) (Step.Phase).
+type Phase int
+
+const (
+	// PhaseFull: the method's gradient (every step without Every(k); the steps t ≡ 0 mod k with it).
+	PhaseFull Phase = iota
+
+	// PhaseReuse: the cheap steps of Every(k): the method's Config.Reuse computation, by default g₁ plus the
+	// correction stored on the last full step.
+	PhaseReuse
+)
+
+// Phase returns the phase of the computation being built. When the trainer builds one graph for both
+// phases (without EveryDataset or TrainStep), a method's Reuse computation is built with PhaseReuse and its
+// gradient with PhaseFull, and the graph selects one.
+func (s *Step) Phase() Phase { return s.phase }
+
 // combine returns the gradient handed to the base optimizer: the method's, with Every and WarmUp applied,
-// and publishes the step's metrics.
+// writes the step's state and publishes the step's metrics.
 func (c *Config) combine(s *Step) []*Node {
 	s.warm = warmUpFactor(s)
 	k := max(c.sched.every, 1)
-	if k == 1 {
-		g := c.fn(s)
-		s.publishMetrics(nil)
-		if s.warm == nil {
-			return g
+	phase := phaseAscent
+	if k > 1 {
+		phase = phaseAny
+		if s.pass != nil {
+			phase = s.pass.phase
 		}
-		return add(s.grad, scale(s.warm, sub(g, s.grad)))
 	}
-
-	phase := phaseAny
-	if s.pass != nil {
-		phase = s.pass.phase
-	}
-	corrVars := correctionVars(s)
-	stored := make([]*Node, len(corrVars))
-	for i, v := range corrVars {
-		stored[i] = v.ValueGraph(s.g)
-	}
+	store := k > 1 && c.reuse == nil // store the correction for the default reuse
 	switch phase {
-	case phaseSkip:
-		s.publishMetrics(nil)
-		return add(s.grad, s.warmed(stored))
-	case phaseAscent:
-		g := c.fn(s)
-		fresh := sub(g, s.grad)
-		for i, v := range corrVars {
-			v.SetValueGraph(fresh[i])
+	case phaseAscent, phaseSkip:
+		branch := PhaseFull
+		if phase == phaseSkip {
+			branch = PhaseReuse
 		}
+		g, corr := s.branch(branch, store)
+		s.commit(s.pending, nil, nil)
 		s.publishMetrics(nil)
-		if s.warm == nil {
-			return g
-		}
-		return add(s.grad, scale(s.warm, fresh))
+		return s.warmed(g, corr)
 	}
 
 	// Unknown phase: both branches, selected by t % k == 0.
-	g := c.fn(s)
-	fresh := sub(g, s.grad)
-	ascent := graph.Equal(graph.ModScalar(globalStep(s), k), graph.ScalarZero(s.g, globalStep(s).DType()))
-	corr := make([]*Node, len(fresh))
-	for i, v := range corrVars {
-		corr[i] = graph.Where(ascent, fresh[i], stored[i])
-		v.SetValueGraph(corr[i])
-	}
+	gFull, corrFull := s.branch(PhaseFull, store)
+	full, curvature := s.pending, s.curvature
+	gReuse, corrReuse := s.branch(PhaseReuse, store)
+	step := s.GlobalStep()
+	ascent := graph.Equal(graph.ModScalar(step, k), graph.ScalarZero(s.g, step.DType()))
+	s.commit(full, s.pending, ascent)
+	s.curvature = curvature
 	s.publishMetrics(ascent)
-	if s.warm != nil {
-		return add(s.grad, scale(s.warm, corr))
+	if s.warm == nil {
+		return whereVec(ascent, gFull, gReuse)
 	}
-	out := make([]*Node, len(g))
-	for i := range g {
-		out[i] = graph.Where(ascent, g[i], graph.Add(s.grad[i], stored[i]))
-	}
-	return out
+	return s.warmed(nil, whereVec(ascent, s.correction(gFull, corrFull), s.correction(gReuse, corrReuse)))
 }
 
-// correctionVars returns the variables holding the stored correction, one per trainable variable, under
-// Scope/every/<the variable's scope>, same name, shape and dtype, initialized to zero.
-func correctionVars(s *Step) []*context.Variable {
-	out := make([]*context.Variable, len(s.vars))
-	for i, v := range s.vars {
-		scope := Scope + "/every"
-		if v.Scope() != context.RootScope {
-			scope += v.Scope()
+// branch builds one phase: the state updates, then the method's gradient (PhaseFull) or its reuse
+// computation (PhaseReuse). It returns the gradient g and, when known, the correction g − g₁ (nil
+// otherwise). With store, the full phase writes the correction and the reuse phase returns g₁ + it.
+func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
+	s.phase, s.pending = phase, map[string][]*Node{}
+	if s.cfg.update != nil {
+		s.cfg.update(s)
+	}
+	switch {
+	case phase == PhaseFull:
+		g = s.cfg.fn(s)
+		if store {
+			corr = Sub(g, s.grad)
+			s.pending[correctionScope] = corr
 		}
-		out[i] = s.ctx.InAbsPath(scope).Checked(false).
-			VariableWithValue(v.Name(), tensors.FromShape(v.Shape())).SetTrainable(false)
+	case s.cfg.reuse != nil:
+		g = s.cfg.reuse(s)
+	default:
+		corr = varValues(s.g, s.stateVars(correctionScope))
+		g = Add(s.grad, corr)
 	}
-	return out
+	return g, corr
 }
 
-// globalStep returns the trainer's global step before this step (int64), as the base optimizer will
-// increment it afterwards.
-func globalStep(s *Step) *Node {
-	return optimizers.GetGlobalStepVar(s.ctx.InAbsPath(context.RootScope)).ValueGraph(s.g)
+// correctionScope holds the correction stored by Every(k) for the default reuse: one non-trainable variable
+// per trainable variable, under Scope/every/<the variable's scope>, same name and shape.
+const correctionScope = Scope + "/every"
+
+// correction returns corr, or g − g₁ when corr is nil.
+func (s *Step) correction(g, corr []*Node) []*Node {
+	if corr != nil {
+		return corr
+	}
+	return Sub(g, s.grad)
+}
+
+// warmed returns g without warm-up, else g₁ + w_t·c, with c the correction (from g when corr is nil).
+func (s *Step) warmed(g, corr []*Node) []*Node {
+	if s.warm == nil {
+		return g
+	}
+	return Add(s.grad, Scale(s.warm, s.correction(g, corr)))
 }

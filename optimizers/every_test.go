@@ -53,7 +53,11 @@ func buildCfg(method string, base optimizers.Interface, gamma, eps float64) *gr.
 		"db": gr.DoubleBackprop, "forward": gr.ForwardDifference,
 		"backward": gr.BackwardDifference, "central": gr.CentralDifference,
 	}
-	return constructors[method](base).Gamma(gamma).Epsilon(eps)
+	cfg := constructors[method](base).Gamma(gamma)
+	if method != "db" { // DB has γ only.
+		cfg.Epsilon(eps)
+	}
+	return cfg
 }
 
 // TestEveryMatchesReference: with Every(k) the trajectory is θ ← θ − lr(g₁ + c), c refreshed on the steps

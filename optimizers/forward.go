@@ -2,7 +2,7 @@ package optimizers
 
 import "github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 
-func init() { registerMethod("forward", ForwardDifference) }
+func init() { Register("forward", ForwardDifference) }
 
 // ForwardDifference returns F-GR, gradient regularization by a forward finite difference (ascent first):
 //
@@ -13,12 +13,12 @@ func init() { registerMethod("forward", ForwardDifference) }
 // Defaults: γ = DefaultGamma, ε = DefaultEpsilon; see Config.Normalized for the normalized step.
 // Needs NewTrainer.
 func ForwardDifference(base optimizers.Interface) *Config {
-	return newConfig(base, "ForwardDifference", true, forwardGrad)
+	return NewMethod("ForwardDifference", forwardGrad)(base).Declare(gammaParam, epsilonParam, normalizedParam)
 }
 
 func forwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
-	ascent := s.GradAt(scale(h, s.grad))
-	return axpby(oneMinus(c), s.grad, c, ascent)
+	ascent := s.GradAt(Scale(h, s.Grad()))
+	return Axpby(oneMinus(c), s.Grad(), c, ascent)
 }

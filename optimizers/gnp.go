@@ -1,6 +1,7 @@
 package optimizers
 
 import (
+	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
@@ -16,10 +17,7 @@ const (
 	DefaultAlpha = 0.8
 )
 
-func init() {
-	registerMethod("gnp", GNP)
-	readParamIfSet(ParamAlpha, (*Config).Alpha)
-}
+func init() { Register("gnp", GNP) }
 
 // GNP returns gradient-norm penalty (Zhao, Zhang & Hu, "Penalizing Gradient Norm for Efficiently Improving
 // Generalization in Deep Learning", ICML 2022): a finite-difference estimate of the gradient of
@@ -28,25 +26,21 @@ func init() {
 //	g = (1 − α)g₁ + α∇L(θ + e),   e = ρ g₁/(‖g₁‖ + δ)
 //
 // δ = NormStabilizer (1e-12) keeps a zero gradient finite (e = 0, g = 0). α = 1 is exactly SAM with the
-// same ρ; α = 0 is exactly the base optimizer (the second gradient is still computed). Defaults:
-// ρ = DefaultGNPRho (0.1), α = DefaultAlpha (0.8). Cost: two gradient evaluations per step.
-// Needs NewTrainer. Gamma, Epsilon and Normalized do not apply.
+// same ρ; α = 0 is exactly the base optimizer (the second gradient is still computed). Hyperparameters:
+// ρ (Rho), default DefaultGNPRho (0.1); α (Alpha), default DefaultAlpha (0.8). Cost: two gradient
+// evaluations per step. Needs NewTrainer. Penalty metric: λ‖g₁‖ = αρ‖g₁‖.
 func GNP(base optimizers.Interface) *Config {
-	c := newConfig(base, "GNP", true, gnpGrad)
-	c.rho = DefaultGNPRho
-	c.alpha = DefaultAlpha
-	return c
+	return NewMethod("GNP", gnpGrad)(base).Declare(rhoParam(DefaultGNPRho),
+		Hyperparameter{Key: ParamAlpha, Name: "Alpha (α)", Default: DefaultAlpha, Max: 1}).Penalty(gnpPenalty)
 }
 
 // Alpha sets α, GNP's weight of the perturbed gradient; valid range [0, 1]. Default: DefaultAlpha (0.8).
-// Other methods ignore it.
-func (c *Config) Alpha(alpha float64) *Config {
-	c.checkRange("Alpha (α)", alpha, 0, 1, false)
-	c.alpha = alpha
-	return c
-}
+func (c *Config) Alpha(alpha float64) *Config { return c.set(ParamAlpha, "Alpha (α)", alpha) }
 
 func gnpGrad(s *Step) []*Node {
-	alpha := s.scalar(s.cfg.alpha)
-	return axpby(oneMinus(alpha), s.grad, alpha, s.GradAt(samPerturbation(s)))
+	alpha := s.Param(ParamAlpha)
+	return Axpby(oneMinus(alpha), s.Grad(), alpha, s.GradAt(samPerturbation(s)))
 }
+
+// gnpPenalty is αρ‖g₁‖.
+func gnpPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamAlpha), samPenalty(s)) }

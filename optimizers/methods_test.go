@@ -33,11 +33,11 @@ func referenceGradient(p *problem, method string, theta []float64, gamma, eps fl
 }
 
 func build(method string, base optimizers.Interface, gamma, eps float64, normalized bool) optimizers.Interface {
-	constructors := map[string]func(optimizers.Interface) *gr.Config{
-		"db": gr.DoubleBackprop, "forward": gr.ForwardDifference,
-		"backward": gr.BackwardDifference, "central": gr.CentralDifference,
+	cfg := buildCfg(method, base, gamma, eps)
+	if method != "db" { // DB has γ only.
+		cfg.Normalized(normalized)
 	}
-	return constructors[method](base).Gamma(gamma).Epsilon(eps).Normalized(normalized).Done()
+	return cfg.Done()
 }
 
 var allMethods = []string{"db", "forward", "backward", "central"}

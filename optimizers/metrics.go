@@ -16,7 +16,7 @@ const MetricType = "gr"
 // Names of the GR metrics: the variables under Scope + "/metrics" that hold their last values.
 const (
 	MetricGradNorm  = "grad_norm" // ‖g₁‖
-	MetricPenalty   = "penalty"   // (γ/2)‖g₁‖²
+	MetricPenalty   = "penalty"   // (γ/2)‖g₁‖², or the method's own penalty (Config.Penalty)
 	MetricCurvature = "curvature" // g₁ᵀHg₁
 )
 
@@ -25,8 +25,11 @@ const (
 // variable of the loss dtype under Scope + "/metrics", checkpoints record them. With g₁ = ∇L(θ):
 //
 //   - "GR ‖∇L‖" (‖g‖): ‖g₁‖, the global L2 norm over all trainable variables.
-//   - "GR penalty" (pen): (γ_t/2)‖g₁‖², with γ_t = w_t·γ under WarmUp/ZeroWarmUp (γ of Config.Gamma,
-//     whether or not the method uses it).
+//   - "GR penalty" (pen): w_t·P, with w_t the weight of WarmUp/ZeroWarmUp (1 without) and P the penalty
+//     whose gradient the method's correction estimates: (γ/2)‖g₁‖² for the GR methods (DB, forward,
+//     backward, central); for the SAM family, which has no γ, its own definition: ρ‖g₁‖ (SAM), (ρ/2)‖g₁‖²
+//     (USAM), αρ‖g₁‖ (GNP), ρ‖Tg₁‖ (ASAM). A custom method defines it with Config.Penalty, or gets
+//     (γ/2)‖g₁‖² when it declares γ; otherwise the penalty is not reported (the metric keeps its last value).
 //   - "GR curvature" (gHg): g₁ᵀHg₁, free from the method's first perturbed gradient ∇L(θ + o) (o = h·g₁
 //     along the gradient, e.g. o = εg₁ for F-GR, −εg₁ for B-GR, ρg₁/‖g₁‖ for SAM):
 //     g₁ᵀ[∇L(θ + o) − g₁]·‖g₁‖²/(g₁ᵀo), which is g₁ᵀ[∇L(θ + εg₁) − g₁]/ε for F-GR, and exactly g₁ᵀHg₁ on a
@@ -78,35 +81,47 @@ func metricFn(name string) metrics.BaseMetricGraph {
 	}
 }
 
-// recordCurvature sets s.curvature, unless already set, from the first perturbed gradient grads = ∇L(θ + o):
-// g₁ᵀ(grads − g₁)·‖g₁‖²/(g₁ᵀo), or 0 when g₁ᵀo = 0.
+// recordCurvature sets s.curvature, unless already set or outside the full phase, from the first perturbed
+// gradient grads = ∇L(θ + o): g₁ᵀ(grads − g₁)·‖g₁‖²/(g₁ᵀo), or 0 when g₁ᵀo = 0.
 func (s *Step) recordCurvature(offset, grads []*Node) {
-	if s.curvature != nil {
+	if s.curvature != nil || s.phase != PhaseFull {
 		return
 	}
-	num := dot(s.loss, s.grad, sub(grads, s.grad))
-	den := dot(s.loss, s.grad, offset)
+	num := Dot(s.grad, Sub(grads, s.grad))
+	den := Dot(s.grad, offset)
 	zero := graph.ZerosLike(den)
 	isZero := graph.Equal(den, zero)
 	safeDen := graph.Where(isZero, graph.OnesLike(den), den)
-	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, dot(s.loss, s.grad, s.grad)), safeDen))
+	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, Dot(s.grad, s.grad)), safeDen))
+}
+
+// penaltyValue returns the method's penalty (Config.Penalty; default (γ/2)‖g₁‖² for a method with γ) scaled
+// by w_t under warm-up, or nil when the method defines none.
+func (s *Step) penaltyValue(sq *Node) *Node {
+	var penalty *Node
+	switch {
+	case s.cfg.penalty != nil:
+		penalty = s.cfg.penalty(s)
+	case s.cfg.lookup(ParamGamma) != nil:
+		penalty = graph.Mul(graph.MulScalar(s.Gamma(), 0.5), sq)
+	default:
+		return nil
+	}
+	if s.warm != nil {
+		penalty = graph.Mul(penalty, castTo(s.warm, penalty))
+	}
+	return penalty
 }
 
 // publishMetrics makes this step's metrics available to the metrics built by Metrics. curvatureValid, when
 // not nil, is a Bool scalar that says whether the curvature was measured in this step.
 func (s *Step) publishMetrics(curvatureValid *Node) {
 	scoped := s.ctx.InAbsPath(Scope)
-	sq := dot(s.loss, s.grad, s.grad)
-	gamma := s.gamma
-	if s.warm != nil {
-		gamma = graph.Mul(gamma, s.warm)
-	}
-	penalty := s.penalty
-	if penalty == nil {
-		penalty = graph.Mul(graph.MulScalar(gamma, 0.5), sq)
-	}
+	sq := Dot(s.grad, s.grad)
 	scoped.SetGraphParam(s.g, graphParamMetric+MetricGradNorm, graph.Sqrt(sq))
-	scoped.SetGraphParam(s.g, graphParamMetric+MetricPenalty, penalty)
+	if penalty := s.penaltyValue(sq); penalty != nil {
+		scoped.SetGraphParam(s.g, graphParamMetric+MetricPenalty, penalty)
+	}
 	if s.curvature != nil {
 		scoped.SetGraphParam(s.g, graphParamMetric+MetricCurvature, s.curvature)
 		if curvatureValid != nil {

@@ -25,8 +25,14 @@ func (r *Regularized) Method() string { return r.cfg.name }
 // Base returns the wrapped base optimizer.
 func (r *Regularized) Base() optimizers.Interface { return r.cfg.base }
 
-// Clear deletes the base optimizer's variables. It implements optimizers.Interface.
-func (r *Regularized) Clear(ctx *context.Context) error { return r.cfg.base.Clear(ctx) }
+// Clear deletes the base optimizer's variables and gradreg's own (everything under Scope: the stored
+// correction of Every, the metrics, the methods' state). It implements optimizers.Interface.
+func (r *Regularized) Clear(ctx *context.Context) error {
+	if err := r.cfg.base.Clear(ctx); err != nil {
+		return err
+	}
+	return ctx.InAbsPath(Scope).DeleteVariablesInScope()
+}
 
 // UpdateGraph builds one training step: g₁ = ∇L(θ), the method's combined gradient, and the base
 // optimizer's update with it. It implements optimizers.Interface.
@@ -46,7 +52,7 @@ func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *No
 
 // Step is the graph of one training step while a method builds its combined gradient: a method is a
 // function of *Step that returns the gradient handed to the base optimizer, one node per trainable
-// variable, in the order of Theta.
+// variable, in the order of Theta (see NewMethod).
 type Step struct {
 	cfg   *Config
 	ctx   *context.Context
@@ -57,22 +63,20 @@ type Step struct {
 	grad  []*Node             // g₁ = ∇L(θ)
 	pass  *pass               // model and inputs recorded by NewTrainer; nil with train.NewTrainer
 
-	gamma, epsilon *Node // γ and ε as scalars of the loss dtype
+	params map[string]*Node // hyperparameters as scalars (Param), built once
 
-	// Metrics (metrics.go): curvature is g₁ᵀHg₁ estimated by the first GradAt (or set by the method, e.g. DB);
-	// penalty may be set by a method whose penalty is not (γ/2)‖g₁‖². nil: not measured in this step.
-	curvature, penalty *Node
+	phase   Phase              // of the branch being built (every.go)
+	pending map[string][]*Node // state written in this branch, by name (state.go)
+
+	// Metrics (metrics.go): curvature is g₁ᵀHg₁ estimated by the first GradAt (or set by the method, e.g. DB).
+	// nil: not measured in this step.
+	curvature *Node
 
 	warm *Node // w_t of WarmUp/ZeroWarmUp (warmup.go); nil without warm-up
 }
 
 func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node) *Step {
-	s := &Step{cfg: cfg, ctx: ctx, g: g, loss: loss, pass: recordedPass(ctx, g)}
-	if cfg.needsModel && s.pass == nil {
-		panicf("gr.%s evaluates the model a second time at perturbed weights and needs the "+
-			"model function: build the trainer with gr.NewTrainer (same arguments as train.NewTrainer) "+
-			"instead of train.NewTrainer", cfg.name)
-	}
+	s := &Step{cfg: cfg, ctx: ctx, g: g, loss: loss, pass: recordedPass(ctx, g), params: map[string]*Node{}}
 	for v := range ctx.IterVariables() {
 		if v.Trainable && v.InUseByGraph(g) {
 			s.vars = append(s.vars, v)
@@ -80,8 +84,6 @@ func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node) *Ste
 		}
 	}
 	s.grad = graph.Gradient(loss, s.theta...)
-	s.gamma = s.scalar(cfg.gamma)
-	s.epsilon = s.scalar(cfg.epsilon)
 	return s
 }
 
@@ -94,23 +96,74 @@ func (s *Step) Grad() []*Node { return s.grad }
 // Loss returns L(θ), the scalar loss of the step (with every train.AddLoss term).
 func (s *Step) Loss() *Node { return s.loss }
 
-// Gamma returns γ as a scalar of the loss dtype.
-func (s *Step) Gamma() *Node { return s.gamma }
+// Gamma returns γ (ParamGamma) as a scalar (Param); it panics if the method has no γ.
+func (s *Step) Gamma() *Node { return s.Param(ParamGamma) }
 
-// Epsilon returns ε as a scalar of the loss dtype.
-func (s *Step) Epsilon() *Node { return s.epsilon }
+// Epsilon returns ε (ParamEpsilon) as a scalar (Param); it panics if the method has no ε.
+func (s *Step) Epsilon() *Node { return s.Param(ParamEpsilon) }
 
-// scalar returns a constant of the loss dtype.
-func (s *Step) scalar(v float64) *Node {
-	return graph.Scalar(s.g, s.loss.DType(), v)
+// Param returns the method's float64 hyperparameter with context key key as a scalar of the compute dtype
+// (the loss dtype, float32 for a half-precision loss). It panics if the method does not declare key.
+func (s *Step) Param(key string) *Node {
+	if n, found := s.params[key]; found {
+		return n
+	}
+	n := s.Scalar(s.ParamFloat(key))
+	s.params[key] = n
+	return n
 }
+
+// ParamFloat returns the value of the method's float64 hyperparameter key; it panics if the method does not
+// declare it or it is not a float64.
+func (s *Step) ParamFloat(key string) float64 {
+	v, ok := s.paramValue(key).(float64)
+	if !ok {
+		panicf("gr.%s: hyperparameter %q is a %T, not a float64", s.cfg.name, key, s.paramValue(key))
+	}
+	return v
+}
+
+// ParamBool returns the value of the method's bool hyperparameter key; it panics if the method does not
+// declare it or it is not a bool.
+func (s *Step) ParamBool(key string) bool {
+	v, ok := s.paramValue(key).(bool)
+	if !ok {
+		panicf("gr.%s: hyperparameter %q is a %T, not a bool", s.cfg.name, key, s.paramValue(key))
+	}
+	return v
+}
+
+func (s *Step) paramValue(key string) any {
+	v, found := s.cfg.values[key]
+	if !found {
+		panicf("gr.%s: the method reads hyperparameter %q but does not declare it (Config.Declare or Param)",
+			s.cfg.name, key)
+	}
+	return v
+}
+
+// Scalar returns the constant v as a scalar of the compute dtype (the loss dtype, float32 for a
+// half-precision loss): the dtype of Param, Dot and Norm.
+func (s *Step) Scalar(v float64) *Node {
+	return graph.Scalar(s.g, computeDType(s.loss.DType()), v)
+}
+
+// GlobalStep returns the trainer's global step before this step (an int64 scalar, 0 on the first step), as
+// the base optimizer increments it afterwards.
+func (s *Step) GlobalStep() *Node {
+	return optimizers.GetGlobalStepVar(s.ctx.InAbsPath(context.RootScope)).ValueGraph(s.g)
+}
+
+// SetCurvature sets the curvature metric g₁ᵀHg₁ of this step (see Metrics), for a method that computes it
+// better than the default estimate from its first GradAt (e.g. DoubleBackprop's exact value).
+func (s *Step) SetCurvature(curvature *Node) { s.curvature = curvature }
 
 // fdStep returns the finite-difference step h: ε, or ε/(‖g₁‖ + δ) with Config.Normalized.
 func (s *Step) fdStep() *Node {
-	if !s.cfg.normalized {
-		return s.epsilon
+	if !s.ParamBool(ParamNormalized) {
+		return s.Epsilon()
 	}
-	return graph.Div(s.epsilon, graph.AddScalar(norm(s.loss, s.grad), NormStabilizer))
+	return graph.Div(s.Epsilon(), graph.AddScalar(Norm(s.grad), NormStabilizer))
 }
 
 // GradAt returns ∇L(θ + offset): the model and loss are built again, on the same inputs and labels, with
@@ -118,7 +171,14 @@ func (s *Step) fdStep() *Node {
 // start of the step (so the random-number state, hence the dropout mask, repeats). Afterwards every
 // variable is back where the first pass left it: trainable ones at θ, the others with the first pass's
 // updates (e.g. batch-norm moving statistics), so the second pass changes nothing but the gradient.
+//
+// It needs the trainer built by NewTrainer, and panics with a message saying so otherwise.
 func (s *Step) GradAt(offset []*Node) []*Node {
+	if s.pass == nil {
+		panicf("gr.%s evaluates the model a second time at perturbed weights and needs the "+
+			"model function: build the trainer with gr.NewTrainer (same arguments as train.NewTrainer) "+
+			"instead of train.NewTrainer", s.cfg.name)
+	}
 	ctx, g := s.pass.ctx, s.g
 
 	// Values after the first pass, to restore at the end.
@@ -133,7 +193,7 @@ func (s *Step) GradAt(offset []*Node) []*Node {
 			v.SetValueGraph(startValue(v, g))
 		}
 	}
-	perturbed := add(s.theta, offset)
+	perturbed := Add(s.theta, offset)
 	for i, v := range s.vars {
 		v.SetValueGraph(perturbed[i])
 	}
@@ -176,7 +236,7 @@ func startValue(v *context.Variable, g *graph.Graph) *Node {
 
 // fdCoefficient returns γ/h for the finite-difference step h.
 func (s *Step) fdCoefficient(h *Node) *Node {
-	return graph.Div(s.gamma, h)
+	return graph.Div(s.Gamma(), h)
 }
 
 // panicf panics with an error, as GoMLX's graph-building functions do.

@@ -15,10 +15,7 @@ const ParamRho = "gr_rho"
 // DefaultRho is SAM's default ρ, 0.05, the value Foret et al. use for most of their experiments.
 const DefaultRho = 0.05
 
-func init() {
-	registerMethod("sam", SAM)
-	readParamIfSet(ParamRho, (*Config).Rho)
-}
+func init() { Register("sam", SAM) }
 
 // SAM returns sharpness-aware minimization (Foret et al., "Sharpness-Aware Minimization for Efficiently
 // Improving Generalization", ICLR 2021). The gradient handed to the base optimizer is the gradient at the
@@ -28,20 +25,19 @@ func init() {
 //
 // with g₁ = ∇L(θ), ‖·‖ the global L2 norm over all trainable variables and δ = NormStabilizer (1e-12): a
 // zero gradient gives e = 0 and g = g₁ = 0 instead of NaN. With ρ = 0 it is exactly the base optimizer.
-// Default: ρ = DefaultRho (0.05). Cost: two gradient evaluations per step. Needs NewTrainer.
-// Gamma, Epsilon and Normalized do not apply.
+// Its one hyperparameter is ρ (Rho), default DefaultRho (0.05). Cost: two gradient evaluations per step.
+// Needs NewTrainer. Penalty metric: ρ‖g₁‖ (g ≈ g₁ + ∇(ρ‖g₁‖) to first order in ρ).
 func SAM(base optimizers.Interface) *Config {
-	c := newConfig(base, "SAM", true, samGrad)
-	c.rho = DefaultRho
-	return c
+	return NewMethod("SAM", samGrad)(base).Declare(rhoParam(DefaultRho)).Penalty(samPenalty)
 }
 
 // Rho sets ρ, the perturbation radius of SAM, USAM, GNP and ASAM; valid range [0, +∞).
-// Defaults: DefaultRho (SAM), DefaultUSAMRho, DefaultGNPRho, DefaultASAMRho. Other methods ignore it.
-func (c *Config) Rho(rho float64) *Config {
-	c.checkRange("Rho (ρ)", rho, 0, math.Inf(1), false)
-	c.rho = rho
-	return c
+// Defaults: DefaultRho (SAM), DefaultUSAMRho, DefaultGNPRho, DefaultASAMRho.
+func (c *Config) Rho(rho float64) *Config { return c.set(ParamRho, "Rho (ρ)", rho) }
+
+// rhoParam declares ρ with the method's default.
+func rhoParam(def float64) Hyperparameter {
+	return Hyperparameter{Key: ParamRho, Name: "Rho (ρ)", Default: def, Max: math.Inf(1)}
 }
 
 func samGrad(s *Step) []*Node {
@@ -50,6 +46,9 @@ func samGrad(s *Step) []*Node {
 
 // samPerturbation returns e = ρ g₁/(‖g₁‖ + δ).
 func samPerturbation(s *Step) []*Node {
-	c := graph.Div(s.scalar(s.cfg.rho), graph.AddScalar(norm(s.loss, s.grad), NormStabilizer))
-	return scale(c, s.grad)
+	c := graph.Div(s.Param(ParamRho), graph.AddScalar(Norm(s.Grad()), NormStabilizer))
+	return Scale(c, s.Grad())
 }
+
+// samPenalty is ρ‖g₁‖.
+func samPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamRho), Norm(s.Grad())) }

@@ -1,15 +1,19 @@
 package optimizers
 
 import (
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 )
 
 // Node is an alias for graph.Node, the type of every value here.
 type Node = graph.Node
 
-// Helpers on "vectors": one tensor per trainable variable, seen as one long vector.
+// Helpers on "vectors": one tensor per trainable variable, seen as one long vector (e.g. Step.Theta,
+// Step.Grad, the offsets of Step.GradAt). They accept mixed dtypes: scalars are converted to each tensor's
+// dtype, the second vector to the first's dtypes (e.g. a float32 gradient added to bfloat16 weights gives
+// bfloat16), and Dot and Norm accumulate in the compute dtype (float32 for half-precision tensors).
 
-// castTo returns the scalar s converted to x's dtype (variables may differ from the loss dtype).
+// castTo returns s converted to x's dtype.
 func castTo(s, x *Node) *Node {
 	if s.DType() == x.DType() {
 		return s
@@ -17,8 +21,17 @@ func castTo(s, x *Node) *Node {
 	return graph.ConvertDType(s, x.DType())
 }
 
-// scale returns a·x.
-func scale(a *Node, x []*Node) []*Node {
+// computeDType is the dtype of reductions and scalars for tensors of dtype dt: dt, or float32 for a
+// half-precision dtype.
+func computeDType(dt dtypes.DType) dtypes.DType {
+	if dt == dtypes.BFloat16 || dt == dtypes.Float16 {
+		return dtypes.Float32
+	}
+	return dt
+}
+
+// Scale returns a·x, for a scalar a.
+func Scale(a *Node, x []*Node) []*Node {
 	out := make([]*Node, len(x))
 	for i, xi := range x {
 		out[i] = graph.Mul(castTo(a, xi), xi)
@@ -26,46 +39,49 @@ func scale(a *Node, x []*Node) []*Node {
 	return out
 }
 
-// axpby returns a·x + b·y.
-func axpby(a *Node, x []*Node, b *Node, y []*Node) []*Node {
+// Axpby returns a·x + b·y, for scalars a and b, in x's dtypes.
+func Axpby(a *Node, x []*Node, b *Node, y []*Node) []*Node {
 	out := make([]*Node, len(x))
 	for i := range x {
-		out[i] = graph.Add(graph.Mul(castTo(a, x[i]), x[i]), graph.Mul(castTo(b, y[i]), y[i]))
+		out[i] = graph.Add(graph.Mul(castTo(a, x[i]), x[i]), graph.Mul(castTo(b, x[i]), castTo(y[i], x[i])))
 	}
 	return out
 }
 
-// add returns x + y.
-func add(x, y []*Node) []*Node {
+// Add returns x + y, in x's dtypes.
+func Add(x, y []*Node) []*Node {
 	out := make([]*Node, len(x))
 	for i := range x {
-		out[i] = graph.Add(x[i], y[i])
+		out[i] = graph.Add(x[i], castTo(y[i], x[i]))
 	}
 	return out
 }
 
-// sub returns x − y.
-func sub(x, y []*Node) []*Node {
+// Sub returns x − y, in x's dtypes.
+func Sub(x, y []*Node) []*Node {
 	out := make([]*Node, len(x))
 	for i := range x {
-		out[i] = graph.Sub(x[i], y[i])
+		out[i] = graph.Sub(x[i], castTo(y[i], x[i]))
 	}
 	return out
 }
 
-// dot returns Σᵢ⟨xᵢ, yᵢ⟩, accumulated in the dtype of like.
-func dot(like *Node, x, y []*Node) *Node {
-	total := graph.ScalarZero(like.Graph(), like.DType())
+// Dot returns Σᵢ⟨xᵢ, yᵢ⟩, a scalar accumulated in the compute dtype of x (x's dtype, or float32 for
+// half-precision tensors). x must not be empty.
+func Dot(x, y []*Node) *Node {
+	acc := computeDType(x[0].DType())
+	total := graph.ScalarZero(x[0].Graph(), acc)
 	for i := range x {
-		term := graph.ReduceAllSum(graph.Mul(x[i], y[i]))
-		total = graph.Add(total, castTo(term, like))
+		xi := graph.ConvertDType(x[i], acc)
+		yi := graph.ConvertDType(y[i], acc)
+		total = graph.Add(total, graph.ReduceAllSum(graph.Mul(xi, yi)))
 	}
 	return total
 }
 
-// norm returns the global L2 norm ‖x‖ over all tensors, in the dtype of like.
-func norm(like *Node, x []*Node) *Node {
-	return graph.Sqrt(dot(like, x, x))
+// Norm returns the global L2 norm ‖x‖ = √Dot(x, x).
+func Norm(x []*Node) *Node {
+	return graph.Sqrt(Dot(x, x))
 }
 
 // oneMinus returns 1 − c.

@@ -15,8 +15,8 @@ const (
 )
 
 func init() {
-	readParamIfSet(ParamWarmUp, (*Config).WarmUp)
-	readParamIfSet(ParamZeroWarmUp, (*Config).ZeroWarmUp)
+	readParamIfSet(ParamWarmUp, 0, (*Config).WarmUp)
+	readParamIfSet(ParamZeroWarmUp, 0, (*Config).ZeroWarmUp)
 }
 
 // WarmUp ramps the regularization linearly from 0 over the first steps steps (GR warm-up, Zhao, Zhang & Hu,
@@ -60,17 +60,10 @@ func warmUpFactor(s *Step) *Node {
 	if steps <= 0 {
 		return nil
 	}
-	t := graph.ConvertDType(globalStep(s), s.loss.DType())
+	dtype := computeDType(s.loss.DType())
+	t := graph.ConvertDType(s.GlobalStep(), dtype)
 	if s.cfg.sched.zeroWarmUp {
-		return graph.ConvertDType(graph.GreaterOrEqual(t, s.scalar(float64(steps))), s.loss.DType())
+		return graph.ConvertDType(graph.GreaterOrEqual(t, s.Scalar(float64(steps))), dtype)
 	}
 	return graph.MinScalar(graph.DivScalar(t, float64(steps)), 1.0)
-}
-
-// warmed returns w_t·x, or x without warm-up.
-func (s *Step) warmed(x []*Node) []*Node {
-	if s.warm == nil {
-		return x
-	}
-	return scale(s.warm, x)
 }

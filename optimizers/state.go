@@ -1,0 +1,109 @@
+package optimizers
+
+import (
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// State returns the method's state name: one tensor per trainable variable, in the order of Theta, shaped like
+// it, of its compute dtype (float32 for half-precision variables), zero before the first SetState. It is the
+// value written by SetState earlier in this step, else the value at the start of the step.
+//
+// The state is kept in non-trainable variables under Scope + "/state/" + name (memory: one copy of the
+// parameters per name), so checkpoints save it and a resumed run continues it; Regularized.Clear deletes it.
+// Under Every(k) a write in either phase is kept only when that phase is the step's (the both-branches graph
+// selects it), like the stored correction.
+func (s *Step) State(name string) []*Node {
+	scope := stateScope(name)
+	if values, found := s.pending[scope]; found {
+		return values
+	}
+	return varValues(s.g, s.stateVars(scope))
+}
+
+// SetState sets the method's state name to values (one tensor per trainable variable, converted to the
+// state's dtype); the variables are written at the end of the step.
+func (s *Step) SetState(name string, values []*Node) {
+	scope := stateScope(name)
+	vars := s.stateVars(scope)
+	if len(values) != len(vars) {
+		panicf("gr.%s: SetState(%q) got %d tensors, want one per trainable variable (%d)",
+			s.cfg.name, name, len(values), len(vars))
+	}
+	out := make([]*Node, len(values))
+	for i, v := range vars {
+		out[i] = graph.ConvertDType(values[i], v.Shape().DType)
+	}
+	s.pending[scope] = out
+}
+
+// stateScope is the scope of the variables of state name.
+func stateScope(name string) string { return Scope + "/state/" + name }
+
+// commit writes the state of the step: written, by scope, when the step runs one phase; with ascent (a Bool
+// scalar, the both-branches graph of Every) the values of the full phase where ascent is true and those of
+// the reuse phase elsewhere, each phase keeping the old value of a state it did not write.
+func (s *Step) commit(full, reuse map[string][]*Node, ascent *Node) {
+	for scope, values := range full {
+		vars := s.stateVars(scope)
+		if ascent != nil {
+			other, found := reuse[scope]
+			if !found {
+				other = varValues(s.g, vars)
+			}
+			values = whereVec(ascent, values, other)
+		}
+		for i, v := range vars {
+			v.SetValueGraph(values[i])
+		}
+	}
+	if ascent == nil {
+		return
+	}
+	for scope, values := range reuse {
+		if _, found := full[scope]; found {
+			continue
+		}
+		vars := s.stateVars(scope)
+		values = whereVec(ascent, varValues(s.g, vars), values)
+		for i, v := range vars {
+			v.SetValueGraph(values[i])
+		}
+	}
+}
+
+// whereVec returns x where cond (a Bool scalar) is true, else y.
+func whereVec(cond *Node, x, y []*Node) []*Node {
+	out := make([]*Node, len(x))
+	for i := range x {
+		out[i] = graph.Where(cond, x[i], y[i])
+	}
+	return out
+}
+
+// varValues returns the values of vars in graph g.
+func varValues(g *graph.Graph, vars []*context.Variable) []*Node {
+	out := make([]*Node, len(vars))
+	for i, v := range vars {
+		out[i] = v.ValueGraph(g)
+	}
+	return out
+}
+
+// stateVars returns non-trainable variables under scope + <the variable's scope>, one per trainable variable,
+// same name and shape, of its compute dtype, initialized to zero.
+func (s *Step) stateVars(scope string) []*context.Variable {
+	out := make([]*context.Variable, len(s.vars))
+	for i, v := range s.vars {
+		sc := scope
+		if v.Scope() != context.RootScope {
+			sc += v.Scope()
+		}
+		shape := v.Shape().Clone()
+		shape.DType = computeDType(shape.DType)
+		out[i] = s.ctx.InAbsPath(sc).Checked(false).
+			VariableWithValue(v.Name(), tensors.FromShape(shape)).SetTrainable(false)
+	}
+	return out
+}
