@@ -259,7 +259,9 @@ func (c *Config) Gamma(gamma float64) *Config { return c.set(ParamGamma, "Gamma 
 
 // Epsilon sets ε, the finite-difference step; valid range (0, +∞). Default: DefaultEpsilon.
 // Forward, backward and central have it.
-func (c *Config) Epsilon(epsilon float64) *Config { return c.set(ParamEpsilon, "Epsilon (ε)", epsilon) }
+func (c *Config) Epsilon(epsilon float64) *Config {
+	return c.set(ParamEpsilon, "Epsilon (ε)", epsilon)
+}
 
 // Normalized selects the normalized finite-difference step: the perturbation is h·g₁ with
 // h = ε/(‖g₁‖ + δ) (a step of length ε along the gradient), and the difference is divided by h instead
