@@ -102,17 +102,6 @@ func TestFiniteDifferenceNeedsGRTrainer(t *testing.T) {
 	assert.NoError(t, err)
 }
 
-func TestAccumulateGradientsRefused(t *testing.T) {
-	p := newProblem(12, 8, 3, 4, 0)
-	for _, method := range allMethods {
-		trainer := gr.NewTrainer(backend(t), context.New(), p.modelFn(false), squaredLoss,
-			build(method, sgd(1), 0.1, 0.1, false), nil, nil)
-		err := trainer.AccumulateGradients(2)
-		require.Error(t, err, method)
-		assert.Contains(t, err.Error(), "Regularized does not implement OptimizeWithGradients", method)
-	}
-}
-
 // dbError runs one DB step of modelFn and returns its error.
 func dbError(t *testing.T, modelFn train.ModelFn) error {
 	return trainStepErr(t, func(ctx *context.Context) *train.Trainer {

@@ -193,6 +193,9 @@ func (c *Config) combine(s *Step) []*Node {
 	step := s.GlobalStep()
 	ascent := graph.Equal(graph.ModScalar(step, k), graph.ScalarZero(s.g, step.DType()))
 	s.commit(full, s.pending, ascent)
+	if s.fallback != nil { // Counted when the full phase is the step's (guard.go).
+		s.fallback = graph.LogicalAnd(s.fallback, ascent)
+	}
 	s.curvature = curvature
 	s.publishMetrics(ascent)
 	if s.warm == nil {
@@ -211,7 +214,7 @@ func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
 	}
 	switch {
 	case phase == PhaseFull:
-		g = s.cfg.fn(s)
+		g = s.method() // With Groups and the guard's fallback (groups.go, guard.go).
 		if store {
 			corr = Sub(g, s.grad)
 			s.pending[correctionScope] = corr

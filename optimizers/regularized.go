@@ -1,6 +1,7 @@
 package optimizers
 
 import (
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
@@ -11,13 +12,17 @@ import (
 // Regularized is the optimizer returned by Config.Done: it computes the method's combined gradient and
 // hands it to the base optimizer's UpdateGraphWithGradients.
 //
-// It does not implement train.OptimizeWithGradients, so Trainer.AccumulateGradients refuses it with an
-// error: a GR step needs the model re-evaluated on the batch, which accumulated gradients cannot provide.
+// With a trainer built by NewTrainer, the combined gradient is computed by the loss function NewTrainer
+// installs (in training graphs only), when the trainer asks for the loss; UpdateGraph then only applies it.
+// It also implements train.OptimizeWithGradients, so Trainer.AccumulateGradients works (accumulate.go).
 type Regularized struct {
 	cfg *Config
 }
 
-var _ optimizers.Interface = (*Regularized)(nil)
+var (
+	_ optimizers.Interface        = (*Regularized)(nil)
+	_ train.OptimizeWithGradients = (*Regularized)(nil)
+)
 
 // Method returns the method's name ("db", "forward", ...).
 func (r *Regularized) Method() string { return r.cfg.name }
@@ -35,19 +40,80 @@ func (r *Regularized) Clear(ctx *context.Context) error {
 }
 
 // UpdateGraph builds one training step: g₁ = ∇L(θ), the method's combined gradient, and the base
-// optimizer's update with it. It implements optimizers.Interface.
+// optimizer's update with it, guarded by GuardNonFinite. It implements optimizers.Interface.
+//
+// With a trainer built by NewTrainer the gradient was already computed by NewTrainer's loss function for
+// this graph, and is applied as is; with plain train.NewTrainer (methods that do not re-evaluate the model,
+// such as DoubleBackprop) it is computed here from loss.
 func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *Node) {
-	if !loss.Shape().IsScalar() {
-		panicf("gr.%s: the loss must be a scalar, got shape %s", r.cfg.name, loss.Shape())
+	prep := preparedFor(ctx, g)
+	if prep == nil {
+		prep = r.prepare(ctx, g, loss, recordedPass(ctx, g), false)
 	}
+	r.apply(ctx, g, prep.grads, prep, prep.ok, loss.DType())
+}
+
+// base returns the base optimizer as a train.OptimizeWithGradients, or panics naming it.
+func (r *Regularized) baseWithGradients() train.OptimizeWithGradients {
 	base, ok := r.cfg.base.(train.OptimizeWithGradients)
 	if !ok {
 		panicf("gr.%s: base optimizer %T does not implement UpdateGraphWithGradients "+
 			"(train.OptimizeWithGradients); use a GoMLX optimizer such as SGD or Adam", r.cfg.name, r.cfg.base)
 	}
-	s := newStep(r.cfg, ctx, g, loss)
-	grads := r.cfg.combine(s) // The method, with Every and WarmUp applied (every.go).
-	base.UpdateGraphWithGradients(ctx, grads, loss.DType())
+	return base
+}
+
+// prepared is the combined gradient of one training graph, computed by prepare.
+type prepared struct {
+	step  *Step
+	grads []*Node // the gradient handed to the base optimizer, in the order of step.vars
+	ok    *Node   // Bool scalar: L and the gradient are finite (GuardNonFinite); nil when the guard is off
+}
+
+// graphParamPrepared is the graph parameter (in Scope) that holds the *prepared of a training graph.
+const graphParamPrepared = "gr_prepared"
+
+// preparedFor returns what prepare stored for graph g, or nil.
+func preparedFor(ctx *context.Context, g *graph.Graph) *prepared {
+	p, found := ctx.InAbsPath(Scope).GetGraphParam(g, graphParamPrepared)
+	if !found || p == nil {
+		return nil
+	}
+	return p.(*prepared)
+}
+
+// prepare builds the step's combined gradient from the total loss L (every train.AddLoss term included) and
+// stores it for the graph. accumulating says the graph is one of Trainer.AccumulateGradients.
+func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, p *pass, accumulating bool) *prepared {
+	if !loss.Shape().IsScalar() {
+		panicf("gr.%s: the loss must be a scalar, got shape %s", r.cfg.name, loss.Shape())
+	}
+	if accumulating && r.Every() > 1 {
+		panicf("gr.%s: Every(%d) cannot be combined with Trainer.AccumulateGradients (the stored correction "+
+			"would be refreshed by one micro-batch of the cycle only): use Every(1), or no accumulation",
+			r.cfg.name, r.Every())
+	}
+	s := newStep(r.cfg, ctx, g, loss, p)
+	grads := s.narrow(r.cfg.combine(s)) // The method, with Groups, Every and WarmUp (every.go, groups.go).
+	prep := &prepared{step: s, grads: grads}
+	if r.cfg.guardOn() {
+		prep.ok = graph.LogicalAnd(allFinite(loss), allFinite(grads...))
+		if s.fallback != nil {
+			addToCounter(ctx, g, MetricFallbacks, s.fallback)
+		}
+	}
+	ctx.InAbsPath(Scope).SetGraphParam(g, graphParamPrepared, prep)
+	return prep
+}
+
+// apply hands grads to the base optimizer and, with GuardNonFinite, keeps every variable the step changed
+// at its pre-step value when the step is not finite (guard.go).
+func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, grads []*Node, prep *prepared, ok *Node,
+	lossDType dtypes.DType) {
+	r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
+	if ok != nil {
+		guardStep(ctx, g, ok)
+	}
 }
 
 // Step is the graph of one training step while a method builds its combined gradient: a method is a
@@ -57,10 +123,10 @@ type Step struct {
 	cfg   *Config
 	ctx   *context.Context
 	g     *graph.Graph
-	loss  *Node               // L(θ), as the trainer built it
+	loss  *Node               // L(θ), as the trainer built it (with Groups: of the whole batch)
 	vars  []*context.Variable // trainable variables used by the graph, in context order
 	theta []*Node             // their values θ at the start of the step
-	grad  []*Node             // g₁ = ∇L(θ)
+	grad  []*Node             // g₁ = ∇L(θ) (with Groups: the mean of the groups' g₁)
 	pass  *pass               // model and inputs recorded by NewTrainer; nil with train.NewTrainer
 
 	params map[string]*Node // hyperparameters as scalars (Param), built once
@@ -73,17 +139,29 @@ type Step struct {
 	curvature *Node
 
 	warm *Node // w_t of WarmUp/ZeroWarmUp (warmup.go); nil without warm-up
+
+	groups   []*Step // with Groups(m > 1): one step per group of the batch (groups.go)
+	fallback *Node   // Bool scalar: the method's gradient was not finite and g₁ was used (guard.go)
 }
 
-func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node) *Step {
-	s := &Step{cfg: cfg, ctx: ctx, g: g, loss: loss, pass: recordedPass(ctx, g), params: map[string]*Node{}}
+func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node, p *pass) *Step {
+	s := &Step{cfg: cfg, ctx: ctx, g: g, loss: loss, pass: p, params: map[string]*Node{}}
 	for v := range ctx.IterVariables() {
 		if v.Trainable && v.InUseByGraph(g) {
 			s.vars = append(s.vars, v)
 			s.theta = append(s.theta, v.ValueGraph(g))
 		}
 	}
-	s.grad = graph.Gradient(loss, s.theta...)
+	if cfg.groupsOn() {
+		if s.pass == nil {
+			panicf("gr.%s: Groups(%d) evaluates the model on each group of the batch and needs the model "+
+				"function: build the trainer with gr.NewTrainer (same arguments as train.NewTrainer) instead "+
+				"of train.NewTrainer", cfg.name, cfg.groups)
+		}
+		s.splitGroups() // Sets s.groups and s.grad (groups.go).
+	} else {
+		s.grad = widen(graph.Gradient(loss, s.theta...))
+	}
 	return s
 }
 
@@ -171,6 +249,8 @@ func (s *Step) fdStep() *Node {
 // start of the step (so the random-number state, hence the dropout mask, repeats). Afterwards every
 // variable is back where the first pass left it: trainable ones at θ, the others with the first pass's
 // updates (e.g. batch-norm moving statistics), so the second pass changes nothing but the gradient.
+// With Groups, a group's GradAt evaluates that group of the batch only. With low-precision variables
+// θ + offset is summed in float32 and rounded once, and the gradient is returned in float32 (lowprec.go).
 //
 // It needs the trainer built by NewTrainer, and panics with a message saying so otherwise.
 func (s *Step) GradAt(offset []*Node) []*Node {
@@ -179,50 +259,63 @@ func (s *Step) GradAt(offset []*Node) []*Node {
 			"model function: build the trainer with gr.NewTrainer (same arguments as train.NewTrainer) "+
 			"instead of train.NewTrainer", s.cfg.name)
 	}
-	ctx, g := s.pass.ctx, s.g
+	perturbed := s.perturb(offset)
+	loss := s.evaluate(s.pass, perturbed)
+	grads := widen(graph.Gradient(loss, perturbed...))
+	s.recordCurvature(offset, grads)
+	return grads
+}
 
-	// Values after the first pass, to restore at the end.
-	after := make(map[*context.Variable]*Node)
+// evaluate builds the model and loss of p again, with the trainable variables at values and every other
+// variable the graph uses at its value from the start of the step, and returns the loss with its own
+// train.AddLoss terms. Afterwards every variable is back where it was before the call.
+func (s *Step) evaluate(p *pass, values []*Node) *Node {
+	ctx, g := p.ctx, s.g
+
+	// Values before the call, to restore at the end.
+	before := make(map[*context.Variable]*Node)
 	for v := range ctx.IterVariables() {
 		if v.InUseByGraph(g) {
-			after[v] = v.ValueGraph(g)
+			before[v] = v.ValueGraph(g)
 		}
 	}
-	for v := range after {
+	for v := range before {
 		if !v.Trainable {
 			v.SetValueGraph(startValue(v, g))
 		}
 	}
-	perturbed := Add(s.theta, offset)
 	for i, v := range s.vars {
-		v.SetValueGraph(perturbed[i])
+		v.SetValueGraph(values[i])
 	}
 
-	// Second pass, with its own loss accumulator (train.AddLoss terms count again).
+	// Own loss accumulator (train.AddLoss terms count again).
 	trainerCtx := ctx.InAbsPath(train.TrainerAbsoluteScope)
-	savedLoss, _ := trainerCtx.GetGraphParam(g, train.TrainerLossGraphParamKey)
+	savedLoss, found := trainerCtx.GetGraphParam(g, train.TrainerLossGraphParamKey)
+	if !found || savedLoss == nil {
+		// No term yet (NewTrainer's loss function runs before the trainer adds the base loss): the trainer
+		// will add its terms to zero.
+		savedLoss = graph.ScalarZero(g, s.loss.DType())
+	}
 	trainerCtx.SetGraphParam(g, train.TrainerLossGraphParamKey, graph.ScalarZero(g, s.loss.DType()))
-	predictions := s.pass.modelFn(ctx.Reuse(), s.pass.spec, s.pass.inputs)
-	if s.pass.lossFn != nil {
-		train.AddLoss(ctx, s.pass.lossFn(s.pass.labels, predictions))
+	predictions := p.modelFn(ctx.Reuse(), p.spec, p.inputs)
+	if p.lossFn != nil {
+		train.AddLoss(ctx, p.lossFn(p.labels, predictions))
 	}
 	loss := train.GetLosses(ctx, g)
 	trainerCtx.SetGraphParam(g, train.TrainerLossGraphParamKey, savedLoss)
-	grads := graph.Gradient(loss, perturbed...)
-	s.recordCurvature(offset, grads)
 
 	// Restore.
 	for v := range ctx.IterVariables() {
 		if !v.InUseByGraph(g) {
 			continue
 		}
-		if value, found := after[v]; found {
+		if value, found := before[v]; found {
 			v.SetValueGraph(value)
 		} else {
-			v.SetValueGraph(startValue(v, g)) // First used by the second pass: leave it unchanged.
+			v.SetValueGraph(startValue(v, g)) // First used by this pass: leave it unchanged.
 		}
 	}
-	return grads
+	return loss
 }
 
 // startValue returns the value variable v had in graph g at the start of the step: its parameter node.

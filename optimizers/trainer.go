@@ -27,21 +27,35 @@ type pass struct {
 	labels  []*Node
 	modelFn train.ModelFn
 	lossFn  train.LossFn
-	phase   everyPhase // graph of an Every(k) optimizer (every.go)
+	phase   everyPhase     // graph of an Every(k) optimizer (every.go)
+	trainer *train.Trainer // the trainer NewTrainer built
 }
 
 // NewTrainer has exactly the signature of train.NewTrainer and returns a plain *train.Trainer, so
 // train.Loop, progress bars and checkpoints work unchanged. It records, for each graph the trainer builds,
 // the model's inputs and labels, so that the finite-difference and SAM-family optimizers can evaluate the
 // loss again at perturbed weights. With any other optimizer it behaves exactly like train.NewTrainer.
+//
+// With an optimizer of this package, the loss function it installs computes, in training graphs only, the
+// method's combined gradient g when the trainer asks for the loss, and UpdateGraph applies it. Under
+// Trainer.AccumulateGradients, which differentiates the loss itself, it returns instead the surrogate
+//
+//	stop_gradient(L_fn) + Σᵢ⟨stop_gradient(gᵢ), θᵢ − stop_gradient(θᵢ)⟩
+//
+// (L_fn the loss function's value; the train.AddLoss terms the model added are frozen likewise), whose
+// value is the loss and whose gradient is g, so that the accumulated gradients are the method's
+// (accumulate.go). Evaluation graphs get the plain loss.
 func NewTrainer(backend backends.Backend, ctx *context.Context,
 	modelFn train.ModelFn, lossFn train.LossFn, optimizer optimizers.Interface,
 	trainMetrics, evalMetrics []metrics.Interface) *train.Trainer {
 	var passes sync.Map // GraphId → *pass
+	var trainer *train.Trainer
+	reg, _ := optimizer.(*Regularized)
 	recordingModelFn := func(ctx *context.Context, spec any, inputs []*Node) []*Node {
 		g := inputs[0].Graph()
 		spec, phase := unwrapSpec(spec) // The spec given by StepSpec, EveryDataset or TrainStep (every.go).
-		p := &pass{ctx: ctx, spec: spec, inputs: inputs, modelFn: modelFn, lossFn: lossFn, phase: phase}
+		p := &pass{ctx: ctx, spec: spec, inputs: inputs, modelFn: modelFn, lossFn: lossFn, phase: phase,
+			trainer: trainer}
 		passes.Store(g.GraphId(), p)
 		ctx.InAbsPath(Scope).SetGraphParam(g, graphParamPass, p)
 		return modelFn(ctx, spec, inputs)
@@ -49,15 +63,24 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 	var recordingLossFn train.LossFn
 	if lossFn != nil {
 		recordingLossFn = func(labels, predictions []*Node) *Node {
-			if g := anyGraph(labels, predictions); g != nil {
-				if p, ok := passes.Load(g.GraphId()); ok {
-					p.(*pass).labels = labels
-				}
+			g := anyGraph(labels, predictions)
+			if g == nil {
+				return lossFn(labels, predictions)
 			}
-			return lossFn(labels, predictions)
+			pAny, found := passes.Load(g.GraphId())
+			if !found {
+				return lossFn(labels, predictions)
+			}
+			p := pAny.(*pass)
+			p.labels = labels
+			loss := lossFn(labels, predictions)
+			if reg == nil || !p.ctx.IsTraining(g) {
+				return loss
+			}
+			return reg.prepareFromLoss(p, loss, trainer.NumAccumulatingSteps() > 0)
 		}
 	}
-	trainer := train.NewTrainer(backend, ctx, recordingModelFn, recordingLossFn, optimizer, trainMetrics, evalMetrics)
+	trainer = train.NewTrainer(backend, ctx, recordingModelFn, recordingLossFn, optimizer, trainMetrics, evalMetrics)
 	registerEveryTrainer(trainer, optimizer)
 	return trainer
 }
