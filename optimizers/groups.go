@@ -141,6 +141,7 @@ func (s *Step) groupsGrad() []*Node {
 	}
 	return s.meanOf(sum)
 }
+
 // sumIfAll adds x to total while every x seen is non-nil.
 func sumIfAll(total, x *Node, all bool) (*Node, bool) {
 	if !all || x == nil {
