@@ -179,7 +179,9 @@ func (m Method) optimizer(base optimizers.Interface, gamma float64) (optimizers.
 	default:
 		return nil, errors.Errorf("unknown method %q: valid values are gd|db|forward|backward|central", m.Name)
 	}
-	return c.Gamma(gamma).Build()
+	// The batch masks diverged models itself (blockSGD skips a masked model's non-finite gradient); the
+	// non-finite guard would drop the whole batch's step instead.
+	return c.Gamma(gamma).GuardNonFinite(false).Build()
 }
 
 // Model is one model of a batch: the problem it trains on, its initialization scale α and its step size.
