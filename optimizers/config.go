@@ -76,7 +76,7 @@ type Config struct {
 	name    string
 	fn      func(s *Step) []*Node // the combined gradient (full phase)
 	reuse   func(s *Step) []*Node // the gradient on the reuse steps of Every(k); nil: g₁ + stored correction
-	update  func(s *Step)         // state updates run on every step, before fn or reuse; nil: none
+	update  func(s *Step)         // state updates run on every step, after fn or reuse; nil: none
 	penalty func(s *Step) *Node   // the penalty metric; nil: (γ/2)‖g₁‖² if the method has γ
 
 	params []Hyperparameter // declared, in order
@@ -242,7 +242,8 @@ func (c *Config) Reuse(fn func(s *Step) []*Node) *Config {
 }
 
 // Update defines state updates that run on every step (for method authors), in both phases of Every(k),
-// before the method's gradient or its reuse computation, which then read the updated Step.State.
+// after the method's gradient or its reuse computation (which read the state of the previous step):
+// Step.State in it returns what they wrote, if anything, else the previous step's value.
 func (c *Config) Update(fn func(s *Step)) *Config {
 	c.update = fn
 	return c

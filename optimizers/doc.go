@@ -29,6 +29,13 @@
 // reports ‖g₁‖, the penalty and the curvature g₁ᵀHg₁ as train metrics. The flooding family (an implicit
 // F-GR) lives in package github.com/gradreg/gradreg/regularizers.
 //
+// Every method is written on a public API, so new ones can be written in any package: NewMethod turns a
+// function of *Step (θ, g₁, GradAt, the method's hyperparameters, its state, the phase of Every) into a
+// constructor, Register makes it a ParamMethod value, and every option applies to it. Each method has only
+// the hyperparameters it declares (Config.Declare, Config.Param): setting another is an error naming the
+// method and the parameter, and FromContext reads only the chosen method's keys (ParamDefaults, ParamKeys).
+// github.com/gradreg/gradreg/examples/methods adds GSAM, LookSAM and FriendlySAM that way.
+//
 // The finite-difference methods re-evaluate the model at a perturbed θ, so they need the model and loss
 // functions: build the trainer with NewTrainer, which has the signature of train.NewTrainer and returns a
 // plain *train.Trainer. Switching a program to GR is one statement:

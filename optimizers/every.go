@@ -204,14 +204,11 @@ func (c *Config) combine(s *Step) []*Node {
 	return s.warmed(nil, whereVec(ascent, s.correction(gFull, corrFull), s.correction(gReuse, corrReuse)))
 }
 
-// branch builds one phase: the state updates, then the method's gradient (PhaseFull) or its reuse
-// computation (PhaseReuse). It returns the gradient g and, when known, the correction g − g₁ (nil
+// branch builds one phase: the method's gradient (PhaseFull) or its reuse computation (PhaseReuse), then
+// the state updates. It returns the gradient g and, when known, the correction g − g₁ (nil
 // otherwise). With store, the full phase writes the correction and the reuse phase returns g₁ + it.
 func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
 	s.phase, s.pending = phase, map[string][]*Node{}
-	if s.cfg.update != nil {
-		s.cfg.update(s)
-	}
 	switch {
 	case phase == PhaseFull:
 		g = s.method() // With Groups and the guard's fallback (groups.go, guard.go).
@@ -224,6 +221,9 @@ func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
 	default:
 		corr = varValues(s.g, s.stateVars(correctionScope))
 		g = Add(s.grad, corr)
+	}
+	if s.cfg.update != nil {
+		s.cfg.update(s)
 	}
 	return g, corr
 }

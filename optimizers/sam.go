@@ -45,10 +45,7 @@ func samGrad(s *Step) []*Node {
 }
 
 // samPerturbation returns e = ρ g₁/(‖g₁‖ + δ).
-func samPerturbation(s *Step) []*Node {
-	c := graph.Div(s.Param(ParamRho), graph.AddScalar(Norm(s.Grad()), NormStabilizer))
-	return Scale(c, s.Grad())
-}
+func samPerturbation(s *Step) []*Node { return Rescale(s.Param(ParamRho), s.Grad()) }
 
 // samPenalty is ρ‖g₁‖.
 func samPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamRho), Norm(s.Grad())) }

@@ -84,6 +84,13 @@ func Norm(x []*Node) *Node {
 	return graph.Sqrt(Dot(x, x))
 }
 
+// Rescale returns r·x/(‖x‖ + δ), δ = NormStabilizer: x rescaled to the norm r (0 for x = 0), e.g. SAM's
+// perturbation ρg₁/(‖g₁‖ + δ).
+func Rescale(r *Node, x []*Node) []*Node {
+	n := Norm(x)
+	return Scale(graph.Div(castTo(r, n), graph.AddScalar(n, NormStabilizer)), x)
+}
+
 // oneMinus returns 1 − c.
 func oneMinus(c *Node) *Node {
 	return graph.Sub(graph.OnesLike(c), c)
