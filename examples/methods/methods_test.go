@@ -82,7 +82,6 @@ func (p *logistic) tensors() (x, y *tensors.Tensor) {
 	return tensors.FromFlatDataAndDimensions(flat, len(p.x), len(p.w0)), tensors.FromFlatDataAndDimensions(p.y, len(p.y))
 }
 
-
 // run trains steps steps with opt in ctx and returns θ = (w, b) and the train metrics after each step; with
 // viaGR through gr.TrainStep (one graph per phase of Every), else trainer.TrainStep (both phases in one graph).
 func (p *logistic) run(t *testing.T, ctx *context.Context, opt optimizers.Interface, steps int, viaGR bool) (thetas, metrics [][]float64) {
