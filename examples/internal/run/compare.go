@@ -1,0 +1,318 @@
+package run
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pkg/errors"
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// Entry is one method of a comparison with its own settings.
+type Entry struct {
+	Method   string // a name of MethodNames
+	Settings string // -set style settings of this entry only ("" for none), e.g. "gr_every=5"
+}
+
+// String is the entry as written in -compare, e.g. "forward:gr_every=5".
+func (e Entry) String() string {
+	if e.Settings == "" {
+		return e.Method
+	}
+	return e.Method + ":" + e.Settings
+}
+
+// Label is the entry's name in tables and plots, e.g. "F-GR gr_every=5".
+func (e Entry) Label() string {
+	l := MethodLabel(e.Method)
+	if e.Settings != "" {
+		l += " " + e.Settings
+	}
+	return l
+}
+
+// MethodLabel is the name of a method in tables and plots (F-GR for forward, ...).
+func MethodLabel(m string) string {
+	switch m {
+	case "sgd", "none":
+		return "SGD"
+	case "forward":
+		return "F-GR"
+	case "backward":
+		return "B-GR"
+	case "central":
+		return "C-GR"
+	case "db":
+		return "DB-GR"
+	case "sam", "usam", "gnp", "asam":
+		return strings.ToUpper(m)
+	}
+	return m
+}
+
+// ParseCompare parses a -compare list: entries separated by commas, each a method name optionally
+// followed by ':' and its settings, separated by ';' as in -set. A comma inside a setting's value
+// (mnist_hidden=256,128) stays in the setting: a piece that does not start with a method name continues
+// the previous entry.
+func ParseCompare(list string) ([]Entry, error) {
+	var entries []Entry
+	for _, piece := range strings.Split(list, ",") {
+		piece = strings.TrimSpace(piece)
+		if piece == "" {
+			continue
+		}
+		name, settings, _ := strings.Cut(piece, ":")
+		if _, _, err := methodParams(name); err != nil {
+			if len(entries) > 0 && entries[len(entries)-1].Settings != "" && !strings.Contains(piece, ":") {
+				entries[len(entries)-1].Settings += "," + piece
+				continue
+			}
+			return nil, errors.WithMessagef(err, "-compare entry %q", piece)
+		}
+		entries = append(entries, Entry{Method: name, Settings: strings.TrimSpace(settings)})
+	}
+	if len(entries) == 0 {
+		return nil, errors.Errorf("-compare lists no method: give e.g. -compare=sgd,forward")
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if seen[e.String()] {
+			return nil, errors.Errorf("-compare lists %q twice", e.String())
+		}
+		seen[e.String()] = true
+	}
+	return entries, nil
+}
+
+// Report is the outcome of Run: Results[i][s] is entry i with seed s.
+type Report struct {
+	Entries []Entry     `json:"-"`
+	Results [][]*Result `json:"-"`
+	Rows    []Row       `json:"rows"`
+	Command string      `json:"command"`
+	Backend string      `json:"backend"`
+	Wall    string      `json:"wall"`
+}
+
+// Row is one line of a comparison table.
+type Row struct {
+	Entry        string  `json:"entry"`
+	Seeds        int     `json:"seeds"`
+	TestAccuracy Summary `json:"test_accuracy"`
+	TrainLoss    Summary `json:"train_loss"`
+	TrainAcc     Summary `json:"train_accuracy"`
+	// Diff is the paired difference of test accuracy to the first entry (nil for the first).
+	Diff *Paired `json:"diff,omitempty"`
+	// StepTime is the mean step time (mean over seeds); Relative is its ratio to the first entry's.
+	StepTime time.Duration `json:"step_time_ns"`
+	Relative float64       `json:"step_time_relative"`
+}
+
+// Summary is a mean and a sample standard deviation over seeds.
+type Summary struct {
+	Mean float64 `json:"mean"`
+	Std  float64 `json:"std"`
+}
+
+// Paired is the paired comparison of n seeds: the mean difference, its 95 % Student-t confidence
+// interval [Lo, Hi] (NaN bounds for n < 2, written as null in JSON) and the number of positive differences.
+type Paired struct {
+	N        int     `json:"n"`
+	Mean     float64 `json:"mean"`
+	Lo       float64 `json:"lo"`
+	Hi       float64 `json:"hi"`
+	Positive int     `json:"positive"`
+}
+
+// MarshalJSON writes undefined bounds as null.
+func (p Paired) MarshalJSON() ([]byte, error) {
+	bound := func(x float64) any {
+		if math.IsNaN(x) {
+			return nil
+		}
+		return x
+	}
+	return json.Marshal(map[string]any{"n": p.N, "mean": p.Mean, "lo": bound(p.Lo), "hi": bound(p.Hi),
+		"positive": p.Positive})
+}
+
+// MeanStd returns the mean and the sample standard deviation (n − 1 in the denominator; 0 for one value).
+func MeanStd(xs []float64) Summary {
+	var s Summary
+	for _, x := range xs {
+		s.Mean += x
+	}
+	s.Mean /= float64(len(xs))
+	if len(xs) < 2 {
+		return s
+	}
+	for _, x := range xs {
+		s.Std += (x - s.Mean) * (x - s.Mean)
+	}
+	s.Std = math.Sqrt(s.Std / float64(len(xs)-1))
+	return s
+}
+
+// PairedDiff compares b to a seed by seed: d_s = b_s − a_s, mean d̄, and the 95 % confidence interval
+// d̄ ± t_{0.975, n−1}·s_d/√n with s_d the sample standard deviation of the d_s (Student t, n − 1 degrees
+// of freedom); Positive counts the d_s > 0.
+func PairedDiff(a, b []float64) Paired {
+	if len(a) != len(b) {
+		panic(fmt.Sprintf("run.PairedDiff: %d and %d values", len(a), len(b)))
+	}
+	d := make([]float64, len(a))
+	p := Paired{N: len(a), Lo: math.NaN(), Hi: math.NaN()}
+	for i := range a {
+		d[i] = b[i] - a[i]
+		if d[i] > 0 {
+			p.Positive++
+		}
+	}
+	s := MeanStd(d)
+	p.Mean = s.Mean
+	if p.N >= 2 {
+		half := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(p.N - 1)}.Quantile(0.975) * s.Std /
+			math.Sqrt(float64(p.N))
+		p.Lo, p.Hi = p.Mean-half, p.Mean+half
+	}
+	return p
+}
+
+// compare trains every entry with every seed (seed-major: all methods of a seed, then the next seed, so
+// that an interrupted comparison has complete pairs) and writes the table, its JSON and the PNGs.
+func (r *runner) compare() (*Report, error) {
+	start := time.Now()
+	rep := &Report{Entries: r.entries, Results: make([][]*Result, len(r.entries)), Backend: r.backend.Name(),
+		Command: strings.Join(os.Args, " ")}
+	for s := range r.opts.Seeds {
+		seed := r.opts.Seed + int64(s)
+		for i, e := range r.entries {
+			res, err := r.trainOne(e, seed)
+			if err != nil {
+				return nil, errors.WithMessagef(err, "%s, seed %d", e.Label(), seed)
+			}
+			fmt.Printf("%s, seed %d: test accuracy %.4f, train loss %.4f, train accuracy %.4f, %s/step (mean), "+
+				"%s\n", e.Label(), seed, res.TestAccuracy, res.TrainLoss, res.TrainAccuracy,
+				res.StepTime.Round(time.Microsecond), res.Wall.Round(time.Second))
+			res.Ctx = nil
+			rep.Results[i] = append(rep.Results[i], res)
+		}
+	}
+	rep.Wall = time.Since(start).Round(time.Second).String()
+	rep.Rows = Rows(r.entries, rep.Results)
+	table := FormatTable(rep.Rows)
+	fmt.Printf("\n%s, %d seed(s) from %d, backend %s, %s wall:\n%s", r.ex.Name, r.opts.Seeds, r.opts.Seed,
+		rep.Backend, rep.Wall, table)
+	if err := os.MkdirAll(r.opts.Out, 0o755); err != nil {
+		return nil, err
+	}
+	base := filepath.Join(r.opts.Out, r.ex.Name+"_compare")
+	if err := os.WriteFile(base+".md", []byte(table), 0o644); err != nil {
+		return nil, err
+	}
+	js, err := json.MarshalIndent(struct {
+		*Report
+		Runs [][]*Result `json:"runs"`
+	}{rep, rep.Results}, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(base+".json", js, 0o644); err != nil {
+		return nil, err
+	}
+	title := fmt.Sprintf("%s, %d seed(s)", r.ex.Name, r.opts.Seeds)
+	if err := plotAccuracy(base+"_accuracy.png", title, rep); err != nil {
+		return nil, err
+	}
+	if err := plotMetrics(base+"_metrics.png", title, rep); err != nil {
+		return nil, err
+	}
+	fmt.Printf("wrote %s.md, .json, _accuracy.png, _metrics.png\n", base)
+	return rep, nil
+}
+
+// Rows summarizes results[i][s] (entry i, seed s) into table rows; differences are to entry 0.
+func Rows(entries []Entry, results [][]*Result) []Row {
+	get := func(rs []*Result, f func(*Result) float64) []float64 {
+		xs := make([]float64, len(rs))
+		for i, r := range rs {
+			xs[i] = f(r)
+		}
+		return xs
+	}
+	acc := func(r *Result) float64 { return r.TestAccuracy }
+	meanTime := func(rs []*Result) time.Duration {
+		var t time.Duration
+		for _, r := range rs {
+			t += r.StepTime
+		}
+		return t / time.Duration(len(rs))
+	}
+	ref := meanTime(results[0])
+	rows := make([]Row, len(entries))
+	for i, e := range entries {
+		rs := results[i]
+		rows[i] = Row{Entry: e.Label(), Seeds: len(rs), TestAccuracy: MeanStd(get(rs, acc)),
+			TrainLoss: MeanStd(get(rs, func(r *Result) float64 { return r.TrainLoss })),
+			TrainAcc:  MeanStd(get(rs, func(r *Result) float64 { return r.TrainAccuracy })),
+			StepTime:  meanTime(rs)}
+		if ref > 0 {
+			rows[i].Relative = float64(rows[i].StepTime) / float64(ref)
+		}
+		if i > 0 {
+			d := PairedDiff(get(results[0], acc), get(rs, acc))
+			rows[i].Diff = &d
+		}
+	}
+	return rows
+}
+
+// FormatTable writes the rows as a Markdown table (accuracies in percent).
+func FormatTable(rows []Row) string {
+	var b strings.Builder
+	ref := rows[0].Entry
+	fmt.Fprintf(&b, "| method | test accuracy (mean ± std) | Δ vs %s [95%% CI] | Δ > 0 | train accuracy | "+
+		"train loss | time/step (mean) |\n|---|---|---|---|---|---|---|\n", ref)
+	for _, r := range rows {
+		diff, pos := "—", "—"
+		if d := r.Diff; d != nil {
+			diff = fmt.Sprintf("%+.2f", 100*d.Mean)
+			if !math.IsNaN(d.Lo) {
+				diff += fmt.Sprintf(" [%+.2f, %+.2f]", 100*d.Lo, 100*d.Hi)
+			}
+			pos = fmt.Sprintf("%d/%d", d.Positive, d.N)
+		}
+		fmt.Fprintf(&b, "| %s | %.2f%% ± %.2f | %s | %s | %.2f%% | %.4f | %s (%.2f×) |\n", r.Entry,
+			100*r.TestAccuracy.Mean, 100*r.TestAccuracy.Std, diff, pos, 100*r.TrainAcc.Mean, r.TrainLoss.Mean,
+			r.StepTime.Round(time.Millisecond/10), r.Relative)
+	}
+	return b.String()
+}
+
+const curveFile = "curves.json"
+
+// loadCurve reads the curve saved with a checkpoint (none if absent).
+func loadCurve(dir string) []Point {
+	data, err := os.ReadFile(filepath.Join(dir, curveFile))
+	if err != nil {
+		return nil
+	}
+	var points []Point
+	if json.Unmarshal(data, &points) != nil {
+		return nil
+	}
+	return points
+}
+
+func saveCurve(dir string, points []Point) error {
+	data, err := json.Marshal(points)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, curveFile), data, 0o644)
+}

@@ -1,0 +1,210 @@
+package run
+
+import (
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+var palette = []color.NRGBA{
+	{R: 0x1f, G: 0x77, B: 0xb4, A: 255}, {R: 0xd6, G: 0x27, B: 0x28, A: 255}, {R: 0x2c, G: 0xa0, B: 0x2c, A: 255},
+	{R: 0xff, G: 0x7f, B: 0x0e, A: 255}, {R: 0x94, G: 0x67, B: 0xbd, A: 255}, {R: 0x8c, G: 0x56, B: 0x4b, A: 255},
+	{R: 0xe3, G: 0x77, B: 0xc2, A: 255}, {R: 0x7f, G: 0x7f, B: 0x7f, A: 255},
+}
+
+// series is one line of a panel.
+type series struct {
+	label string
+	xys   plotter.XYs
+	err   []float64 // optional ± error bars (same length as xys)
+}
+
+// newPanel builds a plot of lines (with error bars where given).
+func newPanel(title, ylabel string, lines []series) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "step"
+	p.Y.Label.Text = ylabel
+	p.Add(plotter.NewGrid())
+	for i, s := range lines {
+		if len(s.xys) == 0 {
+			continue
+		}
+		c := palette[i%len(palette)]
+		line, points, err := plotter.NewLinePoints(s.xys)
+		if err != nil {
+			return nil, err
+		}
+		line.Color, points.Color = c, c
+		line.Width = vg.Points(1.5)
+		points.Radius = vg.Points(1.5)
+		p.Add(line, points)
+		if s.err != nil {
+			bars := make(errPoints, len(s.xys))
+			for j := range s.xys {
+				bars[j] = errPoint{s.xys[j].X, s.xys[j].Y, s.err[j]}
+			}
+			eb, err := plotter.NewYErrorBars(bars)
+			if err != nil {
+				return nil, err
+			}
+			eb.Color = c
+			p.Add(eb)
+		}
+		p.Legend.Add(s.label, line)
+	}
+	p.Legend.Top = false
+	p.Legend.Left = false
+	return p, nil
+}
+
+type errPoint struct{ x, y, e float64 }
+type errPoints []errPoint
+
+func (e errPoints) Len() int                         { return len(e) }
+func (e errPoints) XY(i int) (float64, float64)      { return e[i].x, e[i].y }
+func (e errPoints) YError(i int) (low, high float64) { return e[i].e, e[i].e }
+
+// savePanels writes the panels side by side as a PNG.
+func savePanels(path string, panels []*plot.Plot) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	w := vg.Length(len(panels)) * 5.5 * vg.Inch
+	img := vgimg.New(w, 4.5*vg.Inch)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 2,
+		PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align([][]*plot.Plot{panels}, tiles, dc)
+	for i, p := range panels {
+		p.Draw(canvases[0][i])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// curveSeries is one value of a run's curve against the step (points where get returns NaN are left out).
+func curveSeries(label string, curve []Point, get func(Point) float64) series {
+	s := series{label: label}
+	for _, p := range curve {
+		if y := get(p); !math.IsNaN(y) {
+			s.xys = append(s.xys, plotter.XY{X: float64(p.Step), Y: y})
+		}
+	}
+	return s
+}
+
+func gradNorm(p Point) float64 {
+	if p.GradNorm == nil {
+		return math.NaN()
+	}
+	return *p.GradNorm
+}
+
+func curvature(p Point) float64 {
+	if p.Curvature == nil {
+		return math.NaN()
+	}
+	return *p.Curvature
+}
+
+// plotRun writes a single run's curves: loss, accuracy, and the GR metrics when the method has them.
+func plotRun(path, title string, res *Result) error {
+	c := res.Curve
+	loss, err := newPanel(title+": loss", "loss", []series{
+		curveSeries("train", c, func(p Point) float64 { return p.TrainLoss }),
+		curveSeries("test", c, func(p Point) float64 { return p.TestLoss })})
+	if err != nil {
+		return err
+	}
+	acc, err := newPanel(title+": accuracy", "accuracy", []series{
+		curveSeries("train", c, func(p Point) float64 { return p.TrainAccuracy }),
+		curveSeries("test", c, func(p Point) float64 { return p.TestAccuracy })})
+	if err != nil {
+		return err
+	}
+	panels := []*plot.Plot{loss, acc}
+	if len(c) > 0 && c[len(c)-1].GradNorm != nil {
+		gn, err := newPanel(title+": ‖g₁‖", "‖g₁‖", []series{curveSeries("‖g₁‖", c, gradNorm)})
+		if err != nil {
+			return err
+		}
+		gh, err := newPanel(title+": g₁ᵀHg₁", "g₁ᵀHg₁", []series{curveSeries("g₁ᵀHg₁", c, curvature)})
+		if err != nil {
+			return err
+		}
+		panels = append(panels, gn, gh)
+	}
+	return savePanels(path, panels)
+}
+
+// meanCurve returns, per point index, the mean and the sample std over seeds of get (points are at the
+// same steps for every seed of an entry).
+func meanCurve(label string, rs []*Result, get func(Point) float64) series {
+	s := series{label: label}
+	n := len(rs[0].Curve)
+	for _, r := range rs {
+		n = min(n, len(r.Curve))
+	}
+	for j := range n {
+		var ys []float64
+		for _, r := range rs {
+			if y := get(r.Curve[j]); !math.IsNaN(y) {
+				ys = append(ys, y)
+			}
+		}
+		if len(ys) == 0 {
+			continue
+		}
+		m := MeanStd(ys)
+		s.xys = append(s.xys, plotter.XY{X: float64(rs[0].Curve[j].Step), Y: m.Mean})
+		s.err = append(s.err, m.Std)
+	}
+	return s
+}
+
+// plotAccuracy writes the test accuracy of each entry against the step, mean over seeds with ± std bars.
+func plotAccuracy(path, title string, rep *Report) error {
+	var lines []series
+	for i, e := range rep.Entries {
+		lines = append(lines, meanCurve(e.Label(), rep.Results[i], func(p Point) float64 { return p.TestAccuracy }))
+	}
+	p, err := newPanel(title+": test accuracy (mean ± std over seeds)", "test accuracy", lines)
+	if err != nil {
+		return err
+	}
+	return savePanels(path, []*plot.Plot{p})
+}
+
+// plotMetrics writes ‖g₁‖ and g₁ᵀHg₁ against the step, per entry (mean over seeds), for the entries that
+// compute them (the gr methods; not SGD nor flooding).
+func plotMetrics(path, title string, rep *Report) error {
+	var gn, gh []series
+	for i, e := range rep.Entries {
+		gn = append(gn, meanCurve(e.Label(), rep.Results[i], gradNorm))
+		gh = append(gh, meanCurve(e.Label(), rep.Results[i], curvature))
+	}
+	p1, err := newPanel(title+": ‖g₁‖", "‖g₁‖ (mean over the steps between points)", gn)
+	if err != nil {
+		return err
+	}
+	p2, err := newPanel(title+": g₁ᵀHg₁", "g₁ᵀHg₁", gh)
+	if err != nil {
+		return err
+	}
+	return savePanels(path, []*plot.Plot{p1, p2})
+}

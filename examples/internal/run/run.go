@@ -1,0 +1,607 @@
+// Package run is the training runner shared by the examples: an example supplies its model, its loss, its
+// data and its own hyperparameters (an Example), and the runner does the rest:
+//
+//   - flags → context hyperparameters, one source of truth per setting (Setting): each flag writes a context
+//     key, -set=key=value writes any key, and the model, the data and the runner read them from the context;
+//     the gr_* keys get the chosen method's own defaults (ASAM's ρ = 0.5, GNP's ρ = 0.1, ...) unless a flag,
+//     -set or a -compare entry sets them, and a gr_* key the method does not read is an error;
+//   - the backend (-backend, else $GOMLX_BACKEND, else an installed XLA plugin, else the pure-Go one);
+//   - the base optimizer (-base=sgd|momentum|adam, -momentum, -wd, -schedule=constant|cosine, -lr) wrapped
+//     by gr.FromContext, the loss wrapped by regularizers.FromContext;
+//   - gr.NewTrainer, gr.EveryDataset (so that Every(k) saves its cost), train.Loop with a progress bar,
+//     periodic test evaluation, checkpoint/resume (-checkpoint), PNG curves (accuracy, loss and the GR
+//     metrics ‖g₁‖ and g₁ᵀHg₁ of gr.Metrics) and a JSON of the curves;
+//   - comparisons (-compare=sgd,forward,forward:gr_every=5 -seeds=N): per method mean ± std of the test
+//     accuracy, the paired difference to the first method with a 95 % Student-t confidence interval, a
+//     Markdown and a JSON table, a PNG of test accuracy with error bars and a PNG of the GR metrics.
+//
+// An example's main is
+//
+//	func main() { run.Main(&run.Example{Name: "mnist", Model: modelFn, Loss: lossFn, Data: data, ...}) }
+//
+// Step times are the mean over all training steps but the first two (which compile the graphs), without
+// the evaluations and checkpoints: with Every(k) the mean is what a run costs, where the median would land
+// on a cheap step.
+package run
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/context/checkpoints"
+	"github.com/gomlx/gomlx/pkg/ml/train"
+	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gomlx/gomlx/ui/commandline"
+	"github.com/pkg/errors"
+
+	"github.com/gradreg/gradreg/examples/internal/sgdm"
+	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/regularizers"
+)
+
+// Example is what an example gives the runner.
+type Example struct {
+	// Name names the command: error prefix, default output folder examples/<Name>/out, file names.
+	Name string
+
+	// Settings are the example's own hyperparameters (context keys, e.g. "mnist_hidden", with their flags).
+	Settings []Setting
+
+	// Defaults overrides the defaults of the runner's settings, by context key (e.g. ParamBatch: 128).
+	Defaults map[string]any
+
+	// DefaultMethod is the -method default ("sgd" if empty). DefaultCompare, when not empty, is the -compare
+	// default: a run without -method compares these.
+	DefaultMethod, DefaultCompare string
+
+	// DefaultSeed is the -seed default (1 if 0).
+	DefaultSeed int64
+
+	// Model is the model function (logits); Loss is the loss, per example (shape [batch]) or a scalar
+	// (flooding's iflood and softad need it per example).
+	Model train.ModelFn
+	Loss  train.LossFn
+
+	// Data returns the datasets of a run; ctx holds the run's resolved hyperparameters and seed its seed.
+	Data func(backend backends.Backend, ctx *context.Context, seed int64) (*Data, error)
+
+	// NewBackend, if not nil, creates the backend instead of gr.NewBackend (after -backend has set
+	// $GOMLX_BACKEND). It is called once.
+	NewBackend func() (backends.Backend, error)
+
+	// ExplainError, if not nil, may add advice to a training error.
+	ExplainError func(err error) error
+}
+
+// Data are the datasets of one run.
+type Data struct {
+	// Train yields training batches forever. If it implements Seeker, a resumed run seeks it to its step
+	// (so it sees the batches an uninterrupted run would).
+	Train train.Dataset
+
+	// Test is the test set, finite; it is reset before each evaluation.
+	Test train.Dataset
+
+	// TrainEval, if not nil, is the training set once (finite), for the final train loss and accuracy.
+	TrainEval train.Dataset
+
+	// StepsPerEpoch converts -epochs to steps and is the default evaluation period.
+	StepsPerEpoch int
+
+	// Description is printed before training (e.g. "MNIST, 2000 training examples, 40% label noise").
+	Description string
+}
+
+// Seeker is a training dataset that can restart at the batch of any step.
+type Seeker interface{ Seek(step int) }
+
+// Options are the runner's flags that are not hyperparameters.
+type Options struct {
+	Method, Compare, Set, Backend, Checkpoint, Out, Plot string
+	Seeds                                                int
+	Seed                                                 int64
+	Quiet                                                bool
+}
+
+// Runner is an example's parsed command line.
+type Runner struct{ *runner }
+
+type runner struct {
+	ex       *Example
+	opts     Options
+	flags    *settingsFlags
+	explicit map[string]bool // flags given on the command line
+	entries  []Entry
+	single   bool // one method, one seed: no comparison table
+	backend  backends.Backend
+}
+
+// Main parses the command line and runs; it exits with status 1 on error.
+func Main(ex *Example) {
+	r, err := Parse(ex, flag.CommandLine, os.Args[1:])
+	if err == nil {
+		_, err = r.Run()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", ex.Name, err)
+		os.Exit(1)
+	}
+}
+
+// Parse registers the runner's flags and the example's on fs and parses args.
+func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
+	r := &runner{ex: ex, explicit: map[string]bool{}}
+	settings := runnerSettings()
+	for i, s := range settings {
+		if d, ok := ex.Defaults[s.Key]; ok {
+			settings[i].Default = d
+		}
+	}
+	r.flags = &settingsFlags{settings: append(settings, ex.Settings...), values: map[string]string{}}
+	defMethod := ex.DefaultMethod
+	if defMethod == "" {
+		defMethod = "sgd"
+	}
+	o := &r.opts
+	fs.StringVar(&o.Method, "method", defMethod, "method of a single run: "+strings.Join(MethodNames(), "|")+
+		" (sgd: the base optimizer alone; flooding|iflood|softad wrap the loss with -flood as b)")
+	fs.StringVar(&o.Compare, "compare", ex.DefaultCompare, "comma-separated methods to compare; an entry can "+
+		"carry its own settings after a colon, separated by ';' as in -set: forward:gr_every=5 (the default "+
+		"when -method is not given)")
+	fs.IntVar(&o.Seeds, "seeds", 1, "seeds per method (seed, seed+1, ...): each seed fixes the "+
+		"initialization, the data (subset, noise) and the batch order, identical across methods")
+	defSeed := ex.DefaultSeed
+	if defSeed == 0 {
+		defSeed = 1
+	}
+	fs.Int64Var(&o.Seed, "seed", defSeed, "random seed (the first of -seeds)")
+	fs.StringVar(&o.Set, "set", "", "GoMLX context settings, e.g. -set=\"gr_every=5;gr_warmup=100\", "+
+		"applied after the flags (every gr_* key of package gr is accepted)")
+	fs.StringVar(&o.Backend, "backend", "", "GoMLX backend (go, xla:cpu, xla:cuda, ...); default: "+
+		"$GOMLX_BACKEND, else an installed XLA plugin, else go")
+	fs.StringVar(&o.Checkpoint, "checkpoint", "", "checkpoint folder of a single run: saved every "+
+		"-save_every steps and at the end, resumed from when it holds one")
+	fs.StringVar(&o.Out, "out", filepath.Join("examples", ex.Name, "out"), "folder for the PNGs, JSON and "+
+		"Markdown")
+	fs.StringVar(&o.Plot, "plot", ex.Name+"_curves.png", "PNG of a single run's curves (\"\": none); relative "+
+		"to -checkpoint when given, else to -out")
+	fs.BoolVar(&o.Quiet, "quiet", false, "no progress bar")
+	r.flags.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, errors.Errorf("unexpected arguments %q: flags only", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { r.explicit[f.Name] = true })
+	if o.Seeds <= 0 {
+		return nil, errors.Errorf("-seeds must be a positive integer, got %d", o.Seeds)
+	}
+	compare := r.explicit["compare"] || (!r.explicit["method"] && o.Compare != "")
+	if compare {
+		entries, err := ParseCompare(o.Compare)
+		if err != nil {
+			return nil, err
+		}
+		r.entries = entries
+	} else {
+		if _, _, err := methodParams(o.Method); err != nil {
+			return nil, errors.WithMessage(err, "-method")
+		}
+		r.entries = []Entry{{Method: o.Method}}
+		r.single = o.Seeds == 1
+	}
+	if o.Checkpoint != "" && !r.single {
+		return nil, errors.Errorf("-checkpoint applies to a single run: give -method (no -compare) and -seeds=1")
+	}
+	// Build every entry's context once, so that bad settings fail before any training.
+	for _, e := range r.entries {
+		if _, err := r.newContext(e, o.Seed); err != nil {
+			return nil, err
+		}
+	}
+	return &Runner{r}, nil
+}
+
+// Context returns the context of the first entry's run with the first seed, as the flags set it (for
+// tests and tools).
+func (r *Runner) Context() (*context.Context, error) { return r.newContext(r.entries[0], r.opts.Seed) }
+
+// Entries returns the methods (with their settings) that Run trains.
+func (r *Runner) Entries() []Entry { return r.entries }
+
+// Run trains what the command line says: one run, or a comparison over methods and seeds.
+func (r *Runner) Run() (*Report, error) {
+	if err := r.initBackend(); err != nil {
+		return nil, err
+	}
+	if r.single {
+		res, err := r.trainOne(r.entries[0], r.opts.Seed)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Printf("%s: step %d: test accuracy %.4f, test loss %.4f, train loss %.4f, train accuracy %.4f; "+
+			"%s/step (mean, step_ms=%.3f); %d parameters\n", r.entries[0].Label(), res.Steps, res.TestAccuracy,
+			res.TestLoss, res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
+			float64(res.StepTime.Microseconds())/1000, res.Params)
+		rep := &Report{Results: [][]*Result{{res}}, Entries: r.entries}
+		if r.opts.Plot != "" {
+			path := r.opts.Plot
+			if !filepath.IsAbs(path) {
+				dir := r.opts.Out
+				if r.opts.Checkpoint != "" {
+					dir = r.opts.Checkpoint
+				}
+				path = filepath.Join(dir, path)
+			}
+			if err := plotRun(path, r.ex.Name+" "+r.entries[0].Label(), res); err != nil {
+				return nil, err
+			}
+			fmt.Println("wrote", path)
+		}
+		return rep, nil
+	}
+	return r.compare()
+}
+
+func (r *runner) initBackend() error {
+	if r.backend != nil {
+		return nil
+	}
+	if r.opts.Backend != "" {
+		if err := os.Setenv(backends.ConfigEnvVar, r.opts.Backend); err != nil {
+			return err
+		}
+	}
+	newBackend := gr.NewBackend
+	if r.ex.NewBackend != nil {
+		newBackend = r.ex.NewBackend
+	}
+	be, err := newBackend()
+	if err != nil {
+		return err
+	}
+	r.backend = be
+	return nil
+}
+
+// Point is one evaluation of a run's curves. The train values and the GR metrics are means over the
+// steps since the previous point; the GR metrics are absent for methods that do not compute them.
+type Point struct {
+	Step          int      `json:"step"`
+	TrainLoss     float64  `json:"train_loss"`
+	TrainAccuracy float64  `json:"train_accuracy"`
+	TestLoss      float64  `json:"test_loss"`
+	TestAccuracy  float64  `json:"test_accuracy"`
+	GradNorm      *float64 `json:"grad_norm,omitempty"` // ‖g₁‖ (gr.MetricGradNorm)
+	Curvature     *float64 `json:"curvature,omitempty"` // g₁ᵀHg₁ (gr.MetricCurvature)
+}
+
+// Result is what one run measured.
+type Result struct {
+	Entry         string        `json:"entry"`
+	Method        string        `json:"method"`
+	Seed          int64         `json:"seed"`
+	Steps         int           `json:"steps"`
+	TestAccuracy  float64       `json:"test_accuracy"`
+	TestLoss      float64       `json:"test_loss"`
+	TrainLoss     float64       `json:"train_loss"`     // on Data.TrainEval at the end (else the last point's)
+	TrainAccuracy float64       `json:"train_accuracy"` // idem
+	StepTime      time.Duration `json:"step_time_ns"`   // mean over the steps but the first two
+	Wall          time.Duration `json:"wall_ns"`        // whole run, evaluations included
+	Params        int           `json:"params"`         // trainable scalars
+	Curve         []Point       `json:"curve"`
+
+	Ctx *context.Context `json:"-"` // the run's context (variables, hyperparameters) for tests and tools
+}
+
+// steps returns the number of training steps of a run.
+func steps(ctx *context.Context, d *Data) (int, error) {
+	n := context.GetParamOr(ctx, ParamSteps, 0)
+	if n > 0 {
+		return n, nil
+	}
+	epochs := context.GetParamOr(ctx, ParamEpochs, 0)
+	if n < 0 || epochs <= 0 {
+		return 0, errors.Errorf("give -steps > 0 or -epochs > 0 (%s=%d, %s=%d)", ParamSteps, n, ParamEpochs,
+			epochs)
+	}
+	return epochs * max(d.StepsPerEpoch, 1), nil
+}
+
+// newOptimizer builds the base optimizer of the context, wrapped by the context's gr method.
+func newOptimizer(ctx *context.Context, totalSteps int) (optimizers.Interface, error) {
+	lr := context.GetParamOr(ctx, ParamLearningRate, 0.1)
+	wd := context.GetParamOr(ctx, ParamWeightDecay, 0.0)
+	cosine := false
+	switch s := context.GetParamOr(ctx, ParamSchedule, "constant"); s {
+	case "constant":
+	case "cosine":
+		cosine = true
+	default:
+		return nil, errors.Errorf("unknown -schedule (%s) %q: valid values are constant|cosine", ParamSchedule, s)
+	}
+	if !(lr > 0) {
+		return nil, errors.Errorf("-lr (%s) must be > 0, got %g", ParamLearningRate, lr)
+	}
+	if wd < 0 {
+		return nil, errors.Errorf("-wd (%s) must be >= 0, got %g", ParamWeightDecay, wd)
+	}
+	var base optimizers.Interface
+	switch name := context.GetParamOr(ctx, ParamOptimizer, "sgd"); name {
+	case "sgd", "momentum":
+		o := &sgdm.Optimizer{LR: lr, WeightDecay: wd}
+		if name == "momentum" {
+			o.Momentum = context.GetParamOr(ctx, ParamMomentum, 0.9)
+			if o.Momentum < 0 || o.Momentum >= 1 {
+				return nil, errors.Errorf("-momentum (%s) must be in [0, 1), got %g", ParamMomentum, o.Momentum)
+			}
+		}
+		if cosine {
+			o.TotalSteps = totalSteps
+		}
+		base = o
+	case "adam":
+		if cosine || wd != 0 {
+			return nil, errors.Errorf("-base=adam takes neither -schedule=cosine nor -wd (use -set=%s=…)",
+				optimizers.ParamAdamWeightDecay)
+		}
+		base = optimizers.Adam().FromContext(ctx).LearningRate(lr).Done()
+	default:
+		return nil, errors.Errorf("unknown -base (%s) %q: valid values are sgd|momentum|adam", ParamOptimizer, name)
+	}
+	return gr.FromContext(ctx, base)
+}
+
+// trainOne trains one run.
+func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
+	start := time.Now()
+	ctx, err := r.newContext(e, seed)
+	if err != nil {
+		return nil, err
+	}
+	var data *Data
+	if err := Catch(func() { data, err = r.ex.Data(r.backend, ctx, seed) }); err != nil {
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	total, err := steps(ctx, data)
+	if err != nil {
+		return nil, err
+	}
+	batch := context.GetParamOr(ctx, ParamBatch, 64)
+	if batch <= 0 {
+		return nil, errors.Errorf("-batch (%s) must be positive, got %d", ParamBatch, batch)
+	}
+	evalEvery := context.GetParamOr(ctx, ParamEvalEvery, 0)
+	if evalEvery <= 0 {
+		evalEvery = max(data.StepsPerEpoch, 1)
+	}
+	saveEvery := context.GetParamOr(ctx, ParamSaveEvery, 0)
+	if saveEvery <= 0 {
+		saveEvery = evalEvery
+	}
+	opt, err := newOptimizer(ctx, total)
+	if err != nil {
+		return nil, err
+	}
+	lossFn, err := regularizers.FromContext(ctx, r.ex.Loss)
+	if err != nil {
+		return nil, err
+	}
+	_, isGR := opt.(*gr.Regularized)
+	trainMetrics := []metrics.Interface{
+		metrics.NewBaseMetric("Batch Accuracy", "acc", "accuracy", metrics.SparseCategoricalAccuracyGraph, nil),
+		metrics.NewMovingAverageSparseCategoricalAccuracy("Moving Average Accuracy", "~acc", 0.01),
+	}
+	if isGR {
+		trainMetrics = append(trainMetrics, gr.Metrics()...)
+	}
+	trainer := gr.NewTrainer(r.backend, ctx, r.ex.Model, lossFn, opt, trainMetrics,
+		[]metrics.Interface{metrics.NewSparseCategoricalAccuracy("Mean Accuracy", "#acc")})
+	first := len(trainer.TrainMetrics()) - len(trainMetrics) // index of "acc" in a step's metrics
+
+	res = &Result{Entry: e.Label(), Method: e.Method, Seed: seed, Steps: total, Ctx: ctx}
+	var ckpt *checkpoints.Handler
+	if r.opts.Checkpoint != "" {
+		// The flags stay the source of truth for the hyperparameters: they are not read back.
+		ckpt, err = checkpoints.Build(ctx).Dir(r.opts.Checkpoint).Keep(2).ExcludeAllParams().Done()
+		if err != nil {
+			return nil, errors.WithMessagef(err, "checkpoint folder %q", r.opts.Checkpoint)
+		}
+		res.Curve = loadCurve(r.opts.Checkpoint)
+	}
+	startStep := int(optimizers.GetGlobalStep(ctx))
+	if startStep > 0 {
+		trainer.SetContext(ctx.Reuse())
+		if !r.opts.Quiet {
+			fmt.Printf("resuming %s (seed %d) from %q at step %d of %d\n", e.Label(), seed, r.opts.Checkpoint,
+				startStep, total)
+		}
+		for len(res.Curve) > 0 && res.Curve[len(res.Curve)-1].Step > startStep {
+			res.Curve = res.Curve[:len(res.Curve)-1]
+		}
+	}
+	if sk, ok := data.Train.(Seeker); ok {
+		sk.Seek(startStep)
+	} else if startStep > 0 {
+		fmt.Fprintf(os.Stderr, "%s: the training data restarts at its first batch (the dataset cannot seek)\n",
+			r.ex.Name)
+	}
+	if !r.opts.Quiet {
+		fmt.Printf("%s, seed %d: %s; %s, %d steps, batch %d, on %s\n", e.Label(), seed, data.Description,
+			describeOptimizer(ctx), total, batch, r.backend.Name())
+	}
+
+	evaluate := func(step int, acc *stepAverages) error {
+		m, err := trainer.Eval(resetting(data.Test))
+		if err != nil {
+			return err
+		}
+		p := Point{Step: step, TestLoss: scalar(m[1]), TestAccuracy: scalar(m[len(m)-1])}
+		acc.fill(&p, isGR)
+		res.Curve = append(res.Curve, p)
+		return nil
+	}
+	loop := train.NewLoop(trainer)
+	if !r.opts.Quiet {
+		commandline.AttachProgressBar(loop)
+	}
+	var avg stepAverages
+	var hookTime []time.Duration
+	loop.OnStep("run: curves and checkpoints", train.Priority(200), func(loop *train.Loop, m []*tensors.Tensor) error {
+		t0 := time.Now()
+		avg.add(m, first, isGR)
+		step := int(loop.LoopStep) + 1
+		if step%evalEvery == 0 || step == total {
+			if err := evaluate(step, &avg); err != nil {
+				return err
+			}
+			avg = stepAverages{}
+		}
+		if ckpt != nil && (step%saveEvery == 0 || step == total) {
+			if err := ckpt.Save(); err != nil {
+				return err
+			}
+			if err := saveCurve(r.opts.Checkpoint, res.Curve); err != nil {
+				return err
+			}
+		}
+		hookTime = append(hookTime, time.Since(t0))
+		return nil
+	})
+	if startStep < total {
+		var runErr error
+		if err := Catch(func() { _, runErr = loop.RunToGlobalStep(gr.EveryDataset(trainer, data.Train), total) }); err != nil {
+			runErr = err
+		}
+		if runErr != nil {
+			if r.ex.ExplainError != nil {
+				runErr = r.ex.ExplainError(runErr)
+			}
+			return nil, runErr
+		}
+		res.StepTime = meanStepTime(loop.TrainStepDurations, hookTime)
+	}
+	if len(res.Curve) == 0 || res.Curve[len(res.Curve)-1].Step != total {
+		if err := evaluate(total, &avg); err != nil {
+			return nil, err
+		}
+	}
+	last := res.Curve[len(res.Curve)-1]
+	res.TestAccuracy, res.TestLoss = last.TestAccuracy, last.TestLoss
+	res.TrainLoss, res.TrainAccuracy = last.TrainLoss, last.TrainAccuracy
+	if data.TrainEval != nil {
+		m, err := trainer.Eval(resetting(data.TrainEval))
+		if err != nil {
+			return nil, err
+		}
+		res.TrainLoss, res.TrainAccuracy = scalar(m[1]), scalar(m[len(m)-1])
+	}
+	for v := range ctx.IterVariables() {
+		if v.Trainable {
+			res.Params += v.Shape().Size()
+		}
+	}
+	res.Wall = time.Since(start)
+	return res, nil
+}
+
+// describeOptimizer is e.g. "momentum 0.9, lr 0.05 cosine".
+func describeOptimizer(ctx *context.Context) string {
+	base := context.GetParamOr(ctx, ParamOptimizer, "sgd")
+	if base == "momentum" {
+		base += fmt.Sprintf(" %g", context.GetParamOr(ctx, ParamMomentum, 0.9))
+	}
+	s := fmt.Sprintf("%s, lr %g %s", base, context.GetParamOr(ctx, ParamLearningRate, 0.1),
+		context.GetParamOr(ctx, ParamSchedule, "constant"))
+	if wd := context.GetParamOr(ctx, ParamWeightDecay, 0.0); wd != 0 {
+		s += fmt.Sprintf(", wd %g", wd)
+	}
+	return s
+}
+
+// meanStepTime is the mean training step duration without the time spent in the runner's hook
+// (evaluations, checkpoints) and without the first two steps (which compile the train graphs).
+func meanStepTime(durations, hookTime []time.Duration) time.Duration {
+	var total time.Duration
+	n := 0
+	for i, d := range durations {
+		if i < 2 && len(durations) > 2 {
+			continue
+		}
+		if i < len(hookTime) {
+			d -= hookTime[i]
+		}
+		total += d
+		n++
+	}
+	if n == 0 {
+		return 0
+	}
+	return total / time.Duration(n)
+}
+
+// stepAverages accumulates the train values between two points.
+type stepAverages struct {
+	n                           int
+	loss, acc, gradNorm, curvat float64
+}
+
+// add adds one step's metrics: m = [loss+, ~loss+, ~loss, acc, ~acc, ‖g‖, pen, gHg] (first = index of acc).
+func (a *stepAverages) add(m []*tensors.Tensor, first int, isGR bool) {
+	a.n++
+	a.loss += scalar(m[0])
+	a.acc += scalar(m[first])
+	if isGR {
+		a.gradNorm += scalar(m[first+2])
+		a.curvat += scalar(m[first+4])
+	}
+}
+
+func (a *stepAverages) fill(p *Point, isGR bool) {
+	if a.n == 0 {
+		return
+	}
+	n := float64(a.n)
+	p.TrainLoss, p.TrainAccuracy = a.loss/n, a.acc/n
+	if isGR {
+		g, c := a.gradNorm/n, a.curvat/n
+		p.GradNorm, p.Curvature = &g, &c
+	}
+}
+
+func scalar(t *tensors.Tensor) float64 { return shapes.ConvertTo[float64](t.Value()) }
+
+// resetting resets a dataset and returns it.
+func resetting(ds train.Dataset) train.Dataset {
+	ds.Reset()
+	return ds
+}
+
+// Catch runs fn and returns the panic it raised, if any, as an error (GoMLX reports graph errors by
+// panicking).
+func Catch(fn func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(error); ok {
+				err = e
+			} else {
+				err = errors.Errorf("%v", r)
+			}
+		}
+	}()
+	fn()
+	return nil
+}

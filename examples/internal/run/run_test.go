@@ -1,0 +1,195 @@
+package run
+
+import (
+	"flag"
+	"io"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	gr "github.com/gradreg/gradreg/optimizers"
+)
+
+// parse parses args for an example without data (enough for the settings).
+func parse(t *testing.T, args ...string) (*Runner, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ex := &Example{Name: "test", Settings: []Setting{{Key: "test_width", Flag: "width", Default: 8, Usage: "w"}}}
+	return Parse(ex, fs, args)
+}
+
+func mustParse(t *testing.T, args ...string) *Runner {
+	t.Helper()
+	r, err := parse(t, args...)
+	if err != nil {
+		t.Fatalf("%q: %v", args, err)
+	}
+	return r
+}
+
+// rho returns gr_rho of the context of entry i.
+func rho(t *testing.T, r *Runner, i int) float64 {
+	t.Helper()
+	ctx, err := r.newContext(r.Entries()[i], 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return context.GetParamOr(ctx, gr.ParamRho, math.NaN())
+}
+
+// The flags give each method its own ρ unless -rho, -set or a -compare entry says otherwise.
+func TestPerMethodDefaultsThroughFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []float64 // gr_rho of each entry
+	}{
+		{[]string{"-method=asam"}, []float64{gr.DefaultASAMRho}},
+		{[]string{"-method=gnp"}, []float64{gr.DefaultGNPRho}},
+		{[]string{"-method=sam"}, []float64{gr.DefaultRho}},
+		{[]string{"-method=usam"}, []float64{gr.DefaultUSAMRho}},
+		{[]string{"-method=asam", "-rho=0.2"}, []float64{0.2}},
+		{[]string{"-method=gnp", "-set=gr_rho=0.3"}, []float64{0.3}},
+		{[]string{"-method=gnp", "-rho=0.2", "-set=gr_rho=0.3"}, []float64{0.3}}, // -set comes after the flags
+		{[]string{"-compare=sam,asam,gnp"}, []float64{gr.DefaultRho, gr.DefaultASAMRho, gr.DefaultGNPRho}},
+		{[]string{"-compare=asam,asam:gr_rho=1"}, []float64{gr.DefaultASAMRho, 1}},
+		{[]string{"-compare=forward,asam", "-rho=0.7"}, []float64{math.NaN(), 0.7}},
+	} {
+		r := mustParse(t, c.args...)
+		for i, want := range c.want {
+			got := rho(t, r, i)
+			if math.IsNaN(want) {
+				if _, reads := mustDefaults(t, r.Entries()[i].Method)[gr.ParamRho]; reads {
+					t.Errorf("%q: entry %d reads gr_rho", c.args, i)
+				}
+				continue
+			}
+			if got != want {
+				t.Errorf("%q: entry %d (%s) has gr_rho = %g, want %g", c.args, i, r.Entries()[i], got, want)
+			}
+		}
+	}
+}
+
+func mustDefaults(t *testing.T, method string) map[string]any {
+	t.Helper()
+	m, _, err := methodParams(method)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := paramDefaults(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Flags, -set and entries all write the same context key; bad values and keys the method does not read
+// are errors naming them.
+func TestSettingsFlagsAndErrors(t *testing.T) {
+	r := mustParse(t, "-method=forward", "-gamma=0.2", "-width=16", "-lr=0.01", "-set=gr_every=5;gr_warmup=10",
+		"-flood_level=0.3")
+	ctx, err := r.Context()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]any{gr.ParamGamma: 0.2, gr.ParamEpsilon: gr.DefaultEpsilon, "test_width": 16,
+		ParamLearningRate: 0.01, gr.ParamEvery: 5, gr.ParamWarmUp: 10, gr.ParamMethod: "forward",
+		"flood_level": 0.3} {
+		if got, _ := ctx.GetParam(key); got != want {
+			t.Errorf("%s = %v (%T), want %v (%T)", key, got, got, want, want)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-method=forward", "-rho=0.1"}, "gr_rho is not a hyperparameter of method forward"},
+		{[]string{"-compare=forward:gr_rho=0.1,sam"}, "gr_rho is not a hyperparameter of method forward"},
+		{[]string{"-method=sgd", "-gamma=0.1"}, "gr_gamma is not a hyperparameter of method sgd"},
+		{[]string{"-method=nope"}, "valid values are sgd|"},
+		{[]string{"-compare=sgd,nope"}, "-compare entry \"nope\""},
+		{[]string{"-compare=sgd,sgd"}, "twice"},
+		{[]string{"-width=x"}, "invalid"},
+		{[]string{"-set=unknown_key=1"}, "unknown_key"},
+		{[]string{"-seeds=0"}, "-seeds"},
+		{[]string{"-compare=sgd,forward", "-checkpoint=/tmp/x"}, "single run"},
+	} {
+		if _, err := parse(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want one containing %q", c.args, err, c.want)
+		}
+	}
+}
+
+func TestParseCompare(t *testing.T) {
+	entries, err := ParseCompare("sgd, forward,forward:gr_every=5;gr_gamma=0.1,db:mnist_hidden=256,128,sam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"sgd", "forward", "forward:gr_every=5;gr_gamma=0.1", "db:mnist_hidden=256,128", "sam"}
+	if len(entries) != len(want) {
+		t.Fatalf("entries %v, want %v", entries, want)
+	}
+	for i, e := range entries {
+		if e.String() != want[i] {
+			t.Errorf("entry %d = %q, want %q", i, e.String(), want[i])
+		}
+	}
+	if l := entries[2].Label(); l != "F-GR gr_every=5;gr_gamma=0.1" {
+		t.Errorf("label %q", l)
+	}
+}
+
+// The 95 % interval against hand computations with the tabulated Student-t quantiles
+// t_{0.975,1} = 12.7062047 and t_{0.975,2} = 4.30265273.
+func TestPairedDiffCI(t *testing.T) {
+	// d = (1, 2, 3): mean 2, s = 1, half-width 4.30265273/√3 = 2.48413771.
+	p := PairedDiff([]float64{0, 0, 0}, []float64{1, 2, 3})
+	check := func(name string, got, want float64) {
+		t.Helper()
+		if math.Abs(got-want) > 1e-7 {
+			t.Errorf("%s = %.9g, want %.9g", name, got, want)
+		}
+	}
+	check("mean", p.Mean, 2)
+	check("lo", p.Lo, 2-2.48413771)
+	check("hi", p.Hi, 2+2.48413771)
+	if p.Positive != 3 || p.N != 3 {
+		t.Errorf("positive %d of %d, want 3 of 3", p.Positive, p.N)
+	}
+	// a = (0.90, 0.91), b = (0.92, 0.88): d = (0.02, −0.03), mean −0.005, s = 0.05/√2 = 0.0353553391,
+	// half-width 12.7062047·0.0353553391/√2 = 0.317655118.
+	p = PairedDiff([]float64{0.90, 0.91}, []float64{0.92, 0.88})
+	check("mean", p.Mean, -0.005)
+	check("lo", p.Lo, -0.005-0.317655118)
+	check("hi", p.Hi, -0.005+0.317655118)
+	if p.Positive != 1 {
+		t.Errorf("positive %d, want 1", p.Positive)
+	}
+	if p = PairedDiff([]float64{1}, []float64{2}); !math.IsNaN(p.Lo) || p.Mean != 1 {
+		t.Errorf("one seed: %+v, want mean 1 and no interval", p)
+	}
+	rows := Rows([]Entry{{Method: "sgd"}, {Method: "forward"}}, [][]*Result{
+		{{TestAccuracy: 0.90, StepTime: time.Second}, {TestAccuracy: 0.91, StepTime: time.Second}},
+		{{TestAccuracy: 0.92, StepTime: 2 * time.Second}, {TestAccuracy: 0.88, StepTime: 2 * time.Second}}})
+	table := FormatTable(rows)
+	for _, want := range []string{"| SGD | 90.50% ± 0.71 | — |", "| F-GR | 90.00% ± 2.83 | -0.50 [-32.27, +31.27] | 1/2 |",
+		"(2.00×)"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+}
+
+func TestMeanStepTime(t *testing.T) {
+	ms := time.Millisecond
+	// The first two steps (compilation) are left out; the hook time is subtracted.
+	got := meanStepTime([]time.Duration{900 * ms, 800 * ms, 10 * ms, 50 * ms, 10 * ms},
+		[]time.Duration{0, 0, 0, 40 * ms, 0})
+	if got != 10*ms {
+		t.Errorf("mean step time %s, want 10ms", got)
+	}
+}
