@@ -44,6 +44,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/gradreg/gradreg/examples/internal/sgdm"
+	_ "github.com/gradreg/gradreg/examples/methods" // GSAM, LookSAM, FriendlySAM: -method values
 	gr "github.com/gradreg/gradreg/optimizers"
 	"github.com/gradreg/gradreg/regularizers"
 )
@@ -299,6 +300,8 @@ type Result struct {
 	StepTime      time.Duration `json:"step_time_ns"`   // mean over the steps but the first two
 	Wall          time.Duration `json:"wall_ns"`        // whole run, evaluations included
 	Params        int           `json:"params"`         // trainable scalars
+	Fallbacks     int           `json:"fallbacks"`      // steps the non-finite guard ran as base steps
+	Skipped       int           `json:"skipped"`        // steps the non-finite guard skipped
 	Curve         []Point       `json:"curve"`
 
 	Ctx *context.Context `json:"-"` // the run's context (variables, hyperparameters) for tests and tools
@@ -407,6 +410,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	}
 	if isGR {
 		trainMetrics = append(trainMetrics, gr.Metrics()...)
+		trainMetrics = append(trainMetrics, gr.GuardMetrics()...)
 	}
 	trainer := gr.NewTrainer(r.backend, ctx, r.ex.Model, lossFn, opt, trainMetrics,
 		[]metrics.Interface{metrics.NewSparseCategoricalAccuracy("Mean Accuracy", "#acc")})
@@ -463,6 +467,9 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	loop.OnStep("run: curves and checkpoints", train.Priority(200), func(loop *train.Loop, m []*tensors.Tensor) error {
 		t0 := time.Now()
 		avg.add(m, first, isGR)
+		if isGR {
+			res.Fallbacks, res.Skipped = int(scalar(m[first+5])), int(scalar(m[first+6]))
+		}
 		step := int(loop.LoopStep) + 1
 		if step%evalEvery == 0 || step == total {
 			if err := evaluate(step, &avg); err != nil {
@@ -514,6 +521,10 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			res.Params += v.Shape().Size()
 		}
 	}
+	if res.Fallbacks > 0 || res.Skipped > 0 {
+		fmt.Printf("%s, seed %d: the non-finite guard ran %d step(s) as base steps and skipped %d\n", e.Label(),
+			seed, res.Fallbacks, res.Skipped)
+	}
 	res.Wall = time.Since(start)
 	return res, nil
 }
@@ -559,7 +570,8 @@ type stepAverages struct {
 	loss, acc, gradNorm, curvat float64
 }
 
-// add adds one step's metrics: m = [loss+, ~loss+, ~loss, acc, ~acc, ‖g‖, pen, gHg] (first = index of acc).
+// add adds one step's metrics: m = [loss+, ~loss+, ~loss, acc, ~acc, ‖g‖, pen, gHg, fb, skip] (first =
+// index of acc).
 func (a *stepAverages) add(m []*tensors.Tensor, first int, isGR bool) {
 	a.n++
 	a.loss += scalar(m[0])

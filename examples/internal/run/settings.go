@@ -89,46 +89,28 @@ func rhoDefaults() string {
 	return strings.Join(parts, ", ")
 }
 
-// paramDefaults returns every context key gr.FromContext reads for method, with that method's defaults.
-//
-// TODO(api): replace the body by `return gr.ParamDefaults(method)` once helper api lands it on main. Until
-// then this lists the keys FromContext reads on main today: γ, ε, normalized, Every and the warm-ups for
-// every method, and ρ, α, η with each SAM-family method's own default.
-func paramDefaults(method string) (map[string]any, error) {
-	if method == "none" {
-		return map[string]any{}, nil
-	}
-	if !slices.Contains(gr.Methods, method) {
-		return nil, errors.Errorf("unknown method %q: valid values are %s", method, strings.Join(gr.Methods, "|"))
-	}
-	d := map[string]any{gr.ParamGamma: gr.DefaultGamma, gr.ParamEpsilon: gr.DefaultEpsilon,
-		gr.ParamNormalized: false, gr.ParamEvery: 1, gr.ParamWarmUp: 0, gr.ParamZeroWarmUp: 0}
-	switch method {
-	case "sam":
-		d[gr.ParamRho] = gr.DefaultRho
-	case "usam":
-		d[gr.ParamRho] = gr.DefaultUSAMRho
-	case "gnp":
-		d[gr.ParamRho], d[gr.ParamAlpha] = gr.DefaultGNPRho, gr.DefaultAlpha
-	case "asam":
-		d[gr.ParamRho], d[gr.ParamEta] = gr.DefaultASAMRho, gr.DefaultEta
-	}
-	return d, nil
-}
+// paramDefaults is gr.ParamDefaults: every context key gr.FromContext reads for method (gr_method, the
+// method's own hyperparameters and the options every method has), with that method's defaults.
+func paramDefaults(method string) (map[string]any, error) { return gr.ParamDefaults(method) }
 
-// paramKeys returns every gr_* key any method reads, with a value of its type (to register them so that
-// -set accepts them).
-//
-// TODO(api): use gr.ParamKeys once helper api lands it on main (the types then come from paramDefaults of
-// the methods).
+// paramKeys returns every key of gr.ParamKeys with a value of its type (from the ParamDefaults of a method
+// that reads it), to register them all so that -set accepts any of them.
 func paramKeys() map[string]any {
 	keys := map[string]any{}
 	for _, m := range gr.Methods {
-		d, _ := paramDefaults(m)
+		d, err := gr.ParamDefaults(m)
+		if err != nil {
+			panic(err) // a registered method
+		}
 		for k, v := range d {
 			if _, ok := keys[k]; !ok {
 				keys[k] = v
 			}
+		}
+	}
+	for _, k := range gr.ParamKeys() {
+		if _, ok := keys[k]; !ok {
+			panic("run: gr.ParamKeys lists " + k + ", which no method's gr.ParamDefaults gives")
 		}
 	}
 	return keys
@@ -320,12 +302,13 @@ func (r *runner) newContext(e Entry, seed int64) (*context.Context, error) {
 	// A gr_* key given explicitly must be read by the method (by one of the compared methods for the flags
 	// and -set, which are shared): nothing is silently ignored.
 	for i, key := range append(shared, entryKeys...) {
-		if _, known := paramKeys()[key]; !known {
+		if _, known := paramKeys()[key]; !known || key == gr.ParamMethod {
 			continue
 		}
 		if _, reads := own[key]; reads || (i < len(shared) && r.readByAnother(key)) {
 			continue
 		}
+		delete(own, gr.ParamMethod)
 		has := strings.Join(slices.Sorted(maps.Keys(own)), ", ")
 		if has == "" {
 			has = "none"
