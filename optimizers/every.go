@@ -110,8 +110,15 @@ func TrainStep(trainer *train.Trainer, spec any, inputs, labels []*tensors.Tenso
 // EveryDataset wraps a training dataset for train.Loop so that each yielded spec goes through StepSpec:
 // with an optimizer configured with Every(k), the skip steps run the cheap graph. With any other optimizer
 // it changes nothing. Use it for the training dataset only.
+//
+// A train.DistributedDataset stays one: the wrapper forwards Strategy, DeviceAssignment and DistributedYield
+// (with the spec going through StepSpec), so train.Loop still runs it distributed (distributed.go).
 func EveryDataset(trainer *train.Trainer, ds train.Dataset) train.Dataset {
-	return &everyDataset{Dataset: ds, trainer: trainer}
+	d := &everyDataset{Dataset: ds, trainer: trainer}
+	if dds, ok := ds.(train.DistributedDataset); ok {
+		return &everyDistributedDataset{everyDataset: d, dist: dds}
+	}
+	return d
 }
 
 type everyDataset struct {
@@ -187,6 +194,7 @@ func (c *Config) combine(s *Step) []*Node {
 	}
 
 	// Unknown phase: both branches, selected by t % k == 0.
+	s.warnBothBranches() // Once per trainer (everywarn.go).
 	gFull, corrFull := s.branch(PhaseFull, store)
 	full, curvature := s.pending, s.curvature
 	gReuse, corrReuse := s.branch(PhaseReuse, store)

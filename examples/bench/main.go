@@ -99,6 +99,9 @@ func modelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
 
 func main() {
 	flag.Parse()
+	if mainSoak() {
+		return
+	}
 	backend := gr.MustNewBackend()
 	rng := rand.New(rand.NewPCG(1, 2))
 	xs := make([]float32, *flagBatch**flagIn)

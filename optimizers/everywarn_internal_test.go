@@ -1,0 +1,66 @@
+package optimizers
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+)
+
+// TestEveryWarnsOncePerTrainer: a trainer that builds the both-branches graph of Every(k > 1) (plain
+// trainer.TrainStep) prints the message once, however many steps; another trainer prints it once more;
+// gr.TrainStep (one graph per phase) and Every(1) print nothing.
+func TestEveryWarnsOncePerTrainer(t *testing.T) {
+	var buf bytes.Buffer
+	saved := warnOutput
+	warnOutput = &buf
+	defer func() { warnOutput = saved }()
+	backend, err := NewBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	modelFn := func(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
+		w := ctx.VariableWithValue("w", []float64{0.5, -0.3}).ValueGraph(inputs[0].Graph())
+		return []*graph.Node{graph.Dot(inputs[0], w)}
+	}
+	lossFn := func(labels, predictions []*graph.Node) *graph.Node {
+		return graph.Square(graph.Sub(predictions[0], labels[0]))
+	}
+	x := tensors.FromValue([][]float64{{1, 2}, {3, 4}})
+	y := tensors.FromValue([]float64{1, 0})
+	sgd := func() optimizers.Interface { return optimizers.StochasticGradientDescent().WithLearningRate(0.01).Done() }
+	run := func(opt optimizers.Interface, viaGR bool, steps int) {
+		trainer := NewTrainer(backend, context.New(), modelFn, lossFn, opt, nil, nil)
+		for range steps {
+			var err error
+			if viaGR {
+				_, err = TrainStep(trainer, nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
+			} else {
+				_, err = trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run(ForwardDifference(sgd()).Every(5).Done(), true, 6)
+	run(ForwardDifference(sgd()).Done(), false, 3)
+	if buf.Len() != 0 {
+		t.Fatalf("unexpected message: %s", buf.String())
+	}
+	run(ForwardDifference(sgd()).Every(5).Done(), false, 4)
+	if n := strings.Count(buf.String(), "gradreg: gr.ForwardDifference with Every(5)"); n != 1 {
+		t.Fatalf("%d messages, want 1:\n%s", n, buf.String())
+	}
+	if !strings.Contains(buf.String(), "gr.EveryDataset(trainer, ds)") || !strings.Contains(buf.String(), "gr.TrainStep") {
+		t.Fatalf("the message does not say what to add: %s", buf.String())
+	}
+	run(ForwardDifference(sgd()).Every(5).Done(), false, 2)
+	if n := strings.Count(buf.String(), "gradreg: gr."); n != 2 {
+		t.Fatalf("%d messages after a second trainer, want 2", n)
+	}
+}
