@@ -36,7 +36,9 @@ var _ train.DistributedDataset = (*everyDistributedDataset)(nil)
 func (d *everyDistributedDataset) Strategy() distributed.Strategy { return d.dist.Strategy() }
 
 // DeviceAssignment implements train.DistributedDataset as the wrapped dataset does.
-func (d *everyDistributedDataset) DeviceAssignment() []backends.DeviceNum { return d.dist.DeviceAssignment() }
+func (d *everyDistributedDataset) DeviceAssignment() []backends.DeviceNum {
+	return d.dist.DeviceAssignment()
+}
 
 // DistributedYield implements train.DistributedDataset: the wrapped dataset's batch, its spec through
 // StepSpec.

@@ -32,7 +32,9 @@ func TestEveryWarnsOncePerTrainer(t *testing.T) {
 	}
 	x := tensors.FromValue([][]float64{{1, 2}, {3, 4}})
 	y := tensors.FromValue([]float64{1, 0})
-	sgd := func() optimizers.Interface { return optimizers.StochasticGradientDescent().WithLearningRate(0.01).Done() }
+	sgd := func() optimizers.Interface {
+		return optimizers.StochasticGradientDescent().WithLearningRate(0.01).Done()
+	}
 	run := func(opt optimizers.Interface, viaGR bool, steps int) {
 		trainer := NewTrainer(backend, context.New(), modelFn, lossFn, opt, nil, nil)
 		for range steps {
