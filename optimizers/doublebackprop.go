@@ -39,8 +39,13 @@ var missingGradientRE = regexp.MustCompile(`with type "([^"]+)", for which no gr
 // undefinedGradientRE matches GoMLX's panic for an op whose gradient is not defined for its parameters.
 var undefinedGradientRE = regexp.MustCompile(`gradient of (\w+) with [^\n]* not defined`)
 
-// translateMissingGradient turns GoMLX's "no gradient is defined" panic into an error that names the op
-// and suggests a finite-difference method.
+// unimplementedOpRE matches a backend's refusal of an op the gradient of the gradient needs, e.g. the
+// pure-Go backend's for Pad (the gradient of Slice, itself the gradient of Concatenate).
+var unimplementedOpRE = regexp.MustCompile(`op "(\w+)" not implemented in (\w+)`)
+
+// translateMissingGradient turns GoMLX's "no gradient is defined" panic, and a backend's refusal of an op
+// that only the gradient of the gradient needs, into an error that names the op and suggests a
+// finite-difference method.
 func translateMissingGradient() {
 	r := recover()
 	if r == nil {
@@ -52,6 +57,15 @@ func translateMissingGradient() {
 		// E.g. the gradient of a strided convolution is a convolution with input dilation, whose gradient
 		// GoMLX refuses with "gradient of Convolve with input dilation not defined".
 		m = undefinedGradientRE.FindStringSubmatch(msg)
+	}
+	if m == nil {
+		if u := unimplementedOpRE.FindStringSubmatch(msg); u != nil {
+			panic(errors.Errorf("gr.DoubleBackprop needs the gradient of the gradient, which needs op %s, but "+
+				"backend %s does not implement it (the pure-Go backend lacks Pad, the gradient of Slice, so a "+
+				"model with Concatenate or Slice is not twice differentiable there): use gr.ForwardDifference, "+
+				"which needs first-order gradients only, or a backend with the op (XLA) (original error: %s)",
+				u[1], u[2], msg))
+		}
 	}
 	if m != nil {
 		panic(errors.Errorf("gr.DoubleBackprop needs the gradient of the gradient, but the model's gradient "+
