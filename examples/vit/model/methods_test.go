@@ -1,0 +1,100 @@
+package model
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	gr "github.com/gradreg/gradreg/optimizers"
+)
+
+// TestOneStepMatchesReference: one step of each method through gr.NewTrainer on the ViT equals its formula
+// evaluated with first-order gradients at the perturbed weights (plain SGD steps of separate trainers) and,
+// for DB, the central finite difference of gradients for Hg₁.
+func TestOneStepMatchesReference(t *testing.T) {
+	p := newVitProblem(t, tiny("layer", "class", "onehot"), 3, 4)
+	theta := p.theta()
+	const gamma, eps, rho = 0.1, 0.01, 0.05
+	g1, _ := p.grad(t, theta)
+	at := func(offset float64, u []float64) []float64 { g, _ := p.grad(t, axpy(offset, u, theta)); return g }
+	unit := scale(1/(norm(g1)+1e-12), g1)
+	cases := []struct {
+		name string
+		cfg  *gr.Config
+		want []float64
+		tol  float64
+	}{
+		{"forward", gr.ForwardDifference(sgd1()).Gamma(gamma).Epsilon(eps),
+			axpy(gamma/eps, at(eps, g1), scale(1-gamma/eps, g1)), 1e-9},
+		{"backward", gr.BackwardDifference(sgd1()).Gamma(gamma).Epsilon(eps),
+			axpy(-gamma/eps, at(-eps, g1), scale(1+gamma/eps, g1)), 1e-9},
+		{"central", gr.CentralDifference(sgd1()).Gamma(gamma).Epsilon(eps),
+			axpy(gamma/(2*eps), sub(at(eps, g1), at(-eps, g1)), g1), 1e-9},
+		{"sam", gr.SAM(sgd1()).Rho(rho), at(rho, unit), 1e-9},
+		{"usam", gr.USAM(sgd1()).Rho(rho), at(rho, g1), 1e-9},
+		{"db", gr.DoubleBackprop(sgd1()).Gamma(gamma), axpy(gamma, p.fdHVP(t, theta, g1, 1e-5), g1), 1e-7},
+	}
+	for _, c := range cases {
+		got := p.combined(t, c.cfg, theta)
+		require.Less(t, relErr(got, c.want), c.tol, c.name)
+		require.Greater(t, relErr(got, g1), 1e-4, "%s differs from SGD (the test can fail)", c.name)
+	}
+}
+
+// TestGammaZeroIsSGD: with γ = 0 every GR method's step is SGD's step.
+func TestGammaZeroIsSGD(t *testing.T) {
+	p := newVitProblem(t, tiny("rms", "mean", "onehot"), 2, 5)
+	theta := p.theta()
+	g1, _ := p.grad(t, theta)
+	for _, cfg := range []*gr.Config{gr.ForwardDifference(sgd1()), gr.CentralDifference(sgd1()), gr.DoubleBackprop(sgd1())} {
+		require.Less(t, relErr(p.combined(t, cfg.Gamma(0), theta), g1), 1e-15)
+	}
+}
+
+// TestFiniteDifferencesConvergeToDB: F-GR − DB = (γε/2)∇³L[g₁, g₁] + O(ε²) and C-GR − DB = O(ε²): halving ε
+// halves F-GR's distance to DB and quarters C-GR's (ε = 1e-3 → 5e-4; ‖εg₁‖ ≈ 6e-3).
+func TestFiniteDifferencesConvergeToDB(t *testing.T) {
+	p := newVitProblem(t, tiny("layer", "class", "onehot"), 3, 4)
+	theta := p.theta()
+	const gamma = 0.1
+	db := p.combined(t, gr.DoubleBackprop(sgd1()).Gamma(gamma), theta)
+	dist := func(cfg *gr.Config, eps float64) float64 {
+		return relErr(p.combined(t, cfg.Gamma(gamma).Epsilon(eps), theta), db)
+	}
+	for _, c := range []struct {
+		name  string
+		cfg   func() *gr.Config
+		order float64
+	}{
+		{"forward", func() *gr.Config { return gr.ForwardDifference(sgd1()) }, 1},
+		{"central", func() *gr.Config { return gr.CentralDifference(sgd1()) }, 2},
+	} {
+		coarse, fine := dist(c.cfg(), 1e-3), dist(c.cfg(), 5e-4)
+		require.Less(t, fine, 0.05, c.name)
+		require.InDelta(t, c.order, math.Log2(coarse/fine), 0.15, "%s: order of convergence to DB (%.3g → %.3g)",
+			c.name, coarse, fine)
+	}
+}
+
+// TestConfigErrors: each invalid architecture is refused with an error naming the parameter.
+func TestConfigErrors(t *testing.T) {
+	for param, mutate := range map[string]func(*Config){
+		ParamPatch:   func(c *Config) { c.Patch = 5 },
+		ParamWidth:   func(c *Config) { c.Width = 0 },
+		ParamDepth:   func(c *Config) { c.Depth = -1 },
+		ParamHeads:   func(c *Config) { c.Heads = 3 },
+		ParamMLP:     func(c *Config) { c.MLP = 0 },
+		ParamNorm:    func(c *Config) { c.Norm = "batch" },
+		ParamReadout: func(c *Config) { c.Readout = "max" },
+		ParamTokens:  func(c *Config) { c.Tokens = "pad" },
+		ParamDropout: func(c *Config) { c.Dropout = 1 },
+	} {
+		c := DefaultConfig()
+		require.NoError(t, c.Validate())
+		mutate(&c)
+		err := c.Validate()
+		require.Error(t, err, param)
+		require.Contains(t, err.Error(), param)
+	}
+}

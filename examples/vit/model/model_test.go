@@ -1,0 +1,254 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train/losses"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/stretchr/testify/require"
+
+	gr "github.com/gradreg/gradreg/optimizers"
+)
+
+var (
+	backendOnce sync.Once
+	testBackend backends.Backend
+)
+
+func backend(t testing.TB) backends.Backend {
+	backendOnce.Do(func() {
+		var err error
+		if testBackend, err = NewBackend(); err != nil {
+			t.Fatalf("no backend: %v", err)
+		}
+	})
+	return testBackend
+}
+
+// tiny is a ViT small enough for finite differences in float64: 14×14 patches (4 tokens + class token),
+// width 4, one block of 2 heads, MLP width 8 (1,054 parameters).
+func tiny(norm, readout, tokens string) Config {
+	return Config{Patch: 14, Width: 4, Depth: 1, Heads: 2, MLP: 8, Norm: norm, Readout: readout, Tokens: tokens}
+}
+
+// vitProblem is one batch of random float64 images and labels for a Config, with its initial weights.
+type vitProblem struct {
+	cfg    Config
+	x, y   *tensors.Tensor
+	names  []string             // "scope/name" of the model's trainable variables, sorted
+	theta0 map[string][]float64 // initial values
+	shapes map[string][]int
+}
+
+func newVitProblem(t *testing.T, cfg Config, batch int, seed uint64) *vitProblem {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	x := make([]float64, batch*imageSide*imageSide)
+	for i := range x {
+		x[i] = rng.Float64()
+	}
+	y := make([]int32, batch)
+	for i := range y {
+		y[i] = int32(rng.IntN(numClasses))
+	}
+	p := &vitProblem{cfg: cfg, x: tensors.FromFlatDataAndDimensions(x, batch, imageSide*imageSide),
+		y: tensors.FromFlatDataAndDimensions(y, batch, 1), theta0: map[string][]float64{}, shapes: map[string][]int{}}
+	// Materialize the variables with an evaluation (no update) and record them.
+	ctx := p.newContext(nil, int64(seed))
+	trainer := gr.NewTrainer(backend(t), ctx, ModelFn, losses.SparseCategoricalCrossEntropyLogits,
+		optimizers.StochasticGradientDescent().Done(), nil, nil)
+	_, err := trainer.EvalStep(nil, []*tensors.Tensor{p.x}, []*tensors.Tensor{p.y})
+	require.NoError(t, err)
+	for v := range ctx.IterVariables() {
+		if !v.Trainable || strings.HasPrefix(v.Scope(), gr.Scope) {
+			continue
+		}
+		key := v.Scope() + "/" + v.Name()
+		p.names = append(p.names, key)
+		p.theta0[key] = tensors.MustCopyFlatData[float64](v.MustValue())
+		p.shapes[key] = v.Shape().Dimensions
+	}
+	slices.Sort(p.names)
+	require.NotEmpty(t, p.names)
+	return p
+}
+
+// newContext returns a context with the problem's architecture and, if theta is not nil, the model's
+// variables preloaded with theta (unchecked, so that the model reuses them).
+func (p *vitProblem) newContext(theta []float64, seed int64) *context.Context {
+	ctx := context.New()
+	ctx.SetParams(p.cfg.Params())
+	ctx.SetParam(context.ParamInitialSeed, seed)
+	if theta == nil {
+		return ctx
+	}
+	off := 0
+	for _, key := range p.names {
+		i := strings.LastIndex(key, "/")
+		size := len(p.theta0[key])
+		value := tensors.FromFlatDataAndDimensions(slices.Clone(theta[off:off+size]), p.shapes[key]...)
+		ctx.InAbsPath(key[:i]).VariableWithValue(key[i+1:], value)
+		off += size
+	}
+	return ctx.Checked(false)
+}
+
+// theta returns the initial θ flattened in the order of names.
+func (p *vitProblem) theta() []float64 {
+	var out []float64
+	for _, key := range p.names {
+		out = append(out, p.theta0[key]...)
+	}
+	return out
+}
+
+// step runs one training step of opt from θ through gr.NewTrainer and returns θ after it and the loss.
+func (p *vitProblem) step(t *testing.T, opt optimizers.Interface, theta []float64) (after []float64, loss float64) {
+	ctx := p.newContext(theta, 0)
+	trainer := gr.NewTrainer(backend(t), ctx, ModelFn, losses.SparseCategoricalCrossEntropyLogits, opt, nil, nil)
+	metrics, err := trainer.TrainStep(nil, []*tensors.Tensor{p.x}, []*tensors.Tensor{p.y})
+	require.NoError(t, err)
+	for _, key := range p.names {
+		i := strings.LastIndex(key, "/")
+		v := ctx.InAbsPath(key[:i]).GetVariable(key[i+1:])
+		after = append(after, tensors.MustCopyFlatData[float64](v.MustValue())...)
+	}
+	return after, metrics[0].Value().(float64)
+}
+
+// combined returns the gradient a method hands to SGD(lr=1): θ − θ'.
+func (p *vitProblem) combined(t *testing.T, cfg *gr.Config, theta []float64) []float64 {
+	after, _ := p.step(t, cfg.Done(), theta)
+	return sub(theta, after)
+}
+
+// grad returns ∇L(θ) (a plain SGD step with lr = 1) and L(θ).
+func (p *vitProblem) grad(t *testing.T, theta []float64) (g []float64, loss float64) {
+	after, loss := p.step(t, sgd1(), theta)
+	return sub(theta, after), loss
+}
+
+// fdHVP is the central finite difference of gradients [∇L(θ + hu) − ∇L(θ − hu)] / 2h, h = step/‖u‖.
+func (p *vitProblem) fdHVP(t *testing.T, theta, u []float64, step float64) []float64 {
+	h := step / norm(u)
+	gp, _ := p.grad(t, axpy(h, u, theta))
+	gm, _ := p.grad(t, axpy(-h, u, theta))
+	return scale(1/(2*h), sub(gp, gm))
+}
+
+func sgd1() optimizers.Interface {
+	return optimizers.StochasticGradientDescent().WithDecay(false).WithLearningRate(1).Done()
+}
+
+func sub(a, b []float64) []float64 { return axpy(-1, b, a) }
+func scale(c float64, x []float64) []float64 {
+	return axpy(c, x, make([]float64, len(x)))
+}
+
+// axpy returns a·x + y.
+func axpy(a float64, x, y []float64) []float64 {
+	out := make([]float64, len(x))
+	for i := range x {
+		out[i] = a*x[i] + y[i]
+	}
+	return out
+}
+
+func dotVec(a, b []float64) float64 {
+	var s float64
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+func norm(x []float64) float64 { return math.Sqrt(dotVec(x, x)) }
+
+// relErr returns ‖a − b‖ / ‖b‖.
+func relErr(a, b []float64) float64 { return norm(sub(a, b)) / norm(b) }
+
+// TestGradientMatchesLossDifferences checks the first-order gradient the other tests build on against
+// central differences of the loss along random directions: ∇L·u ≈ [L(θ + hu) − L(θ − hu)] / 2h.
+func TestGradientMatchesLossDifferences(t *testing.T) {
+	p := newVitProblem(t, tiny("layer", "class", "onehot"), 3, 1)
+	theta := p.theta()
+	g, _ := p.grad(t, theta)
+	rng := rand.New(rand.NewPCG(5, 5))
+	for range 3 {
+		u := make([]float64, len(theta))
+		for i := range u {
+			u[i] = rng.NormFloat64()
+		}
+		h := 1e-5 / norm(u)
+		_, lp := p.grad(t, axpy(h, u, theta))
+		_, lm := p.grad(t, axpy(-h, u, theta))
+		fd := (lp - lm) / (2 * h)
+		require.InDelta(t, fd, dotVec(g, u), 1e-6*math.Abs(fd)+1e-9, "directional derivative")
+	}
+}
+
+// TestDBHessianVectorProduct: DB's Hg₁ through one transformer block (attention, softmax, layer norm or
+// RMS norm, GELU, the readouts class and mean) equals the central finite difference of first-order
+// gradients along g₁, in float64: DB with γ = 1 and SGD(lr = 1) gives g₁ + Hg₁.
+func TestDBHessianVectorProduct(t *testing.T) {
+	for _, c := range []Config{tiny("layer", "class", "onehot"), tiny("rms", "mean", "onehot")} {
+		t.Run(c.Norm+"_"+c.Readout, func(t *testing.T) {
+			p := newVitProblem(t, c, 3, 2)
+			theta := p.theta()
+			g1, _ := p.grad(t, theta)
+			hg := sub(p.combined(t, gr.DoubleBackprop(sgd1()).Gamma(1), theta), g1)
+			require.Greater(t, norm(hg), norm(g1), "Hg₁ is not negligible (the test can fail)")
+			// The central difference's error is O(h²): it falls 100-fold from h to h/10 when DB is exact.
+			coarse := relErr(hg, p.fdHVP(t, theta, g1, 1e-4))
+			fine := relErr(hg, p.fdHVP(t, theta, g1, 1e-5))
+			require.Less(t, fine, 1e-6, "DB's Hg₁ vs finite difference of gradients")
+			require.InDelta(t, 2, math.Log10(coarse/fine), 0.2, "order of the difference (coarse %.3g, fine %.3g)",
+				coarse, fine)
+		})
+	}
+}
+
+// TestDBThroughConcatenate: with vit_tokens=concat the gradient of the gradient needs graph.Pad (the
+// gradient of Concatenate is Slice, whose gradient is Pad). The pure-Go backend does not implement Pad
+// (backends.Capabilities): there DB fails with an error naming Pad and suggesting F-GR, and F-GR trains; on backends with Pad
+// (XLA) DB's Hg₁ matches the finite difference.
+func TestDBThroughConcatenate(t *testing.T) {
+	p := newVitProblem(t, tiny("layer", "class", "concat"), 2, 3)
+	theta := p.theta()
+	if backend(t).Capabilities().Operations[backends.OpTypePad] {
+		g1, _ := p.grad(t, theta)
+		hg := sub(p.combined(t, gr.DoubleBackprop(sgd1()).Gamma(1), theta), g1)
+		require.Less(t, relErr(hg, p.fdHVP(t, theta, g1, 1e-5)), 1e-6)
+		return
+	}
+	var err error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if err, _ = r.(error); err == nil {
+					t.Fatalf("panic without an error: %v", r)
+				}
+			}
+		}()
+		ctx := p.newContext(theta, 0)
+		trainer := gr.NewTrainer(backend(t), ctx, ModelFn, losses.SparseCategoricalCrossEntropyLogits,
+			gr.DoubleBackprop(sgd1()).Done(), nil, nil)
+		_, err = trainer.TrainStep(nil, []*tensors.Tensor{p.x}, []*tensors.Tensor{p.y})
+	}()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "op Pad")
+	require.Contains(t, err.Error(), "gr.ForwardDifference")
+	// The finite-difference methods need first-order gradients only: F-GR's step matches its formula.
+	const gamma, eps = 0.05, 0.05
+	g1, _ := p.grad(t, theta)
+	gp, _ := p.grad(t, axpy(eps, g1, theta))
+	want := axpy(gamma/eps, gp, scale(1-gamma/eps, g1))
+	require.Less(t, relErr(p.combined(t, gr.ForwardDifference(sgd1()).Gamma(gamma).Epsilon(eps), theta), want), 1e-9)
+}
