@@ -34,7 +34,9 @@ func GNP(base optimizers.Interface) *Config {
 		Hyperparameter{Key: ParamAlpha, Name: "Alpha (α)", Default: DefaultAlpha, Max: 1}).Penalty(gnpPenalty)
 }
 
-// Alpha sets α, GNP's weight of the perturbed gradient; valid range [0, 1]. Default: DefaultAlpha (0.8).
+// Alpha sets α (ParamAlpha), GNP's weight of the perturbed gradient; valid range [0, 1]. Default:
+// DefaultAlpha (0.8). Other methods that declare ParamAlpha (e.g. GSAM and LookSAM in examples/methods)
+// have their own α, range and default.
 func (c *Config) Alpha(alpha float64) *Config { return c.set(ParamAlpha, "Alpha (α)", alpha) }
 
 func gnpGrad(s *Step) []*Node {

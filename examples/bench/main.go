@@ -19,6 +19,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/losses"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	more "github.com/gradreg/gradreg/examples/methods"
 	gr "github.com/gradreg/gradreg/optimizers"
 	"github.com/gradreg/gradreg/regularizers"
 )
@@ -41,7 +43,7 @@ var (
 	flagIn     = flag.Int("in", 64, "input features")
 	flagHidden = flag.Int("hidden", 256, "hidden units (two hidden layers)")
 	flagOut    = flag.Int("out", 10, "classes")
-	flagOnly   = flag.String("only", "", "run only the method with this name (and the base), for profiling")
+	flagOnly   = flag.String("only", "", "run only the methods with these comma-separated names (and the base)")
 )
 
 // method is one benchmarked configuration.
@@ -79,6 +81,11 @@ func methods() []*method {
 			target: fmt.Sprintf("≈ %.2f×", 1+1/float64(k)), every: k,
 			opt: func() optimizers.Interface { return gr.ForwardDifference(sgd()).Every(k).Done() }})
 	}
+	ms = append(ms,
+		&method{name: "GSAM", target: fd, opt: func() optimizers.Interface { return more.GSAM(sgd()).Done() }},
+		&method{name: "FriendlySAM", target: fd, opt: func() optimizers.Interface { return more.FriendlySAM(sgd()).Done() }},
+		&method{name: "LookSAM Every(5)", target: "≤ 1.3×", every: 5,
+			opt: func() optimizers.Interface { return more.LookSAM(sgd()).Every(5).Done() }})
 	ms = append(ms, &method{name: "Flooding (b=0.02)", target: "≤ 1.02×", opt: sgd,
 		lossFn: regularizers.Flooding(crossEntropy, 0.02)})
 	return ms
@@ -118,7 +125,7 @@ func main() {
 	all := methods()
 	var ms []*method
 	for _, m := range all {
-		if *flagOnly == "" || m == all[0] || m.name == *flagOnly {
+		if *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
 			ms = append(ms, m)
 		}
 	}
