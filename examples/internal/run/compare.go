@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -183,8 +184,9 @@ func PairedDiff(a, b []float64) Paired {
 	return p
 }
 
-// compare trains every entry with every seed (seed-major: all methods of a seed, then the next seed, so
-// that an interrupted comparison has complete pairs) and writes the table, its JSON and the PNGs.
+// compare trains every entry with every seed, seed-major (all methods of a seed, then the next seed), and
+// writes the table, its JSON and the PNGs after each seed, so that an interrupted comparison leaves the
+// complete pairs it has.
 func (r *runner) compare() (*Report, error) {
 	start := time.Now()
 	rep := &Report{Entries: r.entries, Results: make([][]*Result, len(r.entries)), Backend: r.backend.Name(),
@@ -202,38 +204,101 @@ func (r *runner) compare() (*Report, error) {
 			res.Ctx = nil
 			rep.Results[i] = append(rep.Results[i], res)
 		}
+		rep.Wall = time.Since(start).Round(time.Second).String()
+		rep.Rows = Rows(r.entries, rep.Results)
+		if err := r.writeReport(rep, s+1); err != nil {
+			return nil, err
+		}
 	}
-	rep.Wall = time.Since(start).Round(time.Second).String()
-	rep.Rows = Rows(r.entries, rep.Results)
-	table := FormatTable(rep.Rows)
 	fmt.Printf("\n%s, %d seed(s) from %d, backend %s, %s wall:\n%s", r.ex.Name, r.opts.Seeds, r.opts.Seed,
-		rep.Backend, rep.Wall, table)
-	if err := os.MkdirAll(r.opts.Out, 0o755); err != nil {
+		rep.Backend, rep.Wall, FormatTable(rep.Rows))
+	fmt.Printf("wrote %s.md, .json, _accuracy.png, _metrics.png\n", filepath.Join(r.opts.Out, r.ex.Name+"_compare"))
+	return rep, nil
+}
+
+// merge combines the comparisons saved in the JSON files (same entries, disjoint seeds) into one report.
+func (r *runner) merge(files []string) (*Report, error) {
+	rep := &Report{Backend: "", Command: strings.Join(os.Args, " ")}
+	index := map[string]int{}
+	seen := map[string]bool{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, errors.WithMessage(err, "-merge")
+		}
+		var saved struct {
+			Backend string      `json:"backend"`
+			Runs    [][]*Result `json:"runs"`
+		}
+		if err := json.Unmarshal(data, &saved); err != nil {
+			return nil, errors.WithMessagef(err, "-merge: %s is not a comparison's JSON", f)
+		}
+		rep.Backend = saved.Backend
+		for _, runs := range saved.Runs {
+			for _, res := range runs {
+				key := fmt.Sprintf("%s/%d", res.Spec, res.Seed)
+				if seen[key] {
+					return nil, errors.Errorf("-merge: %s with seed %d appears twice", res.Spec, res.Seed)
+				}
+				seen[key] = true
+				i, ok := index[res.Spec]
+				if !ok {
+					name, settings, _ := strings.Cut(res.Spec, ":")
+					i = len(rep.Entries)
+					index[res.Spec] = i
+					rep.Entries = append(rep.Entries, Entry{Method: name, Settings: settings})
+					rep.Results = append(rep.Results, nil)
+				}
+				rep.Results[i] = append(rep.Results[i], res)
+			}
+		}
+	}
+	if len(rep.Entries) == 0 {
+		return nil, errors.Errorf("-merge: no runs in %q", files)
+	}
+	for i, rs := range rep.Results {
+		slices.SortFunc(rs, func(a, b *Result) int { return int(a.Seed - b.Seed) })
+		for j, res := range rs {
+			if j >= len(rep.Results[0]) || res.Seed != rep.Results[0][j].Seed || len(rs) != len(rep.Results[0]) {
+				return nil, errors.Errorf("-merge: %s has seeds different from %s's: the differences are paired by "+
+					"seed", rep.Entries[i], rep.Entries[0])
+			}
+		}
+	}
+	rep.Rows = Rows(rep.Entries, rep.Results)
+	if err := r.writeReport(rep, len(rep.Results[0])); err != nil {
 		return nil, err
+	}
+	fmt.Printf("%s, %d seed(s), backend %s, merged from %d file(s):\n%s", r.ex.Name, len(rep.Results[0]), rep.Backend,
+		len(files), FormatTable(rep.Rows))
+	return rep, nil
+}
+
+// writeReport writes the table of the first seeds seeds as Markdown and JSON, and the PNGs.
+func (r *runner) writeReport(rep *Report, seeds int) error {
+	if err := os.MkdirAll(r.opts.Out, 0o755); err != nil {
+		return err
 	}
 	base := filepath.Join(r.opts.Out, r.ex.Name+"_compare")
+	table := FormatTable(rep.Rows)
 	if err := os.WriteFile(base+".md", []byte(table), 0o644); err != nil {
-		return nil, err
+		return err
 	}
 	js, err := json.MarshalIndent(struct {
 		*Report
 		Runs [][]*Result `json:"runs"`
 	}{rep, rep.Results}, "", " ")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.WriteFile(base+".json", js, 0o644); err != nil {
-		return nil, err
+		return err
 	}
-	title := fmt.Sprintf("%s, %d seed(s)", r.ex.Name, r.opts.Seeds)
+	title := fmt.Sprintf("%s, %d seed(s)", r.ex.Name, seeds)
 	if err := plotAccuracy(base+"_accuracy.png", title, rep); err != nil {
-		return nil, err
+		return err
 	}
-	if err := plotMetrics(base+"_metrics.png", title, rep); err != nil {
-		return nil, err
-	}
-	fmt.Printf("wrote %s.md, .json, _accuracy.png, _metrics.png\n", base)
-	return rep, nil
+	return plotMetrics(base+"_metrics.png", title, rep)
 }
 
 // Rows summarizes results[i][s] (entry i, seed s) into table rows; differences are to entry 0.

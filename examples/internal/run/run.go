@@ -107,7 +107,7 @@ type Seeker interface{ Seek(step int) }
 
 // Options are the runner's flags that are not hyperparameters.
 type Options struct {
-	Method, Compare, Set, Backend, Checkpoint, Out, Plot string
+	Method, Compare, Set, Backend, Checkpoint, Out, Plot, Merge string
 	Seeds                                                int
 	Seed                                                 int64
 	Quiet                                                bool
@@ -175,7 +175,9 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 		"Markdown")
 	fs.StringVar(&o.Plot, "plot", ex.Name+"_curves.png", "PNG of a single run's curves (\"\": none); relative "+
 		"to -checkpoint when given, else to -out")
-	fs.BoolVar(&o.Quiet, "quiet", false, "no progress bar")
+	fs.StringVar(&o.Merge, "merge", "", "comma-separated JSON files written by comparisons (e.g. one process per "+
+		"seed: -seed=2 -seeds=1): train nothing, write their combined table and PNGs to -out")
+	fs.BoolVar(&o.Quiet, "quiet", false, "no progress bar: one line per evaluation instead")
 	r.flags.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -222,6 +224,9 @@ func (r *Runner) Entries() []Entry { return r.entries }
 
 // Run trains what the command line says: one run, or a comparison over methods and seeds.
 func (r *Runner) Run() (*Report, error) {
+	if r.opts.Merge != "" {
+		return r.merge(strings.Split(r.opts.Merge, ","))
+	}
 	if err := r.initBackend(); err != nil {
 		return nil, err
 	}
@@ -289,7 +294,8 @@ type Point struct {
 
 // Result is what one run measured.
 type Result struct {
-	Entry         string        `json:"entry"`
+	Entry         string        `json:"entry"` // Entry.Label
+	Spec          string        `json:"spec"`  // Entry.String, as in -compare
 	Method        string        `json:"method"`
 	Seed          int64         `json:"seed"`
 	Steps         int           `json:"steps"`
@@ -416,7 +422,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 		[]metrics.Interface{metrics.NewSparseCategoricalAccuracy("Mean Accuracy", "#acc")})
 	first := len(trainer.TrainMetrics()) - len(trainMetrics) // index of "acc" in a step's metrics
 
-	res = &Result{Entry: e.Label(), Method: e.Method, Seed: seed, Steps: total, Ctx: ctx}
+	res = &Result{Entry: e.Label(), Spec: e.String(), Method: e.Method, Seed: seed, Steps: total, Ctx: ctx}
 	var ckpt *checkpoints.Handler
 	if r.opts.Checkpoint != "" {
 		// The flags stay the source of truth for the hyperparameters: they are not read back.
@@ -456,6 +462,10 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 		p := Point{Step: step, TestLoss: scalar(m[1]), TestAccuracy: scalar(m[len(m)-1])}
 		acc.fill(&p, isGR)
 		res.Curve = append(res.Curve, p)
+		if r.opts.Quiet { // No progress bar: one line per evaluation (for logs).
+			fmt.Printf("  %s, seed %d, step %d/%d: test accuracy %.4f, train loss %.4f, %s\n", e.Label(), seed, step,
+				total, p.TestAccuracy, p.TrainLoss, time.Since(start).Round(time.Second))
+		}
 		return nil
 	}
 	loop := train.NewLoop(trainer)

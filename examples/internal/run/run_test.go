@@ -2,8 +2,12 @@ package run
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +195,50 @@ func TestMeanStepTime(t *testing.T) {
 		[]time.Duration{0, 0, 0, 40 * ms, 0})
 	if got != 10*ms {
 		t.Errorf("mean step time %s, want 10ms", got)
+	}
+}
+
+// -merge combines comparisons of disjoint seeds into the table a single comparison would give.
+func TestMerge(t *testing.T) {
+	dir := t.TempDir()
+	entries := []Entry{{Method: "sgd"}, {Method: "forward", Settings: "gr_every=5"}}
+	acc := map[int64][]float64{1: {0.90, 0.93}, 2: {0.91, 0.92}, 3: {0.89, 0.95}}
+	all := make([][]*Result, 2)
+	var files []string
+	for _, seed := range []int64{3, 1, 2} {
+		r := mustParse(t, "-out="+filepath.Join(dir, fmt.Sprint(seed)))
+		rep := &Report{Entries: entries, Results: make([][]*Result, 2)}
+		for i, e := range entries {
+			res := &Result{Entry: e.Label(), Spec: e.String(), Method: e.Method, Seed: seed,
+				TestAccuracy: acc[seed][i], StepTime: time.Duration(i+1) * time.Millisecond,
+				Curve: []Point{{Step: 10, TestAccuracy: acc[seed][i]}}}
+			rep.Results[i] = []*Result{res}
+			all[i] = append(all[i], res)
+		}
+		rep.Rows = Rows(entries, rep.Results)
+		if err := r.writeReport(rep, 1); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, filepath.Join(dir, fmt.Sprint(seed), "test_compare.json"))
+	}
+	r := mustParse(t, "-merge="+strings.Join(files, ","), "-out="+dir)
+	rep, err := r.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range all {
+		slices.SortFunc(all[i], func(a, b *Result) int { return int(a.Seed - b.Seed) })
+	}
+	if got, want := FormatTable(rep.Rows), FormatTable(Rows(entries, all)); got != want {
+		t.Errorf("merged table\n%s\nwant\n%s", got, want)
+	}
+	if d := rep.Rows[1].Diff; d == nil || d.N != 3 || d.Positive != 3 || math.Abs(d.Mean-(0.03+0.01+0.06)/3) > 1e-12 {
+		t.Errorf("merged difference %+v, want 3 paired seeds, all positive, mean 0.0333", d)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "test_compare_accuracy.png")); err != nil {
+		t.Errorf("no merged PNG: %v", err)
+	}
+	if _, err := mustParse(t, "-merge="+files[0]+","+files[0]).Run(); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("merging a file with itself: %v, want an error", err)
 	}
 }
