@@ -108,9 +108,9 @@ type Seeker interface{ Seek(step int) }
 // Options are the runner's flags that are not hyperparameters.
 type Options struct {
 	Method, Compare, Set, Backend, Checkpoint, Out, Plot, Merge string
-	Seeds                                                int
-	Seed                                                 int64
-	Quiet                                                bool
+	Seeds                                                       int
+	Seed                                                        int64
+	Quiet                                                       bool
 }
 
 // Runner is an example's parsed command line.
