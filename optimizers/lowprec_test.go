@@ -21,7 +21,7 @@ import (
 type captureOptimizer struct{}
 
 func (captureOptimizer) UpdateGraph(*context.Context, *Graph, *Node) { panic("not used") }
-func (captureOptimizer) Clear(*context.Context) error              { return nil }
+func (captureOptimizer) Clear(*context.Context) error                { return nil }
 func (captureOptimizer) UpdateGraphWithGradients(ctx *context.Context, grads []*Node, _ dtypes.DType) {
 	for i, gi := range grads {
 		v := ctx.InAbsPath("/capture").Checked(false).VariableWithValue(fmt.Sprint(i),
