@@ -185,8 +185,8 @@ func PairedDiff(a, b []float64) Paired {
 }
 
 // compare trains every entry with every seed, seed-major (all methods of a seed, then the next seed), and
-// writes the table, its JSON and the PNGs after each seed, so that an interrupted comparison leaves the
-// complete pairs it has.
+// writes the table, its JSON and the PNGs after each run, so that an interrupted comparison leaves what it
+// has (differences are paired over the seeds both entries have).
 func (r *runner) compare() (*Report, error) {
 	start := time.Now()
 	rep := &Report{Entries: r.entries, Results: make([][]*Result, len(r.entries)), Backend: r.backend.Name(),
@@ -203,11 +203,11 @@ func (r *runner) compare() (*Report, error) {
 				res.StepTime.Round(time.Microsecond), res.Wall.Round(time.Second))
 			res.Ctx = nil
 			rep.Results[i] = append(rep.Results[i], res)
-		}
-		rep.Wall = time.Since(start).Round(time.Second).String()
-		rep.Rows = Rows(r.entries, rep.Results)
-		if err := r.writeReport(rep, s+1); err != nil {
-			return nil, err
+			rep.Wall = time.Since(start).Round(time.Second).String()
+			rep.Rows = Rows(r.entries, rep.Results)
+			if err := r.writeReport(rep, s+1); err != nil {
+				return nil, err
+			}
 		}
 	}
 	fmt.Printf("\n%s, %d seed(s) from %d, backend %s, %s wall:\n%s", r.ex.Name, r.opts.Seeds, r.opts.Seed,
@@ -216,7 +216,8 @@ func (r *runner) compare() (*Report, error) {
 	return rep, nil
 }
 
-// merge combines the comparisons saved in the JSON files (same entries, disjoint seeds) into one report.
+// merge combines the comparisons saved in the JSON files (e.g. one per seed) into one report; an entry
+// and seed may appear once. Differences are paired over the seeds both entries have.
 func (r *runner) merge(files []string) (*Report, error) {
 	rep := &Report{Backend: "", Command: strings.Join(os.Args, " ")}
 	index := map[string]int{}
@@ -256,14 +257,8 @@ func (r *runner) merge(files []string) (*Report, error) {
 	if len(rep.Entries) == 0 {
 		return nil, errors.Errorf("-merge: no runs in %q", files)
 	}
-	for i, rs := range rep.Results {
+	for _, rs := range rep.Results {
 		slices.SortFunc(rs, func(a, b *Result) int { return int(a.Seed - b.Seed) })
-		for j, res := range rs {
-			if j >= len(rep.Results[0]) || res.Seed != rep.Results[0][j].Seed || len(rs) != len(rep.Results[0]) {
-				return nil, errors.Errorf("-merge: %s has seeds different from %s's: the differences are paired by "+
-					"seed", rep.Entries[i], rep.Entries[0])
-			}
-		}
 	}
 	rep.Rows = Rows(rep.Entries, rep.Results)
 	if err := r.writeReport(rep, len(rep.Results[0])); err != nil {
@@ -278,6 +273,9 @@ func (r *runner) merge(files []string) (*Report, error) {
 func (r *runner) writeReport(rep *Report, seeds int) error {
 	if err := os.MkdirAll(r.opts.Out, 0o755); err != nil {
 		return err
+	}
+	if len(rep.Results[0]) == 0 {
+		return nil // Nothing to compare to yet.
 	}
 	base := filepath.Join(r.opts.Out, r.ex.Name+"_compare")
 	table := FormatTable(rep.Rows)
@@ -322,6 +320,10 @@ func Rows(entries []Entry, results [][]*Result) []Row {
 	rows := make([]Row, len(entries))
 	for i, e := range entries {
 		rs := results[i]
+		if len(rs) == 0 {
+			rows[i] = Row{Entry: e.Label()}
+			continue
+		}
 		rows[i] = Row{Entry: e.Label(), Seeds: len(rs), TestAccuracy: MeanStd(get(rs, acc)),
 			TrainLoss: MeanStd(get(rs, func(r *Result) float64 { return r.TrainLoss })),
 			TrainAcc:  MeanStd(get(rs, func(r *Result) float64 { return r.TrainAccuracy })),
@@ -329,9 +331,19 @@ func Rows(entries []Entry, results [][]*Result) []Row {
 		if ref > 0 {
 			rows[i].Relative = float64(rows[i].StepTime) / float64(ref)
 		}
-		if i > 0 {
-			d := PairedDiff(get(results[0], acc), get(rs, acc))
-			rows[i].Diff = &d
+		if i > 0 { // Paired by seed, over the seeds both entries have.
+			var a, b []float64
+			for _, r0 := range results[0] {
+				for _, r := range rs {
+					if r.Seed == r0.Seed {
+						a, b = append(a, r0.TestAccuracy), append(b, r.TestAccuracy)
+					}
+				}
+			}
+			if len(a) > 0 {
+				d := PairedDiff(a, b)
+				rows[i].Diff = &d
+			}
 		}
 	}
 	return rows
@@ -344,6 +356,10 @@ func FormatTable(rows []Row) string {
 	fmt.Fprintf(&b, "| method | test accuracy (mean ± std) | Δ vs %s [95%% CI] | Δ > 0 | train accuracy | "+
 		"train loss | time/step (mean) |\n|---|---|---|---|---|---|---|\n", ref)
 	for _, r := range rows {
+		if r.Seeds == 0 {
+			fmt.Fprintf(&b, "| %s | not run | | | | | |\n", r.Entry)
+			continue
+		}
 		diff, pos := "—", "—"
 		if d := r.Diff; d != nil {
 			diff = fmt.Sprintf("%+.2f", 100*d.Mean)

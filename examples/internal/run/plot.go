@@ -156,6 +156,9 @@ func plotRun(path, title string, res *Result) error {
 // same steps for every seed of an entry).
 func meanCurve(label string, rs []*Result, get func(Point) float64) series {
 	s := series{label: label}
+	if len(rs) == 0 {
+		return s
+	}
 	n := len(rs[0].Curve)
 	for _, r := range rs {
 		n = min(n, len(r.Curve))

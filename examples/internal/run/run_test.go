@@ -177,8 +177,8 @@ func TestPairedDiffCI(t *testing.T) {
 		t.Errorf("one seed: %+v, want mean 1 and no interval", p)
 	}
 	rows := Rows([]Entry{{Method: "sgd"}, {Method: "forward"}}, [][]*Result{
-		{{TestAccuracy: 0.90, StepTime: time.Second}, {TestAccuracy: 0.91, StepTime: time.Second}},
-		{{TestAccuracy: 0.92, StepTime: 2 * time.Second}, {TestAccuracy: 0.88, StepTime: 2 * time.Second}}})
+		{{Seed: 1, TestAccuracy: 0.90, StepTime: time.Second}, {Seed: 2, TestAccuracy: 0.91, StepTime: time.Second}},
+		{{Seed: 2, TestAccuracy: 0.88, StepTime: 2 * time.Second}, {Seed: 1, TestAccuracy: 0.92, StepTime: 2 * time.Second}}})
 	table := FormatTable(rows)
 	for _, want := range []string{"| SGD | 90.50% ± 0.71 | — |", "| F-GR | 90.00% ± 2.83 | -0.50 [-32.27, +31.27] | 1/2 |",
 		"(2.00×)"} {
