@@ -19,36 +19,30 @@ package main
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/layers"
 	"github.com/gomlx/gomlx/pkg/ml/layers/activations"
+	"github.com/pkg/errors"
 
+	"github.com/gradreg/gradreg/examples/internal/mnistdata"
 	"github.com/gradreg/gradreg/examples/internal/run"
 )
 
-// Context hyperparameters of this example (flags -hidden, -train_size, -label_noise, -data).
-const (
-	paramHidden     = "mnist_hidden"      // hidden layer sizes, e.g. "128" or "256,128"
-	paramTrainSize  = "mnist_train_size"  // training examples, drawn at random per seed; 0 for all 60,000
-	paramLabelNoise = "mnist_label_noise" // fraction of training labels replaced by a wrong class
-	paramData       = "mnist_data"        // folder with the MNIST files
-)
+// paramHidden is this example's context hyperparameter (flag -hidden); the data's are mnistdata's
+// (-train_size, -label_noise, -data).
+const paramHidden = "mnist_hidden" // hidden layer sizes, e.g. "128" or "256,128"
 
 // example is this command for the runner; its defaults are the main job's setting.
 var example = &run.Example{
 	Name: "mnist",
-	Settings: []run.Setting{
+	Settings: append([]run.Setting{
 		{Key: paramHidden, Flag: "hidden", Default: "128", Usage: "hidden layer sizes, comma-separated"},
-		{Key: paramTrainSize, Flag: "train_size", Default: 2000, Usage: "training examples, a random subset " +
-			"drawn per seed (the same for every method of a seed); 0 for all 60,000"},
-		{Key: paramLabelNoise, Flag: "label_noise", Default: 0.4, Usage: "fraction p in [0, 1) of the training " +
-			"labels replaced by a different class drawn uniformly, fixed by the seed (the same for every method)"},
-		{Key: paramData, Flag: "data", Default: "", Usage: "folder with the MNIST files (default: the data/ " +
-			"folder of Go module " + mnistModule + ")"},
-	},
+	}, mnistdata.Settings(2000, 0.4)...),
 	Defaults: map[string]any{
 		run.ParamLearningRate: 0.1,
 		run.ParamEpochs:       20,
@@ -57,7 +51,7 @@ var example = &run.Example{
 	DefaultMethod:  "forward",
 	DefaultCompare: "sgd,forward",
 	Model:          modelFn,
-	Loss:           perExampleCrossEntropy,
+	Loss:           mnistdata.CrossEntropy,
 	Data:           data,
 }
 
@@ -77,44 +71,39 @@ func modelFn(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
 	return []*graph.Node{layers.Dense(ctx.In("logits"), x, true, 10)}
 }
 
-// perExampleCrossEntropy is the cross-entropy of each example, shape [batch] (the trainer averages it; the
-// per-example values are what iFlood and SoftAD need).
-func perExampleCrossEntropy(labels, logits []*graph.Node) *graph.Node {
-	logp := graph.LogSoftmax(logits[0], -1)
-	onehot := graph.OneHot(graph.Reshape(labels[0], -1), logp.Shape().Dim(-1), logp.DType())
-	return graph.Neg(graph.ReduceSum(graph.Mul(onehot, logp), -1))
-}
-
-// data returns the datasets of a run: the seed's training subset with the seed's label noise, batches in
-// the seed's order, and the 10,000 test images.
+// data returns the datasets of a run (mnistdata.Data: the seed's training subset with the seed's label
+// noise, batches in the seed's order, the 10,000 test images), after validating -hidden.
 func data(_ backends.Backend, ctx *context.Context, seed int64) (*run.Data, error) {
 	if _, err := parseHidden(context.GetParamOr(ctx, paramHidden, "128")); err != nil {
 		return nil, err
 	}
-	trainAll, test, err := loadCached(context.GetParamOr(ctx, paramData, ""))
+	d, err := mnistdata.Data(ctx, seed)
 	if err != nil {
 		return nil, err
 	}
-	n := context.GetParamOr(ctx, paramTrainSize, 0)
-	p := context.GetParamOr(ctx, paramLabelNoise, 0.0)
-	batch := context.GetParamOr(ctx, run.ParamBatch, 64)
-	trainData, err := trainAll.RandomSubset(n, seed)
-	if err != nil {
-		return nil, err
+	d.Description += "; MLP 784-" + hiddenText(ctx) + "-10"
+	return d, nil
+}
+
+// parseHidden parses the hidden layer sizes, e.g. "256,128".
+func parseHidden(s string) ([]int, error) {
+	var sizes []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, errors.Errorf("invalid hidden layer size %q in -hidden (%s) %q: want positive integers "+
+				"separated by commas, e.g. 256,128", f, paramHidden, s)
+		}
+		sizes = append(sizes, n)
 	}
-	if trainData, err = trainData.WithLabelNoise(p, seed); err != nil {
-		return nil, err
-	}
-	desc := fmt.Sprintf("MNIST, %d training examples (of %d)", trainData.Len(), trainAll.Len())
-	if p > 0 {
-		desc += fmt.Sprintf(" with %g%% label noise", 100*p)
-	}
-	desc += fmt.Sprintf(", %d test; MLP 784-%s-10", test.Len(), hiddenText(ctx))
-	return &run.Data{
-		Train:         newTrainDataset(trainData, batch, seed),
-		Test:          &evalDataset{name: "test", data: test, batch: 1000},
-		TrainEval:     &evalDataset{name: "train", data: trainData, batch: 1000},
-		StepsPerEpoch: max(trainData.Len()/batch, 1),
-		Description:   desc,
-	}, nil
+	return sizes, nil
+}
+
+// hiddenText is the hidden sizes joined by "-", e.g. "256-128".
+func hiddenText(ctx *context.Context) string {
+	return strings.ReplaceAll(context.GetParamOr(ctx, paramHidden, "128"), ",", "-")
 }

@@ -15,24 +15,25 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 
+	"github.com/gradreg/gradreg/examples/internal/mnistdata"
 	"github.com/gradreg/gradreg/examples/internal/run"
 	"github.com/gradreg/gradreg/examples/internal/sgdm"
 )
 
 var (
 	dataOnce            sync.Once
-	trainData, testData *Split
+	trainData, testData *mnistdata.Split
 	dataErr             error
 )
 
 // tinyData loads MNIST once from the GoMNIST module and returns small subsets.
-func tinyData(t *testing.T) (train, test *Split) {
+func tinyData(t *testing.T) (train, test *mnistdata.Split) {
 	t.Helper()
-	dataOnce.Do(func() { trainData, testData, dataErr = loadCached("") })
+	dataOnce.Do(func() { trainData, testData, dataErr = mnistdata.LoadCached("") })
 	if dataErr != nil {
 		t.Fatalf("loading MNIST from the GoMNIST module: %v", dataErr)
 	}
-	return &Split{Images: trainData.Images[:512*imageSize], Labels: trainData.Labels[:512]}, testData
+	return &mnistdata.Split{Images: trainData.Images[:512*mnistdata.ImageSize], Labels: trainData.Labels[:512]}, testData
 }
 
 // tinyArgs are the flags of a tiny run on 512 training images (a few seconds).
@@ -63,37 +64,37 @@ func trainRun(t *testing.T, args ...string) *run.Result {
 }
 
 func TestDataErrors(t *testing.T) {
-	_, _, err := LoadMNIST(filepath.Join(t.TempDir(), "nowhere"))
+	_, _, err := mnistdata.Load(filepath.Join(t.TempDir(), "nowhere"))
 	if err == nil || !strings.Contains(err.Error(), "-data") {
 		t.Errorf("missing folder: want an error suggesting -data, got %v", err)
 	}
 	dir := t.TempDir()
-	for _, name := range mnistFiles {
+	for _, name := range mnistdata.Files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte("not MNIST"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, _, err = LoadMNIST(dir)
+	_, _, err = mnistdata.Load(dir)
 	if err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Errorf("corrupt files: want an error saying so, got %v", err)
 	}
-	if err := os.Remove(filepath.Join(dir, mnistFiles[3])); err != nil {
+	if err := os.Remove(filepath.Join(dir, mnistdata.Files[3])); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = LoadMNIST(dir)
-	if err == nil || !strings.Contains(err.Error(), mnistFiles[3]) {
+	_, _, err = mnistdata.Load(dir)
+	if err == nil || !strings.Contains(err.Error(), mnistdata.Files[3]) {
 		t.Errorf("missing file: want an error naming it, got %v", err)
 	}
 }
 
 func TestDataOrderIsAFunctionOfStep(t *testing.T) {
 	train, _ := tinyData(t)
-	a := newTrainDataset(train, 48, 7)
+	a := mnistdata.NewTrainDataset(train, 48, 7)
 	for range 25 { // crosses epochs
 		_, _, _, _ = a.Yield()
 	}
 	_, x1, y1, _ := a.Yield()
-	b := newTrainDataset(train, 48, 7)
+	b := mnistdata.NewTrainDataset(train, 48, 7)
 	b.Seek(25)
 	_, x2, y2, _ := b.Yield()
 	if !sameTensors(t, x1[0], x2[0]) || !sameTensors(t, y1[0], y2[0]) {
@@ -194,12 +195,12 @@ func trainLabels(t *testing.T, seed int64, args ...string) (noisy, clean []int32
 	if err != nil {
 		t.Fatal(err)
 	}
-	noisy = d.TrainEval.(*evalDataset).data.Labels
-	ctx.SetParam(paramLabelNoise, 0.0)
+	noisy = d.TrainEval.(*mnistdata.EvalDataset).Split().Labels
+	ctx.SetParam(mnistdata.ParamLabelNoise, 0.0)
 	if d, err = data(nil, ctx, seed); err != nil {
 		t.Fatal(err)
 	}
-	return noisy, d.TrainEval.(*evalDataset).data.Labels
+	return noisy, d.TrainEval.(*mnistdata.EvalDataset).Split().Labels
 }
 
 // Label noise flips exactly round(p·n) labels, each to another class, the same for every method of a seed.

