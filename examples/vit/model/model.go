@@ -23,10 +23,10 @@ import (
 // Context hyperparameters of the ViT (defaults in parentheses, set by the flags or -set).
 const (
 	ParamPatch   = "vit_patch"   // side of a square patch in pixels, a divisor of 28 (7: 16 patches)
-	ParamWidth   = "vit_width"   // token width D (32)
-	ParamDepth   = "vit_depth"   // number of transformer blocks (2)
+	ParamWidth   = "vit_width"   // token width D (16)
+	ParamDepth   = "vit_depth"   // number of transformer blocks (1)
 	ParamHeads   = "vit_heads"   // attention heads; must divide vit_width (2)
-	ParamMLP     = "vit_mlp"     // hidden width of each block's MLP (64)
+	ParamMLP     = "vit_mlp"     // hidden width of each block's MLP (32)
 	ParamNorm    = "vit_norm"    // normalization: layer|rms (layer)
 	ParamReadout = "vit_readout" // what the head reads: class|mean (class)
 	ParamTokens  = "vit_tokens"  // how the class token joins the patches: onehot|concat (onehot)
@@ -48,11 +48,11 @@ type Config struct {
 	Dropout                         float64 // in [0, 1)
 }
 
-// DefaultConfig is the default architecture: 7×7 patches (16 tokens and a class token), width 32, 2 blocks
-// of 2 heads, MLP width 64, layer norm, class-token readout, tokens joined by one-hot contractions, no
-// dropout.
+// DefaultConfig is the default architecture, sized for the pure-Go backend: 7×7 patches (16 tokens and a
+// class token), width 16, 1 block of 2 heads, MLP width 32, layer norm, class-token readout, tokens joined
+// by one-hot contractions, no dropout (3,514 parameters).
 func DefaultConfig() Config {
-	return Config{Patch: 7, Width: 32, Depth: 2, Heads: 2, MLP: 64, Norm: "layer", Readout: "class",
+	return Config{Patch: 7, Width: 16, Depth: 1, Heads: 2, MLP: 32, Norm: "layer", Readout: "class",
 		Tokens: "onehot"}
 }
 

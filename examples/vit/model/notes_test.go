@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/backends/simplego"
@@ -16,6 +17,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/core/tensors/images"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/layers"
 	"github.com/stretchr/testify/require"
@@ -249,4 +251,57 @@ func TestNotePureGoUnusedParameter(t *testing.T) {
 		g.Run([]float64{1, 2}, []float64{3, 4})
 	})
 	require.ErrorContains(t, err, "index out of range", "note 9 is outdated")
+}
+
+// Note 7: the pure-Go backend deadlocks when it runs ops in parallel and several batched DotGenerals (every
+// Einsum of the attention) are in flight: each runs in a worker of the pool and waits for more workers for
+// its batch (backends/simplego/dotgeneral_small.go) without releasing its own, so when all workers are
+// such waits nothing runs again. parallelism=1 makes it certain (2 workers); with the default parallelism
+// (NumCPU) it needs more ops in flight and depends on timing. ops_sequential cannot deadlock. The stuck
+// execution's goroutines are left behind (on their own backend) when the test ends.
+func TestNotePureGoParallelDeadlock(t *testing.T) {
+	finishes := func(config string) bool {
+		backend, err := simplego.New(config)
+		require.NoError(t, err)
+		exec := MustNewExec(backend, func(x *Node) *Node {
+			sum := Einsum("bij,bjk->bik", x, x)
+			for i := 1; i < 4; i++ { // independent batched products the parallel executor starts together
+				sum = Add(sum, Einsum("bij,bjk->bik", AddScalar(x, float64(i)), x))
+			}
+			return sum
+		})
+		x := tensors.FromFlatDataAndDimensions(make([]float32, 8*4*4), 8, 4, 4)
+		done := make(chan struct{})
+		go func() {
+			for range 20 {
+				exec.MustExec(x)[0].FinalizeAll()
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+			backend.Finalize()
+			return true
+		case <-time.After(3 * time.Second):
+			return false
+		}
+	}
+	require.True(t, finishes("parallelism=1,ops_sequential"))
+	require.False(t, finishes("parallelism=1,ops_parallel"), "note 7 is outdated: no deadlock")
+}
+
+// Note 10: graph.Convolve is not twice differentiable on the pure-Go backend, for any stride: the second
+// order needs Reverse, which that backend lacks (note 5). (On XLA the gradient of a strided convolution is a
+// convolution with input dilation, whose gradient GoMLX refuses: ops_convolve.go, convGeneralVJP.)
+func TestNoteStridedConvolutionSecondOrder(t *testing.T) {
+	for _, stride := range []int{1, 2} {
+		err := buildErr(pureGo(t), func(g *Graph) {
+			x := Parameter(g, "x", shapes.Make(dtypes.Float64, 1, 6, 6, 1))
+			k := Parameter(g, "k", shapes.Make(dtypes.Float64, 3, 3, 1, 1))
+			y := Convolve(x, k).StridePerAxis(stride, stride).NoPadding().ChannelsAxis(images.ChannelsLast).Done()
+			g1 := Gradient(ReduceAllSum(Square(y)), k)[0]
+			Gradient(ReduceAllSum(Square(g1)), k)
+		})
+		require.ErrorContains(t, err, `op "Reverse" not implemented in SimpleGo`, "note 10 is outdated")
+	}
 }
