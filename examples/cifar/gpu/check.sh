@@ -19,7 +19,7 @@
 #      mesh) vs the plain TrainStep: equal weights within the stated tolerance (distcheck).
 #   4. GPU evidence: MNIST, 40 % label noise, 2000-image subset, SGD vs F-GR over 5 seeds with the paired
 #      95 % interval (examples/mnist -compare -seeds), if the build has -label_noise and time is left.
-#   5. examples/vit, if the build has it and time is left.
+#   5. examples/vit (SGD, F-GR, SAM, DB-GR on MNIST, one seed, 600 steps), if the build has it and time is left.
 #
 # Environment: DRYRUN=1; BUDGET (seconds, default 285: parts starting later are skipped); STEPS (GoMLX and
 # PyTorch timed steps, default 40); PYTHON (an interpreter with torch; default: the first of python3 and
@@ -218,8 +218,8 @@ for key in "${JOBS[@]}"; do
       prefix=()
       if [[ -n "${DRYRUN:-}" && $m == groups4 ]]; then
         # GoMLX v0.26.0's pure-Go backend deadlocks in its worker pool on this graph on a 2-CPU machine
-        # (Groups(4)'s independent branches run in parallel and each waits for workers for its DotGeneral);
-        # executing the ops sequentially avoids it. XLA is not affected.
+        # (Groups(4)'s independent branches run in parallel and each waits for workers for its DotGeneral;
+        # docs/gomlx-notes.md §7); executing the ops sequentially avoids it. XLA is not affected.
         say "   ($key: GOMLX_BACKEND=go:ops_sequential, see the comment in check.sh)"
         prefix=(env GOMLX_BACKEND=go:ops_sequential)
       fi
@@ -295,15 +295,19 @@ fi
 # ---- part 5
 if [[ -x "$BIN/vit" ]]; then
   say ""
-  say "== part 5: examples/vit"
+  say "== part 5: examples/vit (ViT on MNIST, the example's defaults: Adam lr 0.002, batch 64, 10,000 images)"
   if over $((BUDGET - 20)); then
-    say "skipped (time budget)"
+    say "skipped (time budget: $SECONDS s used of $BUDGET)"
   else
-    VIT_ARGS=(-steps=$([[ -n "${DRYRUN:-}" ]] && echo 2 || echo 40) -quiet)
-    HELP_VIT=$("$BIN/vit" -h 2>&1)
-    has_flag "$HELP_VIT" synthetic && VIT_ARGS+=(-synthetic)
-    has_flag "$HELP_VIT" out && VIT_ARGS+=(-out="$WORK/vit-out")
-    timeout $((BUDGET + 15 - SECONDS)) "$BIN/vit" "${VIT_ARGS[@]}" 2>&1 | tail -8
+    VIT_ARGS=(-data="$BIN/mnist-data" -seeds=1 -quiet -out="$WORK/vit-out")
+    if [[ -n "${DRYRUN:-}" ]]; then
+      VIT_ARGS+=(-compare=sgd,forward -steps=4 -train_size=256)
+    else
+      VIT_ARGS+=(-compare=sgd,forward,sam,db -steps=600)
+    fi
+    left=$((BUDGET + 15 - SECONDS))
+    say "vit ${VIT_ARGS[*]}   (timeout ${left}s)"
+    timeout "$left" "$BIN/vit" "${VIT_ARGS[@]}" 2>&1 | grep -v -E '^gradreg: backend' | tail -12
     say "$(elapsed) vit rc=${PIPESTATUS[0]}"
   fi
 fi
