@@ -7,9 +7,12 @@
 // alike; the table reports the median over the rounds (for Every(k), over blocks of k steps). Memory is the peak Go heap sampled while a method runs
 // a few steps, above the heap after a GC before them: it is meaningful for the pure-Go backend, whose
 // buffers live in the Go heap (on XLA the device memory is not seen). The pure-Go backend runs no CNN with
-// second-order methods cheaply; this command benchmarks the MLP only.
+// second-order methods cheaply; this command benchmarks the MLP, or with -model=vit the ViT of examples/vit
+// (its default architecture on [batch, 784] inputs; on the pure-Go backend with ops_sequential, see
+// examples/vit/model.NewBackend).
 //
 //	go run ./examples/bench -rounds=30 -batch=128 -hidden=256
+//	go run ./examples/bench -model=vit -rounds=20 -batch=64
 package main
 
 import (
@@ -32,6 +35,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/losses"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	more "github.com/gradreg/gradreg/examples/methods"
+	vit "github.com/gradreg/gradreg/examples/vit/model"
 	gr "github.com/gradreg/gradreg/optimizers"
 	"github.com/gradreg/gradreg/regularizers"
 )
@@ -44,6 +48,8 @@ var (
 	flagHidden = flag.Int("hidden", 256, "hidden units (two hidden layers)")
 	flagOut    = flag.Int("out", 10, "classes")
 	flagOnly   = flag.String("only", "", "run only the methods with these comma-separated names (and the base)")
+	flagModel  = flag.String("model", "mlp", "model: mlp (two tanh hidden layers of -hidden) or vit (the default "+
+		"ViT of examples/vit on -batch random 28×28 images; -in, -hidden and -out are ignored)")
 )
 
 // method is one benchmarked configuration.
@@ -110,6 +116,24 @@ func main() {
 		return
 	}
 	backend := gr.MustNewBackend()
+	model, description := modelFn, func() string {
+		return fmt.Sprintf("MLP %d→%d→%d→%d", *flagIn, *flagHidden, *flagHidden, *flagOut)
+	}
+	switch *flagModel {
+	case "mlp":
+	case "vit":
+		var err error
+		if backend, err = vit.NewBackend(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		*flagIn, *flagOut = 28*28, 10
+		model = vit.ModelFn // the default architecture: the context sets none of its parameters
+		description = func() string { return vit.DefaultConfig().String() }
+	default:
+		fmt.Fprintf(os.Stderr, "bench: unknown -model=%q: valid values are mlp|vit\n", *flagModel)
+		os.Exit(1)
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	xs := make([]float32, *flagBatch**flagIn)
 	for i := range xs {
@@ -141,7 +165,7 @@ func main() {
 		if lossFn == nil {
 			lossFn = crossEntropy
 		}
-		m.trainer = gr.NewTrainer(backend, m.ctx, modelFn, lossFn, m.opt(), nil, nil)
+		m.trainer = gr.NewTrainer(backend, m.ctx, model, lossFn, m.opt(), nil, nil)
 		for range *flagWarmUp {
 			step(m)
 		}
@@ -197,8 +221,8 @@ func main() {
 		}
 	}
 	baseT, baseM := stepTime(ms[0]), float64(ms[0].peak)
-	fmt.Printf("MLP %d→%d→%d→%d, batch %d, float32, %d parameter bytes; backend %s; %d rounds, median.\n\n",
-		*flagIn, *flagHidden, *flagHidden, *flagOut, *flagBatch, params, backend.Name(), *flagRounds)
+	fmt.Printf("%s, batch %d, float32, %d parameter bytes; backend %s; %d rounds, median.\n\n",
+		description(), *flagBatch, params, backend.Name(), *flagRounds)
 	fmt.Println("| method | time/step | × base | target | heap alloc/step | × base | extra ÷ param bytes |")
 	fmt.Println("|---|---:|---:|---|---:|---:|---:|")
 	for _, m := range ms {
