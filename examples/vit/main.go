@@ -5,7 +5,7 @@
 // shared runner (examples/internal/run), which owns the flags, the training loop, checkpoints, tables and
 // plots; the data are examples/mnist's (examples/internal/mnistdata).
 //
-// The default run trains the base optimizer alone (labelled SGD by the runner; Adam, lr 0.002, since plain
+// The default run trains the base optimizer alone (labelled SGD by the runner; Adam, lr 0.01, since plain
 // SGD and momentum leave this ViT at chance for hundreds of steps) and F-GR side by side on 10,000 training
 // images for 600 steps, and prints the table of test accuracy, losses and time
 // per step, and writes the curves as PNG to examples/vit/out/ (measured results in the README):
@@ -34,7 +34,7 @@ var example = &run.Example{
 	Name:     "vit",
 	Settings: append(architecture(model.DefaultConfig()), mnistdata.Settings(10000, 0)...),
 	Defaults: map[string]any{
-		run.ParamLearningRate: 0.002,
+		run.ParamLearningRate: 0.01,
 		run.ParamOptimizer:    "adam", // plain SGD and momentum stay at chance for hundreds of steps here
 		run.ParamSteps:        600,
 		run.ParamBatch:        64,
