@@ -295,7 +295,7 @@ fi
 # ---- part 5
 if [[ -x "$BIN/vit" ]]; then
   say ""
-  say "== part 5: examples/vit (ViT on MNIST, the example's defaults: Adam lr 0.002, batch 64, 10,000 images)"
+  say "== part 5: examples/vit (ViT on MNIST, the example's defaults: Adam lr 0.01, batch 64, 10,000 images)"
   if over $((BUDGET - 20)); then
     say "skipped (time budget: $SECONDS s used of $BUDGET)"
   else
