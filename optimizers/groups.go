@@ -85,6 +85,9 @@ func (s *Step) splitGroups() {
 	for k := range m {
 		gp := *p
 		gp.inputs, gp.labels = slice(p.inputs, k), slice(p.labels, k)
+		if k > 0 {
+			gp.inputs = after(gp.inputs, sum[0]) // Evaluate the groups one after the other (see after).
+		}
 		gs := &Step{cfg: s.cfg, ctx: s.ctx, g: s.g, loss: s.loss, vars: s.vars, theta: s.theta, pass: &gp,
 			params: s.params}
 		gs.loss = s.evaluate(&gp, s.theta)
@@ -115,6 +118,14 @@ func (s *Step) groupsGrad() []*Node {
 	written := map[string][][]*Node{}
 	for _, gs := range s.groups {
 		gs.phase, gs.pending = s.phase, map[string][]*Node{}
+		// The groups' perturbed evaluations one after the other, after the evaluations at θ (see after).
+		gp := *gs.pass
+		if sum == nil {
+			gp.inputs = after(gp.inputs, s.groups[len(s.groups)-1].grad[0])
+		} else {
+			gp.inputs = after(gp.inputs, sum[0])
+		}
+		gs.pass = &gp
 		for scope, values := range s.pending {
 			gs.pending[scope] = values
 		}
@@ -151,4 +162,23 @@ func sumIfAll(total, x *Node, all bool) (*Node, bool) {
 		return x, true
 	}
 	return graph.Add(total, x), true
+}
+
+// after returns x with its first floating-point tensor made to depend on token, without changing any value:
+// x₀ + Where(isFinite(t), 0, 0), t an element of token. The groups' evaluations are chained this way so that
+// the backend runs them one after the other: GoMLX v0.26.0's pure-Go backend deadlocks when more
+// independent matrix products than twice its worker count run at once (each waits, inside a worker, for
+// another worker to split its batch), which m parallel groups readily reach on a 2-core machine.
+func after(x []*Node, token *Node) []*Node {
+	out := append([]*Node(nil), x...)
+	for i, xi := range x {
+		if !xi.DType().IsFloat() {
+			continue
+		}
+		t := graph.Reshape(graph.Slice(graph.Reshape(token, -1), graph.AxisRange(0, 1)))
+		zero := graph.ScalarZero(xi.Graph(), xi.DType())
+		out[i] = graph.Add(xi, graph.Where(graph.IsFinite(t), zero, zero))
+		break
+	}
+	return out
 }

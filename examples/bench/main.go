@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -57,8 +58,10 @@ type method struct {
 	name    string
 	target  string // the target, for the table
 	opt     func() optimizers.Interface
-	lossFn  train.LossFn // nil: plain cross-entropy
-	every   int          // k of Every(k): timed over blocks of k steps; 0 for the others
+	lossFn  train.LossFn                                                 // nil: plain cross-entropy
+	every   int                                                          // k of Every(k), n of accumulation: timed over blocks of k steps; 0 for the others
+	model   func(train.ModelFn) train.ModelFn // wraps the benchmarked model; nil: the model itself
+	acc     int                                                          // n of AccumulateGradients; 0: none
 	trainer *train.Trainer
 	ctx     *context.Context
 	times   []time.Duration
@@ -94,7 +97,29 @@ func methods() []*method {
 			opt: func() optimizers.Interface { return more.LookSAM(sgd()).Every(5).Done() }})
 	ms = append(ms, &method{name: "Flooding (b=0.02)", target: "≤ 1.02×", opt: sgd,
 		lossFn: regularizers.Flooding(crossEntropy, 0.02)})
-	return ms
+	return append(ms, practiceMethods()...)
+}
+
+// practiceMethods are the rows of training in practice: batch splits, accumulation, the non-finite guard
+// and bfloat16 weights.
+func practiceMethods() []*method {
+	fgr := func() *gr.Config { return gr.ForwardDifference(sgd()) }
+	bf16 := func(model train.ModelFn) train.ModelFn {
+		return func(ctx *context.Context, spec any, inputs []*Node) []*Node {
+			x := ConvertDType(inputs[0], dtypes.BFloat16) // The layers take their variables' dtype from the input.
+			return []*Node{ConvertDType(model(ctx, spec, []*Node{x})[0], dtypes.Float32)}
+		}
+	}
+	return []*method{
+		{name: "ForwardDifference Groups(4)", target: "≤ 2.1× base", opt: func() optimizers.Interface { return fgr().Groups(4).Done() }},
+		{name: "SAM Groups(4)", target: "≤ 2.1× base", opt: func() optimizers.Interface { return gr.SAM(sgd()).Groups(4).Done() }},
+		{name: "base (SGD) accumulation n=4", target: "per micro-batch", opt: sgd, acc: 4, every: 4},
+		{name: "ForwardDifference accumulation n=4", target: "per micro-batch", opt: func() optimizers.Interface { return fgr().Done() }, acc: 4, every: 4},
+		{name: "ForwardDifference guard off", target: "on ≤ 1.02× off", opt: func() optimizers.Interface { return fgr().GuardNonFinite(false).Done() }},
+		{name: "SAM guard off", target: "on ≤ 1.02× off", opt: func() optimizers.Interface { return gr.SAM(sgd()).GuardNonFinite(false).Done() }},
+		{name: "base (SGD) bfloat16", target: "", opt: sgd, model: bf16},
+		{name: "ForwardDifference bfloat16", target: "vs SGD bf16", opt: func() optimizers.Interface { return fgr().Done() }, model: bf16},
+	}
 }
 
 func crossEntropy(labels, logits []*Node) *Node {
@@ -165,7 +190,17 @@ func main() {
 		if lossFn == nil {
 			lossFn = crossEntropy
 		}
-		m.trainer = gr.NewTrainer(backend, m.ctx, model, lossFn, m.opt(), nil, nil)
+		mModel := model
+		if m.model != nil {
+			mModel = m.model(model)
+		}
+		m.trainer = gr.NewTrainer(backend, m.ctx, mModel, lossFn, m.opt(), nil, nil)
+		if m.acc > 0 {
+			if err := m.trainer.AccumulateGradients(m.acc); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: %+v\n", m.name, err)
+				os.Exit(1)
+			}
+		}
 		for range *flagWarmUp {
 			step(m)
 		}
