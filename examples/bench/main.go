@@ -58,10 +58,10 @@ type method struct {
 	name    string
 	target  string // the target, for the table
 	opt     func() optimizers.Interface
-	lossFn  train.LossFn                                                 // nil: plain cross-entropy
-	every   int                                                          // k of Every(k), n of accumulation: timed over blocks of k steps; 0 for the others
+	lossFn  train.LossFn                      // nil: plain cross-entropy
+	every   int                               // k of Every(k), n of accumulation: timed over blocks of k steps; 0 for the others
 	model   func(train.ModelFn) train.ModelFn // wraps the benchmarked model; nil: the model itself
-	acc     int                                                          // n of AccumulateGradients; 0: none
+	acc     int                               // n of AccumulateGradients; 0: none
 	trainer *train.Trainer
 	ctx     *context.Context
 	times   []time.Duration
