@@ -112,6 +112,10 @@ type Row struct {
 	// StepTime is the mean step time (mean over seeds); Relative is its ratio to the first entry's.
 	StepTime time.Duration `json:"step_time_ns"`
 	Relative float64       `json:"step_time_relative"`
+	// StepCPU is the mean process CPU time per step (mean over seeds; 0 where not measured), RelativeCPU
+	// its ratio to the first entry's: on a shared machine the CPU time is the fairer measure of cost.
+	StepCPU     time.Duration `json:"step_cpu_ns"`
+	RelativeCPU float64       `json:"step_cpu_relative"`
 }
 
 // Summary is a mean and a sample standard deviation over seeds.
@@ -199,8 +203,8 @@ func (r *runner) compare() (*Report, error) {
 				return nil, errors.WithMessagef(err, "%s, seed %d", e.Label(), seed)
 			}
 			fmt.Printf("%s, seed %d: test accuracy %.4f, train loss %.4f, train accuracy %.4f, %s/step (mean), "+
-				"%s\n", e.Label(), seed, res.TestAccuracy, res.TrainLoss, res.TrainAccuracy,
-				res.StepTime.Round(time.Microsecond), res.Wall.Round(time.Second))
+				"CPU %s/step, %s\n", e.Label(), seed, res.TestAccuracy, res.TrainLoss, res.TrainAccuracy,
+				res.StepTime.Round(time.Microsecond), res.StepCPU.Round(time.Microsecond), res.Wall.Round(time.Second))
 			res.Ctx = nil
 			rep.Results[i] = append(rep.Results[i], res)
 			rep.Wall = time.Since(start).Round(time.Second).String()
@@ -309,14 +313,16 @@ func Rows(entries []Entry, results [][]*Result) []Row {
 		return xs
 	}
 	acc := func(r *Result) float64 { return r.TestAccuracy }
-	meanTime := func(rs []*Result) time.Duration {
+	meanOf := func(rs []*Result, f func(*Result) time.Duration) time.Duration {
 		var t time.Duration
 		for _, r := range rs {
-			t += r.StepTime
+			t += f(r)
 		}
-		return t / time.Duration(len(rs))
+		return t / time.Duration(max(len(rs), 1))
 	}
-	ref := meanTime(results[0])
+	wall := func(r *Result) time.Duration { return r.StepTime }
+	cpu := func(r *Result) time.Duration { return r.StepCPU }
+	ref, refCPU := meanOf(results[0], wall), meanOf(results[0], cpu)
 	rows := make([]Row, len(entries))
 	for i, e := range entries {
 		rs := results[i]
@@ -327,9 +333,12 @@ func Rows(entries []Entry, results [][]*Result) []Row {
 		rows[i] = Row{Entry: e.Label(), Seeds: len(rs), TestAccuracy: MeanStd(get(rs, acc)),
 			TrainLoss: MeanStd(get(rs, func(r *Result) float64 { return r.TrainLoss })),
 			TrainAcc:  MeanStd(get(rs, func(r *Result) float64 { return r.TrainAccuracy })),
-			StepTime:  meanTime(rs)}
+			StepTime:  meanOf(rs, wall), StepCPU: meanOf(rs, cpu)}
 		if ref > 0 {
 			rows[i].Relative = float64(rows[i].StepTime) / float64(ref)
+		}
+		if refCPU > 0 {
+			rows[i].RelativeCPU = float64(rows[i].StepCPU) / float64(refCPU)
 		}
 		if i > 0 { // Paired by seed, over the seeds both entries have.
 			var a, b []float64
@@ -354,11 +363,15 @@ func FormatTable(rows []Row) string {
 	var b strings.Builder
 	ref := rows[0].Entry
 	fmt.Fprintf(&b, "| method | test accuracy (mean ± std) | Δ vs %s [95%% CI] | Δ > 0 | train accuracy | "+
-		"train loss | time/step (mean) |\n|---|---|---|---|---|---|---|\n", ref)
+		"train loss | time/step (mean) | CPU/step (mean) |\n|---|---|---|---|---|---|---|---|\n", ref)
 	for _, r := range rows {
 		if r.Seeds == 0 {
-			fmt.Fprintf(&b, "| %s | not run | | | | | |\n", r.Entry)
+			fmt.Fprintf(&b, "| %s | not run | | | | | | |\n", r.Entry)
 			continue
+		}
+		cpu := "—"
+		if r.StepCPU > 0 {
+			cpu = fmt.Sprintf("%s (%.2f×)", r.StepCPU.Round(time.Millisecond/10), r.RelativeCPU)
 		}
 		diff, pos := "—", "—"
 		if d := r.Diff; d != nil {
@@ -368,9 +381,9 @@ func FormatTable(rows []Row) string {
 			}
 			pos = fmt.Sprintf("%d/%d", d.Positive, d.N)
 		}
-		fmt.Fprintf(&b, "| %s | %.2f%% ± %.2f | %s | %s | %.2f%% | %.4f | %s (%.2f×) |\n", r.Entry,
+		fmt.Fprintf(&b, "| %s | %.2f%% ± %.2f | %s | %s | %.2f%% | %.4f | %s (%.2f×) | %s |\n", r.Entry,
 			100*r.TestAccuracy.Mean, 100*r.TestAccuracy.Std, diff, pos, 100*r.TrainAcc.Mean, r.TrainLoss.Mean,
-			r.StepTime.Round(time.Millisecond/10), r.Relative)
+			r.StepTime.Round(time.Millisecond/10), r.Relative, cpu)
 	}
 	return b.String()
 }

@@ -64,8 +64,9 @@ type Example struct {
 	// default: a run without -method compares these.
 	DefaultMethod, DefaultCompare string
 
-	// DefaultSeed is the -seed default (1 if 0).
-	DefaultSeed int64
+	// DefaultSeed is the -seed default (1 if 0); DefaultSeeds the -seeds default (1 if 0).
+	DefaultSeed  int64
+	DefaultSeeds int
 
 	// Model is the model function (logits); Loss is the loss, per example (shape [batch]) or a scalar
 	// (flooding's iflood and softad need it per example).
@@ -158,7 +159,7 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 	fs.StringVar(&o.Compare, "compare", ex.DefaultCompare, "comma-separated methods to compare; an entry can "+
 		"carry its own settings after a colon, separated by ';' as in -set: forward:gr_every=5 (the default "+
 		"when -method is not given)")
-	fs.IntVar(&o.Seeds, "seeds", 1, "seeds per method (seed, seed+1, ...): each seed fixes the "+
+	fs.IntVar(&o.Seeds, "seeds", max(ex.DefaultSeeds, 1), "seeds per method (seed, seed+1, ...): each seed fixes the "+
 		"initialization, the data (subset, noise) and the batch order, identical across methods")
 	defSeed := ex.DefaultSeed
 	if defSeed == 0 {
@@ -201,6 +202,9 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 			return nil, errors.WithMessage(err, "-method")
 		}
 		r.entries = []Entry{{Method: o.Method}}
+		if !r.explicit["seeds"] {
+			o.Seeds = 1 // -method alone is one run; -seeds=N repeats it.
+		}
 		r.single = o.Seeds == 1
 	}
 	if o.Checkpoint != "" && !r.single {
@@ -236,9 +240,9 @@ func (r *Runner) Run() (*Report, error) {
 			return nil, err
 		}
 		fmt.Printf("%s: step %d: test accuracy %.4f, test loss %.4f, train loss %.4f, train accuracy %.4f; "+
-			"%s/step (mean, step_ms=%.3f); %d parameters\n", r.entries[0].Label(), res.Steps, res.TestAccuracy,
-			res.TestLoss, res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
-			float64(res.StepTime.Microseconds())/1000, res.Params)
+			"%s/step (mean, step_ms=%.3f), CPU %s/step; %d parameters\n", r.entries[0].Label(), res.Steps,
+			res.TestAccuracy, res.TestLoss, res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
+			float64(res.StepTime.Microseconds())/1000, res.StepCPU.Round(time.Microsecond), res.Params)
 		rep := &Report{Results: [][]*Result{{res}}, Entries: r.entries}
 		if r.opts.Plot != "" {
 			path := r.opts.Plot
@@ -304,6 +308,7 @@ type Result struct {
 	TrainLoss     float64       `json:"train_loss"`     // on Data.TrainEval at the end (else the last point's)
 	TrainAccuracy float64       `json:"train_accuracy"` // idem
 	StepTime      time.Duration `json:"step_time_ns"`   // mean over the steps but the first two
+	StepCPU       time.Duration `json:"step_cpu_ns"`    // mean process CPU time (user + system) per step, idem
 	Wall          time.Duration `json:"wall_ns"`        // whole run, evaluations included
 	Params        int           `json:"params"`         // trainable scalars
 	Fallbacks     int           `json:"fallbacks"`      // steps the non-finite guard ran as base steps
@@ -474,8 +479,17 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	}
 	var avg stepAverages
 	var hookTime []time.Duration
+	var cpuStart, hookCPU time.Duration // CPU time at the end of step 2, CPU time of the hooks since
 	loop.OnStep("run: curves and checkpoints", train.Priority(200), func(loop *train.Loop, m []*tensors.Tensor) error {
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
+		defer func() {
+			switch {
+			case len(hookTime) == 2: // The first two steps compile the graphs: CPU time counts from here.
+				cpuStart = cpuTime()
+			case len(hookTime) > 2:
+				hookCPU += cpuTime() - c0
+			}
+		}()
 		avg.add(m, first, isGR)
 		if isGR {
 			res.Fallbacks, res.Skipped = int(scalar(m[first+5])), int(scalar(m[first+6]))
@@ -510,6 +524,9 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			return nil, runErr
 		}
 		res.StepTime = meanStepTime(loop.TrainStepDurations, hookTime)
+		if n := len(hookTime) - 2; n > 0 && cpuStart > 0 {
+			res.StepCPU = (cpuTime() - cpuStart - hookCPU) / time.Duration(n)
+		}
 	}
 	if len(res.Curve) == 0 || res.Curve[len(res.Curve)-1].Step != total {
 		if err := evaluate(total, &avg); err != nil {
