@@ -221,7 +221,8 @@ func (r *runner) compare() (*Report, error) {
 }
 
 // merge combines the comparisons saved in the JSON files (e.g. one per seed) into one report; an entry
-// and seed may appear once. Differences are paired over the seeds both entries have.
+// and seed may appear once. With -compare, only its entries, in its order (the first is the reference of
+// the differences). Differences are paired over the seeds both entries have.
 func (r *runner) merge(files []string) (*Report, error) {
 	rep := &Report{Backend: "", Command: strings.Join(os.Args, " ")}
 	index := map[string]int{}
@@ -241,6 +242,9 @@ func (r *runner) merge(files []string) (*Report, error) {
 		rep.Backend = saved.Backend
 		for _, runs := range saved.Runs {
 			for _, res := range runs {
+				if res.Spec == "" { // Written before the spec was recorded: entries without settings.
+					res.Spec = res.Method
+				}
 				key := fmt.Sprintf("%s/%d", res.Spec, res.Seed)
 				if seen[key] {
 					return nil, errors.Errorf("-merge: %s with seed %d appears twice", res.Spec, res.Seed)
@@ -263,6 +267,18 @@ func (r *runner) merge(files []string) (*Report, error) {
 	}
 	for _, rs := range rep.Results {
 		slices.SortFunc(rs, func(a, b *Result) int { return int(a.Seed - b.Seed) })
+	}
+	if r.explicit["compare"] { // Keep these entries, in this order (the first is the reference).
+		var entries []Entry
+		var results [][]*Result
+		for _, e := range r.entries {
+			i, ok := index[e.String()]
+			if !ok {
+				return nil, errors.Errorf("-merge: no runs of -compare entry %q in %q", e.String(), files)
+			}
+			entries, results = append(entries, rep.Entries[i]), append(results, rep.Results[i])
+		}
+		rep.Entries, rep.Results = entries, results
 	}
 	rep.Rows = Rows(rep.Entries, rep.Results)
 	if err := r.writeReport(rep, len(rep.Results[0])); err != nil {

@@ -238,6 +238,15 @@ func TestMerge(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "test_compare_accuracy.png")); err != nil {
 		t.Errorf("no merged PNG: %v", err)
 	}
+	// -compare picks and orders the entries: the reference is now F-GR gr_every=5.
+	rep, err = mustParse(t, "-merge="+strings.Join(files, ","), "-out="+dir, "-compare=forward:gr_every=5,sgd").Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := rep.Rows[1].Diff; rep.Rows[0].Entry != "F-GR gr_every=5" || d == nil || d.Positive != 0 ||
+		math.Abs(d.Mean+(0.03+0.01+0.06)/3) > 1e-12 {
+		t.Errorf("reordered merge: rows %+v, want F-GR gr_every=5 first and SGD at -0.0333", rep.Rows)
+	}
 	if _, err := mustParse(t, "-merge="+files[0]+","+files[0]).Run(); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("merging a file with itself: %v, want an error", err)
 	}
