@@ -162,7 +162,8 @@ func (c Config) Logits(ctx *context.Context, images *Node) *Node {
 	if c.Tokens == "onehot" {
 		// tokens[b,t,:] = first[t]·cls + Σₖ shift[k,t]·x[b,k,:], shift[k,t] = 1 iff t = k+1.
 		shift := OneHot(AddScalar(Iota(g, shapes.Make(dtypes.Int32, n*n), 0), 1), numTokens, dtype)
-		x = Add(Einsum("bkd,kt->btd", x, shift), Reshape(Einsum("t,d->td", first, Reshape(cls, c.Width)), 1, numTokens, c.Width))
+		clsRow := Reshape(Einsum("t,d->td", first, Reshape(cls, c.Width)), 1, numTokens, c.Width)
+		x = Add(Einsum("bkd,kt->btd", x, shift), clsRow)
 	} else {
 		x = Concatenate([]*Node{BroadcastToDims(cls, batch, 1, c.Width), x}, 1)
 	}
