@@ -65,6 +65,7 @@ type method struct {
 	trainer *train.Trainer
 	ctx     *context.Context
 	times   []time.Duration
+	cpu     []time.Duration // process CPU time of each timed step
 	peak    uint64
 }
 
@@ -243,9 +244,10 @@ func main() {
 	// Time: interleaved rounds.
 	for range *flagRounds {
 		for _, m := range ms {
-			start := time.Now()
+			start, startCPU := time.Now(), processCPU()
 			step(m)
 			m.times = append(m.times, time.Since(start))
+			m.cpu = append(m.cpu, processCPU()-startCPU)
 		}
 	}
 
@@ -255,28 +257,29 @@ func main() {
 			params += int64(v.Shape().Memory())
 		}
 	}
-	baseT, baseM := stepTime(ms[0]), float64(ms[0].peak)
+	baseT, baseC, baseM := stepTime(ms[0], ms[0].times), stepTime(ms[0], ms[0].cpu), float64(ms[0].peak)
 	fmt.Printf("%s, batch %d, float32, %d parameter bytes; backend %s; %d rounds, median.\n\n",
 		description(), *flagBatch, params, backend.Name(), *flagRounds)
-	fmt.Println("| method | time/step | × base | target | heap alloc/step | × base | extra ÷ param bytes |")
-	fmt.Println("|---|---:|---:|---|---:|---:|---:|")
+	fmt.Println("| method | time/step | × base | CPU/step | × base (CPU) | target | heap alloc/step | × base | extra ÷ param bytes |")
+	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|")
 	for _, m := range ms {
-		t := stepTime(m)
-		fmt.Printf("| %s | %.2f ms | %.2f× | %s | %.1f MiB | %.2f× | %.1f |\n", m.name,
-			float64(t.Microseconds())/1000, float64(t)/float64(baseT), m.target,
+		t, c := stepTime(m, m.times), stepTime(m, m.cpu)
+		fmt.Printf("| %s | %.2f ms | %.2f× | %.2f ms | %.2f× | %s | %.1f MiB | %.2f× | %.1f |\n", m.name,
+			float64(t.Microseconds())/1000, float64(t)/float64(baseT),
+			float64(c.Microseconds())/1000, float64(c)/float64(max(baseC, 1)), m.target,
 			float64(m.peak)/(1<<20), float64(m.peak)/baseM, (float64(m.peak)-baseM)/float64(params))
 	}
 }
 
-// stepTime is the median step time; for Every(k), the median over blocks of k consecutive steps of the
-// block's mean (each block holds exactly one ascent step, whatever its alignment), since the median of
-// single steps would just pick a skip step.
-func stepTime(m *method) time.Duration {
+// stepTime is the median of times (wall or CPU time per step); for Every(k), the median over blocks of k
+// consecutive steps of the block's mean (each block holds exactly one ascent step, whatever its alignment),
+// since the median of single steps would just pick a skip step.
+func stepTime(m *method, times []time.Duration) time.Duration {
 	k := max(m.every, 1)
 	var blocks []time.Duration
-	for i := 0; i+k <= len(m.times); i += k {
+	for i := 0; i+k <= len(times); i += k {
 		var sum time.Duration
-		for _, t := range m.times[i : i+k] {
+		for _, t := range times[i : i+k] {
 			sum += t
 		}
 		blocks = append(blocks, sum/time.Duration(k))
