@@ -52,6 +52,14 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 		total = graph.Add(fnLoss, terms) // As train.AddLoss will.
 	}
 	prep := r.prepare(p.ctx, g, total, p, accumulating)
+	if prep.step.groupLoss != nil {
+		// Groups: report the mean of the groups' losses (the trainer adds the terms back), so that the trainer's
+		// own evaluation on the whole batch is not needed.
+		fnLoss = prep.step.groupLoss
+		if terms != nil {
+			fnLoss = graph.Sub(fnLoss, terms)
+		}
+	}
 	if !accumulating {
 		return fnLoss
 	}

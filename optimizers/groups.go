@@ -27,11 +27,14 @@ func init() {
 // group's loss includes them and the groups are averaged, so a term that does not depend on the batch
 // (e.g. weight decay) counts once per step, not m times. The method's g₁ (the correction of Every, the
 // fallback of GuardNonFinite, the metrics) is the mean of the groups' g₁ᵏ; the curvature metric is the mean
-// of the groups' estimates. Inside each group's evaluations, batch normalization uses that group's batch
-// statistics (as per device in the anchors); the moving statistics the step leaves are those of the
-// trainer's own pass over the whole batch, whose loss is also the loss the trainer reports.
-// Cost: m evaluations of the model on B/m examples replace one on B (about the same arithmetic), plus the
-// trainer's own forward pass on the whole batch. Needs NewTrainer.
+// of the groups' estimates. The loss the trainer reports (and the guard tests) is the mean of the groups'
+// losses, which equals the whole batch's up to rounding for a mean loss and batch-independent AddLoss terms;
+// the trainer's own forward pass over the whole batch is then read by nothing but train metrics that use
+// the predictions and the model's non-trainable updates, and the backends prune it otherwise. Inside each
+// group's evaluations, batch normalization uses that group's batch statistics (as per device in the
+// anchors); the moving statistics the step leaves are those of the trainer's pass over the whole batch.
+// Cost: m evaluations of the model on B/m examples replace one on B (about the same arithmetic). Needs
+// NewTrainer.
 func (c *Config) Groups(m int) *Config {
 	if m < 1 {
 		c.setErr(errors.Errorf("gr.%s: Groups (m) must be an integer in [1, +∞), got %d", c.name, m))
@@ -100,6 +103,20 @@ func (s *Step) splitGroups() {
 		}
 	}
 	s.grad = s.meanOf(sum)
+	total := s.groups[0].loss
+	for _, gs := range s.groups[1:] {
+		total = graph.Add(total, gs.loss)
+	}
+	s.groupLoss = graph.Div(total, graph.Scalar(s.g, total.DType(), float64(m)))
+}
+
+// stepLoss returns the loss of the step: L(θ), or with Groups the mean of the groups' losses (the trainer's
+// own evaluation on the whole batch is then not needed, and the backends prune it when nothing else reads it).
+func (s *Step) stepLoss() *Node {
+	if s.groupLoss != nil {
+		return s.groupLoss
+	}
+	return s.loss
 }
 
 // meanOf returns sum/m for m = len(s.groups).

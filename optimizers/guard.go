@@ -79,7 +79,7 @@ func (s *Step) method() []*Node {
 		return out
 	}
 	gOK := allFinite(out...)
-	s.fallback = graph.LogicalAnd(graph.LogicalNot(gOK), graph.LogicalAnd(allFinite(s.loss), allFinite(s.grad...)))
+	s.fallback = graph.LogicalAnd(graph.LogicalNot(gOK), graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(s.grad...)))
 	for i := range out {
 		out[i] = graph.Where(gOK, out[i], s.grad[i])
 	}

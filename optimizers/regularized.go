@@ -97,7 +97,7 @@ func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, 
 	grads := s.narrow(r.cfg.combine(s)) // The method, with Groups, Every and WarmUp (every.go, groups.go).
 	prep := &prepared{step: s, grads: grads}
 	if r.cfg.guardOn() {
-		prep.ok = graph.LogicalAnd(allFinite(loss), allFinite(grads...))
+		prep.ok = graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(grads...))
 		if s.fallback != nil {
 			addToCounter(ctx, g, MetricFallbacks, s.fallback)
 		}
@@ -140,8 +140,9 @@ type Step struct {
 
 	warm *Node // w_t of WarmUp/ZeroWarmUp (warmup.go); nil without warm-up
 
-	groups   []*Step // with Groups(m > 1): one step per group of the batch (groups.go)
-	fallback *Node   // Bool scalar: the method's gradient was not finite and g₁ was used (guard.go)
+	groups    []*Step // with Groups(m > 1): one step per group of the batch (groups.go)
+	groupLoss *Node   // with Groups(m > 1): the mean of the groups' losses
+	fallback  *Node   // Bool scalar: the method's gradient was not finite and g₁ was used (guard.go)
 }
 
 func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node, p *pass) *Step {
