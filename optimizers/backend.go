@@ -15,6 +15,13 @@ import (
 //   - otherwise XLA when a PJRT plugin is already installed (nothing is ever downloaded);
 //   - otherwise the pure-Go backend, "go".
 //
+// The pure-Go backend without options ("go", from $GOMLX_BACKEND or by default) runs as "go:ops_sequential"
+// (PureGoConfig): GoMLX v0.26.0's pure-Go backend can deadlock when it runs independent ops in parallel —
+// a batched DotGeneral running in a worker waits for more workers without releasing its own, and with
+// several in flight (attention, Groups) every worker waits (docs/gomlx-notes.md, note 7). Sequential ops
+// keep each op's own parallelism and cost nothing measurable on our MLP benchmark (docs/benchmarks.md).
+// A configuration with options, e.g. "go:ops_parallel", is used as given.
+//
 // The XLA backend is compiled in on linux/amd64 and darwin unless built with the noxla tag.
 func NewBackend() (backends.Backend, error) {
 	config, found := os.LookupEnv(backends.ConfigEnvVar)
@@ -25,6 +32,9 @@ func NewBackend() (backends.Backend, error) {
 			config, source = "xla:"+plugins[0], "PJRT plugin installed"
 		}
 	}
+	if config == "go" {
+		config = PureGoConfig
+	}
 	backend, err := backends.NewWithConfig(config)
 	if err != nil {
 		return nil, fmt.Errorf("gradreg: backend %q (%s): %w", config, source, err)
@@ -34,6 +44,9 @@ func NewBackend() (backends.Backend, error) {
 	})
 	return backend, nil
 }
+
+// PureGoConfig is the backend configuration NewBackend uses for the pure-Go backend without options.
+const PureGoConfig = "go:ops_sequential"
 
 var backendOnce sync.Once
 

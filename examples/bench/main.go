@@ -8,8 +8,7 @@
 // a few steps, above the heap after a GC before them: it is meaningful for the pure-Go backend, whose
 // buffers live in the Go heap (on XLA the device memory is not seen). The pure-Go backend runs no CNN with
 // second-order methods cheaply; this command benchmarks the MLP, or with -model=vit the ViT of examples/vit
-// (its default architecture on [batch, 784] inputs; on the pure-Go backend with ops_sequential, see
-// examples/vit/model.NewBackend).
+// (its default architecture on [batch, 784] inputs).
 //
 //	go run ./examples/bench -rounds=30 -batch=128 -hidden=256
 //	go run ./examples/bench -model=vit -rounds=20 -batch=64
@@ -148,11 +147,6 @@ func main() {
 	switch *flagModel {
 	case "mlp":
 	case "vit":
-		var err error
-		if backend, err = vit.NewBackend(); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
 		*flagIn, *flagOut = 28*28, 10
 		model = vit.ModelFn // the default architecture: the context sets none of its parameters
 		description = func() string { return vit.DefaultConfig().String() }

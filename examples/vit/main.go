@@ -15,8 +15,7 @@
 //	go run ./examples/vit -method=db -depth=1 -width=16 -steps=200 -checkpoint=/tmp/vit-db
 //	go run ./examples/vit -norm=rms -heads=4 -patch=4 -set="gr_every=5"
 //
-// Every flag of the runner is listed by -h. The pure-Go backend runs with ops_sequential (model.NewBackend
-// says why); DB runs through the whole model on every backend.
+// Every flag of the runner is listed by -h. DB runs through the whole model on every backend.
 package main
 
 import (
@@ -45,7 +44,6 @@ var example = &run.Example{
 	Model:          model.ModelFn,
 	Loss:           mnistdata.CrossEntropy,
 	Data:           data,
-	NewBackend:     model.NewBackend,
 }
 
 func main() { run.Main(example) }

@@ -215,15 +215,7 @@ for key in "${JOBS[@]}"; do
           args=(-method=forward -set=gr_groups=4) ;;
       esac
       if over $cutoff; then NOTE[$key]="skipped (time budget)"; say "$(elapsed) $key: ${NOTE[$key]}"; continue; fi
-      prefix=()
-      if [[ -n "${DRYRUN:-}" && $m == groups4 ]]; then
-        # GoMLX v0.26.0's pure-Go backend deadlocks in its worker pool on this graph on a 2-CPU machine
-        # (Groups(4)'s independent branches run in parallel and each waits for workers for its DotGeneral;
-        # docs/gomlx-notes.md §7); executing the ops sequentially avoids it. XLA is not affected.
-        say "   ($key: GOMLX_BACKEND=go:ops_sequential, see the comment in check.sh)"
-        prefix=(env GOMLX_BACKEND=go:ops_sequential)
-      fi
-      measure "$key" 60 "${prefix[@]}" "$BIN/cifar" "${CIFAR_ARGS[@]}" "${args[@]}" ;;
+      measure "$key" 60 "$BIN/cifar" "${CIFAR_ARGS[@]}" "${args[@]}" ;;
     torch-*)
       mode=${kind#torch-}
       [[ -z "$TORCH_VERSION" ]] && { NOTE[$key]="no PyTorch"; continue; }

@@ -26,7 +26,7 @@ var (
 func backend(t testing.TB) backends.Backend {
 	backendOnce.Do(func() {
 		var err error
-		if testBackend, err = NewBackend(); err != nil {
+		if testBackend, err = gr.NewBackend(); err != nil {
 			t.Fatalf("no backend: %v", err)
 		}
 	})
