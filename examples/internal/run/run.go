@@ -13,7 +13,9 @@
 //     metrics ‖g₁‖ and g₁ᵀHg₁ of gr.Metrics) and a JSON of the curves;
 //   - comparisons (-compare=sgd,forward,forward:gr_every=5 -seeds=N): per method mean ± std of the test
 //     accuracy, the paired difference to the first method with a 95 % Student-t confidence interval, a
-//     Markdown and a JSON table, a PNG of test accuracy with error bars and a PNG of the GR metrics.
+//     Markdown and a JSON table, a PNG of test accuracy with error bars and a PNG of the GR metrics,
+//     rewritten after every run (seed-major), so an interrupted comparison keeps what it has; -merge
+//     combines the JSONs of comparisons run as separate processes (e.g. one per seed) into one table.
 //
 // An example's main is
 //
@@ -21,7 +23,8 @@
 //
 // Step times are the mean over all training steps but the first two (which compile the graphs), without
 // the evaluations and checkpoints: with Every(k) the mean is what a run costs, where the median would land
-// on a cheap step.
+// on a cheap step. Next to the wall clock the runner reports the process CPU time per step (unix), which
+// other processes on a shared machine disturb less.
 package run
 
 import (
