@@ -4,31 +4,16 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
-	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gradreg/gradreg/examples/cifar/dconv"
-	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/examples/internal/testbackend"
 )
 
-var (
-	backendOnce sync.Once
-	testBackend backends.Backend
-)
-
-func backend(t testing.TB) backends.Backend {
-	backendOnce.Do(func() {
-		var err error
-		testBackend, err = gr.NewBackend()
-		if err != nil {
-			t.Fatalf("no backend: %v", err)
-		}
-	})
-	return testBackend
-}
+// backend is the tests' shared backend.
+var backend = testbackend.Get
 
 func randomTensor(rng *rand.Rand, dims ...int) *tensors.Tensor {
 	n := 1

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
@@ -15,23 +14,12 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gradreg/gradreg/examples/internal/testbackend"
 	gr "github.com/gradreg/gradreg/optimizers"
 )
 
-var (
-	backendOnce sync.Once
-	testBackend backends.Backend
-)
-
-func backend(t testing.TB) backends.Backend {
-	backendOnce.Do(func() {
-		var err error
-		if testBackend, err = gr.NewBackend(); err != nil {
-			t.Fatalf("no backend: %v", err)
-		}
-	})
-	return testBackend
-}
+// backend is the tests' shared backend.
+var backend = testbackend.Get
 
 // tiny is a ViT small enough for finite differences in float64: 14×14 patches (4 tokens + class token),
 // width 4, one block of 2 heads, MLP width 8 (1,054 parameters).
