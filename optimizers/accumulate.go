@@ -4,7 +4,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 )
@@ -88,8 +87,7 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 
 // cycleVar is the Bool variable that marks an accumulation cycle with a non-finite micro-batch.
 func cycleVar(ctx *context.Context) *context.Variable {
-	return ctx.InAbsPath(Scope+"/guard").Checked(false).
-		VariableWithValue(guardCycleVar, tensors.FromShape(shapes.Make(dtypes.Bool))).SetTrainable(false)
+	return ownVar(ctx, Scope+"/guard", guardCycleVar, shapes.Make(dtypes.Bool))
 }
 
 // UpdateGraphWithGradients applies gradients computed elsewhere — by Trainer.AccumulateGradients, from the
@@ -114,7 +112,7 @@ func (r *Regularized) UpdateGraphWithGradients(ctx *context.Context, grads []*No
 		v := cycleVar(ctx)
 		ok = graph.LogicalAnd(graph.LogicalNot(v.ValueGraph(g)), allFinite(grads...))
 	}
-	r.apply(ctx, g, grads, prep, ok, lossDType)
+	r.apply(ctx, g, grads, ok, lossDType)
 	if ok != nil {
 		cycleVar(ctx).SetValueGraph(graph.Const(g, false)) // Next cycle.
 	}

@@ -4,9 +4,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
-	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
 )
 
@@ -88,8 +86,7 @@ func (s *Step) method() []*Node {
 
 // counterVar returns the int64 counter name under Scope/guard.
 func counterVar(ctx *context.Context, name string) *context.Variable {
-	return ctx.InAbsPath(Scope+"/guard").Checked(false).
-		VariableWithValue(name, tensors.FromShape(shapes.Make(dtypes.Int64))).SetTrainable(false)
+	return ownVar(ctx, Scope+"/guard", name, shapes.Make(dtypes.Int64))
 }
 
 // addToCounter adds 1 to the counter when the Bool scalar when is true.
@@ -135,10 +132,6 @@ func GuardMetrics() []metrics.Interface {
 func counterMetric(name string) metrics.BaseMetricGraph {
 	return func(ctx *context.Context, _, predictions []*Node) *Node {
 		g := predictions[0].Graph()
-		dtype := dtypes.Float32
-		if loss := train.GetLosses(ctx, g); loss != nil {
-			dtype = loss.DType()
-		}
-		return graph.ConvertDType(counterVar(ctx, name).ValueGraph(g), dtype)
+		return graph.ConvertDType(counterVar(ctx, name).ValueGraph(g), metricDType(ctx, g))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
@@ -59,12 +58,7 @@ func metricFn(name string) metrics.BaseMetricGraph {
 	return func(ctx *context.Context, _, predictions []*Node) *Node {
 		g := predictions[0].Graph()
 		scoped := ctx.InAbsPath(Scope)
-		dtype := dtypes.Float32
-		if loss := train.GetLosses(ctx, g); loss != nil {
-			dtype = loss.DType()
-		}
-		v := ctx.InAbsPath(Scope+"/metrics").Checked(false).
-			VariableWithValue(name, tensors.FromShape(shapes.Make(dtype))).SetTrainable(false)
+		v := ownVar(ctx, Scope+"/metrics", name, shapes.Make(metricDType(ctx, g)))
 		last := v.ValueGraph(g)
 		value, found := scoped.GetGraphParam(g, graphParamMetric+name)
 		if !found || value == nil {
@@ -128,4 +122,12 @@ func (s *Step) publishMetrics(curvatureValid *Node) {
 			scoped.SetGraphParam(s.g, graphParamCurvatureValid, curvatureValid)
 		}
 	}
+}
+
+// metricDType is the dtype the GR metrics are shown in: the loss dtype, float32 when the graph has no loss.
+func metricDType(ctx *context.Context, g *graph.Graph) dtypes.DType {
+	if loss := train.GetLosses(ctx, g); loss != nil {
+		return loss.DType()
+	}
+	return dtypes.Float32
 }

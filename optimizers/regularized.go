@@ -1,6 +1,8 @@
 package optimizers
 
 import (
+	"fmt"
+
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -50,10 +52,10 @@ func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *No
 	if prep == nil {
 		prep = r.prepare(ctx, g, loss, recordedPass(ctx, g), false)
 	}
-	r.apply(ctx, g, prep.grads, prep, prep.ok, loss.DType())
+	r.apply(ctx, g, prep.grads, prep.ok, loss.DType())
 }
 
-// base returns the base optimizer as a train.OptimizeWithGradients, or panics naming it.
+// baseWithGradients returns the base optimizer as a train.OptimizeWithGradients, or panics naming it.
 func (r *Regularized) baseWithGradients() train.OptimizeWithGradients {
 	base, ok := r.cfg.base.(train.OptimizeWithGradients)
 	if !ok {
@@ -108,8 +110,7 @@ func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, 
 
 // apply hands grads to the base optimizer and, with GuardNonFinite, keeps every variable the step changed
 // at its pre-step value when the step is not finite (guard.go).
-func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, grads []*Node, prep *prepared, ok *Node,
-	lossDType dtypes.DType) {
+func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, grads []*Node, ok *Node, lossDType dtypes.DType) {
 	r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
 	if ok != nil {
 		guardStep(ctx, g, ok)
@@ -154,11 +155,7 @@ func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node, p *p
 		}
 	}
 	if cfg.groupsOn() {
-		if s.pass == nil {
-			panicf("gr.%s: Groups(%d) evaluates the model on each group of the batch and needs the model "+
-				"function: build the trainer with gr.NewTrainer (same arguments as train.NewTrainer) instead "+
-				"of train.NewTrainer", cfg.name, cfg.groups)
-		}
+		s.needPass(fmt.Sprintf("Groups(%d) evaluates the model on each group of the batch", cfg.groups))
 		s.splitGroups() // Sets s.groups and s.grad (groups.go).
 	} else {
 		s.grad = widen(graph.Gradient(loss, s.theta...))
@@ -255,16 +252,21 @@ func (s *Step) fdStep() *Node {
 //
 // It needs the trainer built by NewTrainer, and panics with a message saying so otherwise.
 func (s *Step) GradAt(offset []*Node) []*Node {
-	if s.pass == nil {
-		panicf("gr.%s evaluates the model a second time at perturbed weights and needs the "+
-			"model function: build the trainer with gr.NewTrainer (same arguments as train.NewTrainer) "+
-			"instead of train.NewTrainer", s.cfg.name)
-	}
+	s.needPass("it evaluates the model a second time at perturbed weights")
 	perturbed := s.perturb(offset)
 	loss := s.evaluate(s.pass, perturbed)
 	grads := widen(graph.Gradient(loss, perturbed...))
 	s.recordCurvature(offset, grads)
 	return grads
+}
+
+// needPass panics, saying why (what) the step needs the model function, when the trainer was not built by
+// NewTrainer.
+func (s *Step) needPass(what string) {
+	if s.pass == nil {
+		panicf("gr.%s: %s and needs the model function: build the trainer with gr.NewTrainer (same "+
+			"arguments as train.NewTrainer) instead of train.NewTrainer", s.cfg.name, what)
+	}
 }
 
 // evaluate builds the model and loss of p again, with the trainable variables at values and every other

@@ -2,6 +2,7 @@ package optimizers
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 )
@@ -102,8 +103,13 @@ func (s *Step) stateVars(scope string) []*context.Variable {
 		}
 		shape := v.Shape().Clone()
 		shape.DType = computeDType(shape.DType)
-		out[i] = s.ctx.InAbsPath(sc).Checked(false).
-			VariableWithValue(v.Name(), tensors.FromShape(shape)).SetTrainable(false)
+		out[i] = ownVar(s.ctx, sc, v.Name(), shape)
 	}
 	return out
+}
+
+// ownVar returns this package's non-trainable variable name in the absolute scope, zeros of shape when new:
+// the Every correction, method state, metrics and the guard's counters (checkpoints save them all).
+func ownVar(ctx *context.Context, scope, name string, shape shapes.Shape) *context.Variable {
+	return ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, tensors.FromShape(shape)).SetTrainable(false)
 }
