@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"math"
@@ -54,16 +54,16 @@ func asamT(s *Step) (t, tg []*Node) {
 
 func asamGrad(s *Step) []*Node {
 	t, tg := asamT(s)
-	c := graph.Div(s.Param(ParamRho), graph.AddScalar(Norm(tg), NormStabilizer))
+	c := graph.Div(s.Param(ParamRho), graph.AddScalar(GlobalNorm(tg), NormStabilizer))
 	e := make([]*Node, len(tg)) // ρ T²g₁/(‖Tg₁‖ + δ)
 	for i := range tg {
 		e[i] = graph.Mul(t[i], tg[i])
 	}
-	return s.GradAt(Scale(c, e))
+	return s.GradAt(ScaleVec(c, e))
 }
 
 // asamPenalty is ρ‖Tg₁‖.
 func asamPenalty(s *Step) *Node {
 	_, tg := asamT(s)
-	return graph.Mul(s.Param(ParamRho), Norm(tg))
+	return graph.Mul(s.Param(ParamRho), GlobalNorm(tg))
 }

@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -20,6 +20,6 @@ func BackwardDifference(base optimizers.Interface) *Config {
 func backwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
-	descent := s.GradAt(Scale(graph.Neg(h), s.Grad()))
+	descent := s.GradAt(ScaleVec(graph.Neg(h), s.Grad()))
 	return Axpby(graph.OnePlus(c), s.Grad(), graph.Neg(c), descent)
 }

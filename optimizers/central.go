@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -20,7 +20,7 @@ func CentralDifference(base optimizers.Interface) *Config {
 func centralGrad(s *Step) []*Node {
 	h := s.fdStep()
 	half := graph.MulScalar(s.fdCoefficient(h), 0.5) // γ/2h
-	ascent := s.GradAt(Scale(h, s.Grad()))
-	descent := s.GradAt(Scale(graph.Neg(h), s.Grad()))
-	return Add(s.Grad(), Scale(half, Sub(ascent, descent)))
+	ascent := s.GradAt(ScaleVec(h, s.Grad()))
+	descent := s.GradAt(ScaleVec(graph.Neg(h), s.Grad()))
+	return AddVec(s.Grad(), ScaleVec(half, SubVec(ascent, descent)))
 }

@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"fmt"
@@ -308,8 +308,12 @@ func (c *Config) Done() optimizers.Interface {
 	return opt
 }
 
-// Methods is the list of values accepted by ParamMethod, in registration order ("none" first).
-var Methods = []string{"none"}
+// Methods returns the values accepted by ParamMethod, in registration order ("none" first). The slice is a
+// copy: changing it changes nothing registered.
+func Methods() []string { return slices.Clone(methodNames) }
+
+// methodNames holds the registered method names, "none" first.
+var methodNames = []string{"none"}
 
 // method is a registered method: its constructor and its declared hyperparameters.
 type method struct {
@@ -327,7 +331,7 @@ func Register(name string, constructor func(optimizers.Interface) *Config) {
 		panicf("gr.Register: method name %q is empty, \"none\" or already registered (or the constructor is nil)", name)
 	}
 	methods[name] = method{constructor: constructor, params: constructor(nil).params}
-	Methods = append(Methods, name)
+	methodNames = append(methodNames, name)
 }
 
 // option is a setting every method has (Every, WarmUp, ZeroWarmUp, ...): its context key, default and
@@ -363,7 +367,7 @@ func FromContext(ctx *context.Context, base optimizers.Interface) (optimizers.In
 	m, found := methods[name]
 	if !found {
 		return nil, errors.Errorf("gr.FromContext: unknown %s %q: valid values are %s",
-			ParamMethod, name, strings.Join(Methods, "|"))
+			ParamMethod, name, strings.Join(methodNames, "|"))
 	}
 	c := m.constructor(base)
 	for _, h := range c.params {
@@ -389,7 +393,7 @@ func ParamDefaults(method string) (map[string]any, error) {
 	m, found := methods[method]
 	if !found {
 		return nil, errors.Errorf("gr.ParamDefaults: unknown %s %q: valid values are %s",
-			ParamMethod, method, strings.Join(Methods, "|"))
+			ParamMethod, method, strings.Join(methodNames, "|"))
 	}
 	for _, h := range m.params {
 		out[h.Key] = h.Default

@@ -1,4 +1,4 @@
-package optimizers_test
+package gr_test
 
 import (
 	"math"

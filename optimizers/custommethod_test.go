@@ -1,4 +1,4 @@
-package optimizers_test
+package gr_test
 
 import (
 	"math"
@@ -15,7 +15,7 @@ import (
 
 // ascentMethod is a method written on the public API only: g = ∇L(θ + ρg₁) (USAM's formula).
 var newAscent = gr.NewMethod("Ascent", func(s *gr.Step) []*Node {
-	return s.GradAt(gr.Scale(s.Param(gr.ParamRho), s.Grad()))
+	return s.GradAt(gr.ScaleVec(s.Param(gr.ParamRho), s.Grad()))
 })
 
 func ascentMethod(base optimizers.Interface, rho float64) *gr.Config {

@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"github.com/gomlx/gomlx/backends"

@@ -1,4 +1,4 @@
-// Package optimizers implements gradient regularization (GR) for GoMLX: optimizers that minimize
+// Package gr implements gradient regularization (GR) for GoMLX: optimizers that minimize
 //
 //	L(θ) + (γ/2)‖∇L(θ)‖²
 //
@@ -54,4 +54,4 @@
 // accumulated gradients cannot provide. Use a larger batch instead.
 //
 // See docs/methods.md in the repository for each method's cost, memory and references.
-package optimizers
+package gr

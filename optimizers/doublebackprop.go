@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"fmt"
@@ -26,10 +26,10 @@ func DoubleBackprop(base optimizers.Interface) *Config {
 }
 
 func doubleBackpropGrad(s *Step) (grads []*Node) {
-	penalty := graph.MulScalar(Dot(s.Grad(), s.Grad()), 0.5) // ½‖g₁‖²
+	penalty := graph.MulScalar(InnerProduct(s.Grad(), s.Grad()), 0.5) // ½‖g₁‖²
 	defer translateMissingGradient()
 	hg := graph.Gradient(penalty, s.Theta()...) // Hg₁
-	s.SetCurvature(Dot(s.Grad(), hg))           // g₁ᵀHg₁, exact (metrics.go)
+	s.SetCurvature(InnerProduct(s.Grad(), hg))  // g₁ᵀHg₁, exact (metrics.go)
 	return Axpby(s.Scalar(1), s.Grad(), s.Gamma(), hg)
 }
 

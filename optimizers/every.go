@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"runtime"
@@ -221,14 +221,14 @@ func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
 	case phase == PhaseFull:
 		g = s.method() // With Groups and the guard's fallback (groups.go, guard.go).
 		if store {
-			corr = Sub(g, s.grad)
+			corr = SubVec(g, s.grad)
 			s.pending[correctionScope] = corr
 		}
 	case s.cfg.reuse != nil:
 		g = s.cfg.reuse(s)
 	default:
 		corr = varValues(s.g, s.stateVars(correctionScope))
-		g = Add(s.grad, corr)
+		g = AddVec(s.grad, corr)
 	}
 	if s.cfg.update != nil {
 		s.cfg.update(s)
@@ -245,7 +245,7 @@ func (s *Step) correction(g, corr []*Node) []*Node {
 	if corr != nil {
 		return corr
 	}
-	return Sub(g, s.grad)
+	return SubVec(g, s.grad)
 }
 
 // warmed returns g without warm-up, else g₁ + w_t·c, with c the correction (from g when corr is nil).
@@ -253,5 +253,5 @@ func (s *Step) warmed(g, corr []*Node) []*Node {
 	if s.warm == nil {
 		return g
 	}
-	return Add(s.grad, Scale(s.warm, s.correction(g, corr)))
+	return AddVec(s.grad, ScaleVec(s.warm, s.correction(g, corr)))
 }

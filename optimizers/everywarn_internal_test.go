@@ -1,7 +1,8 @@
-package optimizers
+package gr
 
 import (
 	"bytes"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ func TestEveryWarnsOncePerTrainer(t *testing.T) {
 	saved := warnOutput
 	warnOutput = &buf
 	defer func() { warnOutput = saved }()
-	backend, err := NewBackend()
+	backend, err := grbackend.New()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package optimizers_test
+package gr_test
 
 import (
 	"fmt"
@@ -8,13 +8,14 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
 // exampleStep trains one step of the model pred = w·x on x = (1, 2), y = (2, 4), from w = 0, and returns
 // w. The loss L(w) = mean((w·x − y)²) = 2.5(w − 2)² is quadratic: g₁ = 5(w − 2) = −10 and H = 5 at w = 0,
 // so GR's gradient is g₁ + γHg₁ = −10(1 + 5γ), exactly, for every method.
 func exampleStep(opt optimizers.Interface) float64 {
-	backend := gr.MustNewBackend()
+	backend := grbackend.MustNew()
 	ctx := context.New()
 	modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
 		w := ctx.VariableWithValue("w", 0.0).ValueGraph(inputs[0].Graph())

@@ -1,6 +1,9 @@
-package optimizers
+package gr
 
-import "github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+import (
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+)
 
 func init() { Register("forward", ForwardDifference) }
 
@@ -19,6 +22,6 @@ func ForwardDifference(base optimizers.Interface) *Config {
 func forwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
-	ascent := s.GradAt(Scale(h, s.Grad()))
-	return Axpby(oneMinus(c), s.Grad(), c, ascent)
+	ascent := s.GradAt(ScaleVec(h, s.Grad()))
+	return Axpby(graph.OneMinus(c), s.Grad(), c, ascent)
 }

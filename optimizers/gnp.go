@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -41,7 +41,7 @@ func (c *Config) Alpha(alpha float64) *Config { return c.set(ParamAlpha, "Alpha 
 
 func gnpGrad(s *Step) []*Node {
 	alpha := s.Param(ParamAlpha)
-	return Axpby(oneMinus(alpha), s.Grad(), alpha, s.GradAt(samPerturbation(s)))
+	return Axpby(graph.OneMinus(alpha), s.Grad(), alpha, s.GradAt(samPerturbation(s)))
 }
 
 // gnpPenalty is αρ‖g₁‖.

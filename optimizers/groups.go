@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -99,7 +99,7 @@ func (s *Step) splitGroups() {
 		if sum == nil {
 			sum = gs.grad
 		} else {
-			sum = Add(sum, gs.grad)
+			sum = AddVec(sum, gs.grad)
 		}
 	}
 	s.grad = s.meanOf(sum)
@@ -121,7 +121,7 @@ func (s *Step) stepLoss() *Node {
 
 // meanOf returns sum/m for m = len(s.groups).
 func (s *Step) meanOf(sum []*Node) []*Node {
-	return Scale(s.Scalar(1/float64(len(s.groups))), sum)
+	return ScaleVec(s.Scalar(1/float64(len(s.groups))), sum)
 }
 
 // groupsGrad runs the method on each group and returns the mean of the combined gradients. Each group
@@ -150,7 +150,7 @@ func (s *Step) groupsGrad() []*Node {
 		if sum == nil {
 			sum = gk
 		} else {
-			sum = Add(sum, gk)
+			sum = AddVec(sum, gk)
 		}
 		for scope, values := range gs.pending {
 			written[scope] = append(written[scope], values)
@@ -160,7 +160,7 @@ func (s *Step) groupsGrad() []*Node {
 	for scope, list := range written {
 		total := list[0]
 		for _, values := range list[1:] {
-			total = Add(total, values)
+			total = AddVec(total, values)
 		}
 		s.pending[scope] = s.meanOf(total)
 	}

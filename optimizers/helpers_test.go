@@ -1,4 +1,4 @@
-package optimizers_test
+package gr_test
 
 import (
 	"math"
@@ -13,10 +13,11 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/stretchr/testify/require"
 )
 
-// The tests run on the backend gr.NewBackend picks: $GOMLX_BACKEND, else XLA if a PJRT plugin is
+// The tests run on the backend grbackend.New picks: $GOMLX_BACKEND, else XLA if a PJRT plugin is
 // installed, else the pure-Go backend. E.g. GOMLX_BACKEND=xla:cpu go test ./...
 
 var (
@@ -27,7 +28,7 @@ var (
 func backend(t testing.TB) backends.Backend {
 	backendOnce.Do(func() {
 		var err error
-		testBackend, err = gr.NewBackend()
+		testBackend, err = grbackend.New()
 		if err != nil {
 			t.Fatalf("no backend: %v", err)
 		}

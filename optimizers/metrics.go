@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -81,12 +81,12 @@ func (s *Step) recordCurvature(offset, grads []*Node) {
 	if s.curvature != nil || s.phase != PhaseFull {
 		return
 	}
-	num := Dot(s.grad, Sub(grads, s.grad))
-	den := Dot(s.grad, offset)
+	num := InnerProduct(s.grad, SubVec(grads, s.grad))
+	den := InnerProduct(s.grad, offset)
 	zero := graph.ZerosLike(den)
 	isZero := graph.Equal(den, zero)
 	safeDen := graph.Where(isZero, graph.OnesLike(den), den)
-	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, Dot(s.grad, s.grad)), safeDen))
+	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, InnerProduct(s.grad, s.grad)), safeDen))
 }
 
 // penaltyValue returns the method's penalty (Config.Penalty; default (γ/2)‖g₁‖² for a method with γ) scaled
@@ -111,7 +111,7 @@ func (s *Step) penaltyValue(sq *Node) *Node {
 // not nil, is a Bool scalar that says whether the curvature was measured in this step.
 func (s *Step) publishMetrics(curvatureValid *Node) {
 	scoped := s.ctx.InAbsPath(Scope)
-	sq := Dot(s.grad, s.grad)
+	sq := InnerProduct(s.grad, s.grad)
 	scoped.SetGraphParam(s.g, graphParamMetric+MetricGradNorm, graph.Sqrt(sq))
 	if penalty := s.penaltyValue(sq); penalty != nil {
 		scoped.SetGraphParam(s.g, graphParamMetric+MetricPenalty, penalty)

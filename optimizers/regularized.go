@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"fmt"
@@ -219,7 +219,7 @@ func (s *Step) paramValue(key string) any {
 }
 
 // Scalar returns the constant v as a scalar of the compute dtype (the loss dtype, float32 for a
-// half-precision loss): the dtype of Param, Dot and Norm.
+// half-precision loss): the dtype of Param, InnerProduct and GlobalNorm.
 func (s *Step) Scalar(v float64) *Node {
 	return graph.Scalar(s.g, computeDType(s.loss.DType()), v)
 }
@@ -239,7 +239,7 @@ func (s *Step) fdStep() *Node {
 	if !s.ParamBool(ParamNormalized) {
 		return s.Epsilon()
 	}
-	return graph.Div(s.Epsilon(), graph.AddScalar(Norm(s.grad), NormStabilizer))
+	return graph.Div(s.Epsilon(), graph.AddScalar(GlobalNorm(s.grad), NormStabilizer))
 }
 
 // GradAt returns ∇L(θ + offset): the model and loss are built again, on the same inputs and labels, with

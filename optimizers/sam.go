@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"math"
@@ -48,4 +48,4 @@ func samGrad(s *Step) []*Node {
 func samPerturbation(s *Step) []*Node { return Rescale(s.Param(ParamRho), s.Grad()) }
 
 // samPenalty is ρ‖g₁‖.
-func samPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamRho), Norm(s.Grad())) }
+func samPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamRho), GlobalNorm(s.Grad())) }

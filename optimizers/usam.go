@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -26,10 +26,10 @@ func USAM(base optimizers.Interface) *Config {
 }
 
 func usamGrad(s *Step) []*Node {
-	return s.GradAt(Scale(s.Param(ParamRho), s.Grad()))
+	return s.GradAt(ScaleVec(s.Param(ParamRho), s.Grad()))
 }
 
 // usamPenalty is (ρ/2)‖g₁‖².
 func usamPenalty(s *Step) *Node {
-	return graph.Mul(graph.MulScalar(s.Param(ParamRho), 0.5), Dot(s.Grad(), s.Grad()))
+	return graph.Mul(graph.MulScalar(s.Param(ParamRho), 0.5), InnerProduct(s.Grad(), s.Grad()))
 }

@@ -1,4 +1,4 @@
-package optimizers
+package gr
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -9,9 +9,11 @@ import (
 type Node = graph.Node
 
 // Helpers on "vectors": one tensor per trainable variable, seen as one long vector (e.g. Step.Theta,
-// Step.Grad, the offsets of Step.GradAt). They accept mixed dtypes: scalars are converted to each tensor's
-// dtype, the second vector to the first's dtypes (e.g. a float32 gradient added to bfloat16 weights gives
-// bfloat16), and Dot and Norm accumulate in the compute dtype (float32 for half-precision tensors).
+// Step.Grad, the offsets of Step.GradAt). They are named apart from graph's ops on purpose: graph.Dot is a
+// matrix product, InnerProduct the global inner product of two such vectors. They accept mixed dtypes:
+// scalars are converted to each tensor's dtype, the second vector to the first's dtypes (e.g. a float32
+// gradient added to bfloat16 weights gives bfloat16), and InnerProduct and GlobalNorm accumulate in the
+// compute dtype (float32 for half-precision tensors).
 
 // castTo returns s converted to x's dtype.
 func castTo(s, x *Node) *Node {
@@ -30,8 +32,8 @@ func computeDType(dt dtypes.DType) dtypes.DType {
 	return dt
 }
 
-// Scale returns a·x, for a scalar a.
-func Scale(a *Node, x []*Node) []*Node {
+// ScaleVec returns a·x, for a scalar a.
+func ScaleVec(a *Node, x []*Node) []*Node {
 	out := make([]*Node, len(x))
 	for i, xi := range x {
 		out[i] = graph.Mul(castTo(a, xi), xi)
@@ -48,8 +50,8 @@ func Axpby(a *Node, x []*Node, b *Node, y []*Node) []*Node {
 	return out
 }
 
-// Add returns x + y, in x's dtypes.
-func Add(x, y []*Node) []*Node {
+// AddVec returns x + y, in x's dtypes.
+func AddVec(x, y []*Node) []*Node {
 	out := make([]*Node, len(x))
 	for i := range x {
 		out[i] = graph.Add(x[i], castTo(y[i], x[i]))
@@ -57,8 +59,8 @@ func Add(x, y []*Node) []*Node {
 	return out
 }
 
-// Sub returns x − y, in x's dtypes.
-func Sub(x, y []*Node) []*Node {
+// SubVec returns x − y, in x's dtypes.
+func SubVec(x, y []*Node) []*Node {
 	out := make([]*Node, len(x))
 	for i := range x {
 		out[i] = graph.Sub(x[i], castTo(y[i], x[i]))
@@ -66,9 +68,9 @@ func Sub(x, y []*Node) []*Node {
 	return out
 }
 
-// Dot returns Σᵢ⟨xᵢ, yᵢ⟩, a scalar accumulated in the compute dtype of x (x's dtype, or float32 for
+// InnerProduct returns the global inner product Σᵢ⟨xᵢ, yᵢ⟩, a scalar accumulated in the compute dtype of x (x's dtype, or float32 for
 // half-precision tensors). x must not be empty.
-func Dot(x, y []*Node) *Node {
+func InnerProduct(x, y []*Node) *Node {
 	acc := computeDType(x[0].DType())
 	total := graph.ScalarZero(x[0].Graph(), acc)
 	for i := range x {
@@ -79,19 +81,14 @@ func Dot(x, y []*Node) *Node {
 	return total
 }
 
-// Norm returns the global L2 norm ‖x‖ = √Dot(x, x).
-func Norm(x []*Node) *Node {
-	return graph.Sqrt(Dot(x, x))
+// GlobalNorm returns the global L2 norm ‖x‖ = √InnerProduct(x, x).
+func GlobalNorm(x []*Node) *Node {
+	return graph.Sqrt(InnerProduct(x, x))
 }
 
 // Rescale returns r·x/(‖x‖ + δ), δ = NormStabilizer: x rescaled to the norm r (0 for x = 0), e.g. SAM's
 // perturbation ρg₁/(‖g₁‖ + δ).
 func Rescale(r *Node, x []*Node) []*Node {
-	n := Norm(x)
-	return Scale(graph.Div(castTo(r, n), graph.AddScalar(n, NormStabilizer)), x)
-}
-
-// oneMinus returns 1 − c.
-func oneMinus(c *Node) *Node {
-	return graph.Sub(graph.OnesLike(c), c)
+	n := GlobalNorm(x)
+	return ScaleVec(graph.Div(castTo(r, n), graph.AddScalar(n, NormStabilizer)), x)
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
-	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/regularizers"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -25,7 +25,7 @@ func meanLoss(_, predictions []*Node) *Node { return ReduceAllMean(predictions[0
 
 // eval returns the wrapped loss and its gradient with respect to ℓ, with mask (nil: none) among the labels.
 func eval(t *testing.T, wrapped train.LossFn, ell []float64, mask []bool) (value float64, grad []float64) {
-	backend := gr.MustNewBackend()
+	backend := grbackend.MustNew()
 	hasMask := mask != nil
 	if !hasMask {
 		mask = make([]bool, len(ell)) // fed but not used

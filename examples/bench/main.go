@@ -37,6 +37,7 @@ import (
 	more "github.com/gradreg/gradreg/examples/methods"
 	vit "github.com/gradreg/gradreg/examples/vit/model"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -140,7 +141,7 @@ func main() {
 	if mainSoak() {
 		return
 	}
-	backend := gr.MustNewBackend()
+	backend := grbackend.MustNew()
 	model, description := modelFn, func() string {
 		return fmt.Sprintf("MLP %d→%d→%d→%d", *flagIn, *flagHidden, *flagHidden, *flagOut)
 	}

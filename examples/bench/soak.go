@@ -18,6 +18,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/gradreg/gradreg/examples/internal/mnistdata"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
 var (
@@ -45,8 +46,8 @@ func soak() error {
 	if err != nil {
 		return err
 	}
-	backend := gr.MustNewBackend()
-	names := gr.Methods
+	backend := grbackend.MustNew()
+	names := gr.Methods()
 	if *flagSoakOnly != "" {
 		names = strings.Split(*flagSoakOnly, ",")
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gradreg/gradreg/examples/internal/run"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
 // Context hyperparameters of the data (flags -dataset, -data, -eval_examples, -synthetic).
@@ -137,7 +138,7 @@ var theBackend = sync.OnceValues(func() (backends.Backend, error) {
 	if be, err := newGrowingXLABackend(); be != nil || err != nil {
 		return be, err
 	}
-	return gr.NewBackend()
+	return grbackend.New()
 })
 
 // explainError adds what to do to the errors a user can hit.

@@ -29,7 +29,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/pkg/errors"
 
-	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
 // Config is the whole experiment.
@@ -125,7 +125,7 @@ func main() {
 		fail(err)
 	}
 	c.Methods = strings.Split(*methods, ",")
-	backend, err := gr.NewBackend()
+	backend, err := grbackend.New()
 	if err != nil {
 		fail(err)
 	}

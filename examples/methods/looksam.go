@@ -25,12 +25,12 @@ func LookSAM(base optimizers.Interface) *gr.Config {
 var newLookSAM = gr.NewMethod("LookSAM", func(s *gr.Step) []*Node {
 	g1 := s.Grad()
 	gs := s.GradAt(gr.Rescale(s.Param(gr.ParamRho), g1))
-	proj := Div(gr.Dot(g1, gs), AddScalar(gr.Dot(g1, g1), gr.NormStabilizer))
+	proj := Div(gr.InnerProduct(g1, gs), AddScalar(gr.InnerProduct(g1, g1), gr.NormStabilizer))
 	s.SetState("looksam_gv", gr.Axpby(s.Scalar(1), gs, Neg(proj), g1))
 	return gs
 })
 
 func lookSAMReuse(s *gr.Step) []*Node {
 	gv := s.State("looksam_gv")
-	return gr.Add(s.Grad(), gr.Rescale(Mul(s.Param(gr.ParamAlpha), gr.Norm(s.Grad())), gv))
+	return gr.AddVec(s.Grad(), gr.Rescale(Mul(s.Param(gr.ParamAlpha), gr.GlobalNorm(s.Grad())), gv))
 }

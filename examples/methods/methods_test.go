@@ -12,6 +12,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/gradreg/gradreg/examples/methods"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -85,7 +86,7 @@ func (p *logistic) tensors() (x, y *tensors.Tensor) {
 // run trains steps steps with opt in ctx and returns θ = (w, b) and the train metrics after each step; with
 // viaGR through gr.TrainStep (one graph per phase of Every), else trainer.TrainStep (both phases in one graph).
 func (p *logistic) run(t *testing.T, ctx *context.Context, opt optimizers.Interface, steps int, viaGR bool) (thetas, metrics [][]float64) {
-	b, err := gr.NewBackend()
+	b, err := grbackend.New()
 	require.NoError(t, err)
 	trainer := gr.NewTrainer(b, ctx, p.modelFn, logLoss, opt, gr.Metrics(), nil)
 	x, y := p.tensors()
@@ -288,12 +289,12 @@ func TestFriendlySAMResume(t *testing.T) {
 // customUSAM is USAM written through the public API.
 func customUSAM(base optimizers.Interface) *gr.Config {
 	return newUSAM(base).Param(gr.ParamRho, gr.DefaultUSAMRho, 0, math.Inf(1)).Penalty(func(s *gr.Step) *Node {
-		return Mul(MulScalar(s.Param(gr.ParamRho), 0.5), gr.Dot(s.Grad(), s.Grad()))
+		return Mul(MulScalar(s.Param(gr.ParamRho), 0.5), gr.InnerProduct(s.Grad(), s.Grad()))
 	})
 }
 
 var newUSAM = gr.NewMethod("USAM", func(s *gr.Step) []*Node {
-	return s.GradAt(gr.Scale(s.Param(gr.ParamRho), s.Grad()))
+	return s.GradAt(gr.ScaleVec(s.Param(gr.ParamRho), s.Grad()))
 })
 
 // TestCustomUSAMIsUSAM: USAM written outside the package is bit-identical to gr.USAM, alone and with
@@ -322,7 +323,7 @@ func TestCustomUSAMIsUSAM(t *testing.T) {
 // ParamDefaults lists them with their defaults.
 func TestRegistered(t *testing.T) {
 	for _, name := range []string{"gsam", "looksam", "friendlysam"} {
-		assert.Contains(t, gr.Methods, name)
+		assert.Contains(t, gr.Methods(), name)
 	}
 	p := newLogistic(6)
 	ctx := context.New()

@@ -23,6 +23,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/gomlx/gomlx/ui/commandline"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
 var (
@@ -109,7 +110,7 @@ func trainEvalCopy(ds *datasets.InMemoryDataset) *datasets.InMemoryDataset {
 
 func main() {
 	flag.Parse()
-	backend := gr.MustNewBackend()
+	backend := grbackend.MustNew()
 	rng := rand.New(rand.NewPCG(*flagSeed, 1))
 	xTrain, yTrain := makeData(*flagSeed, trainSize, rng)
 	xTest, yTest := makeData(*flagSeed, testSize, rng)

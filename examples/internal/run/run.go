@@ -49,6 +49,7 @@ import (
 	"github.com/gradreg/gradreg/examples/internal/sgdm"
 	_ "github.com/gradreg/gradreg/examples/methods" // GSAM, LookSAM, FriendlySAM: -method values
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -79,7 +80,7 @@ type Example struct {
 	// Data returns the datasets of a run; ctx holds the run's resolved hyperparameters and seed its seed.
 	Data func(backend backends.Backend, ctx *context.Context, seed int64) (*Data, error)
 
-	// NewBackend, if not nil, creates the backend instead of gr.NewBackend (after -backend has set
+	// NewBackend, if not nil, creates the backend instead of grbackend.New (after -backend has set
 	// $GOMLX_BACKEND). It is called once.
 	NewBackend func() (backends.Backend, error)
 
@@ -275,7 +276,7 @@ func (r *runner) initBackend() error {
 			return err
 		}
 	}
-	newBackend := gr.NewBackend
+	newBackend := grbackend.New
 	if r.ex.NewBackend != nil {
 		newBackend = r.ex.NewBackend
 	}

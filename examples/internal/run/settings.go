@@ -77,7 +77,7 @@ var flagAliases = map[string]string{"flood_level": "flood"}
 // rhoDefaults lists the ρ default of each method that has one, e.g. "sam 0.05, gnp 0.1, asam 0.5".
 func rhoDefaults() string {
 	var parts []string
-	for _, m := range gr.Methods {
+	for _, m := range gr.Methods() {
 		d, err := paramDefaults(m)
 		if err != nil {
 			continue
@@ -97,7 +97,7 @@ func paramDefaults(method string) (map[string]any, error) { return gr.ParamDefau
 // that reads it), to register them all so that -set accepts any of them.
 func paramKeys() map[string]any {
 	keys := map[string]any{}
-	for _, m := range gr.Methods {
+	for _, m := range gr.Methods() {
 		d, err := gr.ParamDefaults(m)
 		if err != nil {
 			panic(err) // a registered method
@@ -233,7 +233,7 @@ func methodParams(method string) (grMethod, flood string, err error) {
 		return "none", "", nil
 	case slices.Contains(floodMethods, method):
 		return "none", method, nil
-	case slices.Contains(gr.Methods, method):
+	case slices.Contains(gr.Methods(), method):
 		return method, "", nil
 	}
 	return "", "", errors.Errorf("unknown method %q: valid values are %s", method, strings.Join(MethodNames(), "|"))
@@ -246,7 +246,7 @@ var floodMethods = []string{"flooding", "iflood", "softad"}
 // every method registered in package gr, and the flooding regularizers.
 func MethodNames() []string {
 	names := []string{"sgd"}
-	for _, m := range gr.Methods {
+	for _, m := range gr.Methods() {
 		if m != "none" {
 			names = append(names, m)
 		}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 
-	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
 var (
@@ -16,9 +16,9 @@ var (
 	err     error
 )
 
-// Get returns the backend of gr.NewBackend, created on the first call; it fails the test when there is none.
+// Get returns the backend of grbackend.New, created on the first call; it fails the test when there is none.
 func Get(t testing.TB) backends.Backend {
-	once.Do(func() { backend, err = gr.NewBackend() })
+	once.Do(func() { backend, err = grbackend.New() })
 	if err != nil {
 		t.Fatalf("no backend: %v", err)
 	}

@@ -39,6 +39,7 @@ import (
 
 	"github.com/gradreg/gradreg/examples/internal/sgdm"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
 const (
@@ -72,7 +73,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "distcheck: -tol=%g: must be > 0\n", *tol)
 		os.Exit(2)
 	}
-	backend, err := gr.NewBackend()
+	backend, err := grbackend.New()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "distcheck:", err)
 		os.Exit(1)

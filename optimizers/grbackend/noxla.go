@@ -1,6 +1,6 @@
 //go:build !(((linux && amd64) || darwin) && !noxla)
 
-package optimizers
+package grbackend
 
 // installedXLAPlugins returns nil: this build has no XLA backend.
 func installedXLAPlugins() []string { return nil }

@@ -1,6 +1,6 @@
 //go:build ((linux && amd64) || darwin) && !noxla
 
-package optimizers
+package grbackend
 
 import "github.com/gomlx/gomlx/backends/xla"
 

@@ -1,4 +1,8 @@
-package optimizers
+// Package grbackend gives programs and tests a GoMLX backend and says which one they got. The library
+// itself (package gr) imports no backend: choosing one is the program's business, as with GoMLX's own
+// optimizers. Programs may use GoMLX's backends.New directly; this package adds the choice our examples
+// and tests make and one line on stderr naming it.
+package grbackend
 
 import (
 	"fmt"
@@ -9,7 +13,7 @@ import (
 	_ "github.com/gomlx/gomlx/backends/simplego" // Registers the pure-Go backend ("go").
 )
 
-// NewBackend returns the backend our examples and tests use, and prints one line to stderr saying which:
+// New returns the backend our examples and tests use, and prints one line to stderr saying which:
 //
 //   - $GOMLX_BACKEND when set (e.g. "go", "xla:cpu", or "xla:/abs/path/pjrt_c_api_cuda_plugin.so");
 //   - otherwise XLA when a PJRT plugin is already installed (nothing is ever downloaded);
@@ -23,7 +27,7 @@ import (
 // A configuration with options, e.g. "go:ops_parallel", is used as given.
 //
 // The XLA backend is compiled in on linux/amd64 and darwin unless built with the noxla tag.
-func NewBackend() (backends.Backend, error) {
+func New() (backends.Backend, error) {
 	config, found := os.LookupEnv(backends.ConfigEnvVar)
 	source := "from $" + backends.ConfigEnvVar
 	if !found || config == "" {
@@ -45,14 +49,14 @@ func NewBackend() (backends.Backend, error) {
 	return backend, nil
 }
 
-// PureGoConfig is the backend configuration NewBackend uses for the pure-Go backend without options.
+// PureGoConfig is the backend configuration New uses for the pure-Go backend without options.
 const PureGoConfig = "go:ops_sequential"
 
 var backendOnce sync.Once
 
-// MustNewBackend is NewBackend that panics on error.
-func MustNewBackend() backends.Backend {
-	backend, err := NewBackend()
+// MustNew is New that panics on error.
+func MustNew() backends.Backend {
+	backend, err := New()
 	if err != nil {
 		panic(err)
 	}
