@@ -53,6 +53,7 @@ func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *No
 		prep = r.prepare(ctx, g, loss, recordedPass(ctx, g), false)
 	}
 	r.apply(ctx, g, prep.grads, prep.ok, loss.DType())
+	r.watchStability(ctx, g, prep)
 }
 
 // baseWithGradients returns the base optimizer as a train.OptimizeWithGradients, or panics naming it.
