@@ -284,7 +284,7 @@ func (s *Step) evaluate(p *pass, values []*Node) *Node {
 	}
 	for v := range before {
 		if !v.Trainable {
-			v.SetValueGraph(startValue(v, g))
+			v.SetValueGraph(s.startValue(v))
 		}
 	}
 	for i, v := range s.vars {
@@ -315,17 +315,17 @@ func (s *Step) evaluate(p *pass, values []*Node) *Node {
 		if value, found := before[v]; found {
 			v.SetValueGraph(value)
 		} else {
-			v.SetValueGraph(startValue(v, g)) // First used by this pass: leave it unchanged.
+			v.SetValueGraph(s.startValue(v)) // First used by this pass: leave it unchanged.
 		}
 	}
 	return loss
 }
 
-// startValue returns the value variable v had in graph g at the start of the step: its parameter node.
-func startValue(v *context.Variable, g *graph.Graph) *Node {
-	node := g.GetParameterByName(v.ParameterName())
+// startValue returns the value variable v had at the start of the step: its parameter node.
+func (s *Step) startValue(v *context.Variable) *Node {
+	node := s.g.GetParameterByName(v.ParameterName())
 	if node == nil {
-		panicf("gradreg: no parameter node for variable %q in graph #%d", v.ScopeAndName(), g.GraphId())
+		panicf("gr.%s: no parameter node for variable %q in graph #%d", s.cfg.name, v.ScopeAndName(), s.g.GraphId())
 	}
 	return node
 }
