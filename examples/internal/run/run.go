@@ -429,7 +429,14 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	}
 	trainer := gr.NewTrainer(r.backend, ctx, r.ex.Model, lossFn, opt, trainMetrics,
 		[]metrics.Interface{metrics.NewSparseCategoricalAccuracy("Mean Accuracy", "#acc")})
-	first := len(trainer.TrainMetrics()) - len(trainMetrics) // index of "acc" in a step's metrics
+	trainAt, err := metricIndex(trainer.TrainMetrics(), isGR)
+	if err != nil {
+		return nil, err
+	}
+	evalAt, err := metricIndex(trainer.EvalMetrics(), false)
+	if err != nil {
+		return nil, err
+	}
 
 	res = &Result{Entry: e.Label(), Spec: e.String(), Method: e.Method, Seed: seed, Steps: total, Ctx: ctx}
 	var ckpt *checkpoints.Handler
@@ -468,7 +475,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 		if err != nil {
 			return err
 		}
-		p := Point{Step: step, TestLoss: scalar(m[1]), TestAccuracy: scalar(m[len(m)-1])}
+		p := Point{Step: step, TestLoss: scalar(m[evalAt[metricEvalLoss]]), TestAccuracy: scalar(m[evalAt[metricEvalAccuracy]])}
 		acc.fill(&p, isGR)
 		res.Curve = append(res.Curve, p)
 		if r.opts.Quiet { // No progress bar: one line per evaluation (for logs).
@@ -494,9 +501,9 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 				hookCPU += cpuTime() - c0
 			}
 		}()
-		avg.add(m, first, isGR)
+		avg.add(m, trainAt, isGR)
 		if isGR {
-			res.Fallbacks, res.Skipped = int(scalar(m[first+5])), int(scalar(m[first+6]))
+			res.Fallbacks, res.Skipped = int(scalar(m[trainAt[metricFallbacks]])), int(scalar(m[trainAt[metricSkipped]]))
 		}
 		step := int(loop.LoopStep) + 1
 		if step%evalEvery == 0 || step == total {
@@ -601,16 +608,53 @@ type stepAverages struct {
 	loss, acc, gradNorm, curvat float64
 }
 
-// add adds one step's metrics: m = [loss+, ~loss+, ~loss, acc, ~acc, ‖g‖, pen, gHg, fb, skip] (first =
-// index of acc).
-func (a *stepAverages) add(m []*tensors.Tensor, first int, isGR bool) {
+// add adds one step's metrics m, whose positions by metric name are at (metricIndex).
+func (a *stepAverages) add(m []*tensors.Tensor, at map[string]int, isGR bool) {
 	a.n++
-	a.loss += scalar(m[0])
-	a.acc += scalar(m[first])
+	a.loss += scalar(m[at[metricTrainLoss]])
+	a.acc += scalar(m[at[metricTrainAccuracy]])
 	if isGR {
-		a.gradNorm += scalar(m[first+2])
-		a.curvat += scalar(m[first+4])
+		a.gradNorm += scalar(m[at[metricGradNorm]])
+		a.curvat += scalar(m[at[metricCurvature]])
 	}
+}
+
+// Names of the metrics the runner reads (metrics.Interface.Name): GoMLX's trainer's, the runner's own and
+// those of gr.Metrics and gr.GuardMetrics.
+const (
+	metricTrainLoss     = "Batch Loss+Regularization"
+	metricTrainAccuracy = "Batch Accuracy"
+	metricEvalLoss      = "Mean Loss"
+	metricEvalAccuracy  = "Mean Accuracy"
+	metricGradNorm      = "GR ‖∇L‖"
+	metricCurvature     = "GR curvature"
+	metricFallbacks     = "GR fallbacks"
+	metricSkipped       = "GR skipped"
+)
+
+// metricIndex returns the position of each metric of ms by name, checking that the metrics the runner reads
+// are there (with gr, the GR metrics too): the trainer's results follow the order of its metrics, which
+// changes with the metrics other packages add.
+func metricIndex(ms []metrics.Interface, gr bool) (map[string]int, error) {
+	at := make(map[string]int, len(ms))
+	for i, m := range ms {
+		at[m.Name()] = i
+	}
+	var want []string
+	if _, train := at[metricTrainLoss]; train {
+		want = []string{metricTrainLoss, metricTrainAccuracy}
+		if gr {
+			want = append(want, metricGradNorm, metricCurvature, metricFallbacks, metricSkipped)
+		}
+	} else {
+		want = []string{metricEvalLoss, metricEvalAccuracy}
+	}
+	for _, name := range want {
+		if _, found := at[name]; !found {
+			return nil, errors.Errorf("run: the trainer has no metric named %q", name)
+		}
+	}
+	return at, nil
 }
 
 func (a *stepAverages) fill(p *Point, isGR bool) {
