@@ -199,8 +199,8 @@ func (w *stabilityWatch) check(method string, report *tensors.Tensor) {
 	w.once.Do(func() {
 		bound := 2 * (1 + beta) / (lambda * (1 + gamma*lambda))
 		fmt.Fprintf(warnOutput, "gradreg: %s is past its edge of stability: η·λ̂(1 + γλ̂)/(2(1 + β)) = %.3g > %g "+
-			"on most of the last ~%d steps (now λ̂ = g₁ᵀHg₁/‖g₁‖² = %.4g, learning rate η = %.4g, γ = %g, "+
-			"momentum β = %g). Gradient regularization turns the curvature λ into λ(1 + γλ), so this learning "+
+			"on most of the last ~%d steps (now λ̂ = g₁ᵀHg₁/‖g₁‖² = %.4g, learning rate η = %.4g, γ = %.4g, "+
+			"momentum β = %.3g). Gradient regularization turns the curvature λ into λ(1 + γλ), so this learning "+
 			"rate, stable for the base optimizer up to λ = %.4g, is stable with γ only up to η = %.4g at the "+
 			"present λ̂; the loss can jump and accuracy collapse. Use a smaller learning rate (≤ %.3g), a smaller "+
 			"γ, or SAM (its normalized ascent limits itself); turn this check off with WarnUnstable(false) "+
