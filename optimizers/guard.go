@@ -64,26 +64,6 @@ func allFinite(x ...*Node) *Node {
 	return ok
 }
 
-// method returns the method's combined gradient (with Groups, the mean of the groups'), falling back to g₁
-// when it is not finite and the guard is on.
-func (s *Step) method() []*Node {
-	var out []*Node
-	if len(s.groups) > 0 {
-		out = s.groupsGrad()
-	} else {
-		out = s.cfg.fn(s)
-	}
-	if !s.cfg.guardOn() {
-		return out
-	}
-	gOK := allFinite(out...)
-	s.fallback = graph.LogicalAnd(graph.LogicalNot(gOK), graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(s.grad...)))
-	for i := range out {
-		out[i] = graph.Where(gOK, out[i], s.grad[i])
-	}
-	return out
-}
-
 // counterVar returns the int64 counter name under Scope/guard.
 func counterVar(ctx *context.Context, name string) *context.Variable {
 	return ownVar(ctx, Scope+"/guard", name, shapes.Make(dtypes.Int64))

@@ -1,8 +1,6 @@
 package gr
 
 import (
-	"sync"
-
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -48,7 +46,6 @@ type pass struct {
 func NewTrainer(backend backends.Backend, ctx *context.Context,
 	modelFn train.ModelFn, lossFn train.LossFn, optimizer optimizers.Interface,
 	trainMetrics, evalMetrics []metrics.Interface) *train.Trainer {
-	var passes sync.Map // GraphId → *pass
 	var trainer *train.Trainer
 	reg, _ := optimizer.(*Regularized)
 	recordingModelFn := func(ctx *context.Context, spec any, inputs []*Node) []*Node {
@@ -56,7 +53,6 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 		spec, phase := unwrapSpec(spec) // The spec given by StepSpec, EveryDataset or TrainStep (every.go).
 		p := &pass{ctx: ctx, spec: spec, inputs: inputs, modelFn: modelFn, lossFn: lossFn, phase: phase,
 			trainer: trainer}
-		passes.Store(g.GraphId(), p)
 		ctx.InAbsPath(Scope).SetGraphParam(g, graphParamPass, p)
 		return modelFn(ctx, spec, inputs)
 	}
@@ -67,11 +63,12 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 			if g == nil {
 				return lossFn(labels, predictions)
 			}
-			pAny, found := passes.Load(g.GraphId())
-			if !found {
+			// The pass the model function recorded for this graph, in the context's graph parameters (the
+			// trainer calls the model function, then the loss function, with its context).
+			p := recordedPass(trainer.Context(), g)
+			if p == nil {
 				return lossFn(labels, predictions)
 			}
-			p := pAny.(*pass)
 			p.labels = labels
 			loss := lossFn(labels, predictions)
 			if reg == nil || !p.ctx.IsTraining(g) {
