@@ -87,7 +87,8 @@ type Config struct {
 	groups  int  // Groups (groups.go); 0 or 1: the whole batch
 	noGuard bool // GuardNonFinite(false) (guard.go)
 
-	noStabilityWarning bool // WarnUnstable(false) (stability.go)
+	noStabilityWarning bool   // WarnUnstable(false) (stability.go)
+	stabilityKey       string // key of the γ of the stability check; "": not covered (stability.go)
 
 	err error
 }

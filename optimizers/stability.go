@@ -80,13 +80,11 @@ func (c *Config) WarnUnstable(on bool) *Config {
 	return c
 }
 
-// stabilityGammaKey is, for the methods the stability check covers, the key of their γ.
-var stabilityGammaKey = map[string]string{
-	"DoubleBackprop":     ParamGamma,
-	"ForwardDifference":  ParamGamma,
-	"BackwardDifference": ParamGamma,
-	"CentralDifference":  ParamGamma,
-	"USAM":               ParamRho,
+// stableAs declares that the method's combined gradient is g₁ + γHg₁ on a quadratic, with γ the
+// hyperparameter key: the stability check covers it.
+func (c *Config) stableAs(key string) *Config {
+	c.stabilityKey = key
+	return c
 }
 
 // stabilityMessage prefixes the logged node of the stability check.
@@ -96,8 +94,8 @@ const stabilityMessage = "gradreg stability check"
 // built its update (see Config.WarnUnstable).
 func (r *Regularized) watchStability(ctx *context.Context, g *graph.Graph, prep *prepared) {
 	s := prep.step
-	key, covered := stabilityGammaKey[r.cfg.name]
-	if r.cfg.noStabilityWarning || !covered || r.Every() > 1 || s.curvature == nil || s.pass == nil ||
+	key := r.cfg.stabilityKey
+	if r.cfg.noStabilityWarning || key == "" || r.Every() > 1 || s.curvature == nil || s.pass == nil ||
 		s.pass.trainer == nil {
 		return
 	}
