@@ -6,7 +6,6 @@ import (
 	"weak"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/pkg/errors"
@@ -94,7 +93,7 @@ func StepSpec(trainer *train.Trainer, spec any) any {
 		return spec
 	}
 	phase := phaseSkip
-	if optimizers.GetGlobalStep(trainer.Context().InAbsPath(context.RootScope))%int64(k.(int)) == 0 {
+	if trainer.GlobalStep()%int64(k.(int)) == 0 {
 		phase = phaseAscent
 	}
 	return everySpec{spec: spec, phase: phase}
@@ -168,5 +167,5 @@ const (
 func (s *Step) Phase() Phase { return s.phase }
 
 // correctionScope holds the correction stored by Every(k) for the default reuse: one non-trainable variable
-// per trainable variable, under Scope/every/<the variable's scope>, same name and shape.
-const correctionScope = Scope + "/every"
+// per trainable variable, under <Config.Scope>/every/<the variable's scope>, same name and shape.
+const correctionScope = "every"

@@ -12,7 +12,7 @@ import (
 // MetricType is the metrics.Interface MetricType of the GR metrics.
 const MetricType = "gr"
 
-// Names of the GR metrics: the variables under Scope + "/metrics" that hold their last values.
+// Names of the GR metrics: the variables under Config.Scope + "/metrics" that hold their last values.
 const (
 	MetricGradNorm  = "grad_norm" // ‖g₁‖
 	MetricPenalty   = "penalty"   // (γ/2)‖g₁‖², or the method's own penalty (Config.Penalty)
@@ -22,7 +22,7 @@ const (
 
 // Metrics returns the GR metrics of the training step, to pass as trainMetrics to NewTrainer (or
 // train.NewTrainer): the progress bar shows them and, since each keeps its last value in a non-trainable
-// variable of the loss dtype under Scope + "/metrics", checkpoints record them. With g₁ = ∇L(θ):
+// variable of the loss dtype under Config.Scope + "/metrics", checkpoints record them. With g₁ = ∇L(θ):
 //
 //   - "GR ‖∇L‖" (‖g‖): ‖g₁‖, the global L2 norm over all trainable variables.
 //   - "GR penalty" (pen): w_t·P, with w_t the weight of WarmUp/ZeroWarmUp (1 without) and P the penalty
@@ -51,7 +51,7 @@ func Metrics() []metrics.Interface {
 	}
 }
 
-// graphParamMetric is the graph parameter (in Scope) that holds the value of a metric computed in this
+// graphParamMetric is the graph parameter (in graphScope) that holds the value of a metric computed in this
 // graph; graphParamCurvatureValid holds the Bool scalar that says whether the curvature is fresh (nil:
 // always when present).
 const (
@@ -64,8 +64,8 @@ const (
 func metricFn(name string) metrics.BaseMetricGraph {
 	return func(ctx *context.Context, _, predictions []*Node) *Node {
 		g := predictions[0].Graph()
-		scoped := ctx.InAbsPath(Scope)
-		v := ownVar(ctx, Scope+"/metrics", name, shapes.Make(metricDType(ctx, g)))
+		scoped := ctx.InAbsPath(graphScope)
+		v := ownVar(ctx, metricsScope(ctx, g)+"/metrics", name, shapes.Make(metricDType(ctx, g)))
 		last := v.ValueGraph(g)
 		value, found := scoped.GetGraphParam(g, graphParamMetric+name)
 		if !found || value == nil {
@@ -124,7 +124,7 @@ func (s *Step) penaltyValue(sq *Node) *Node {
 // publishMetrics makes this step's metrics available to the metrics built by Metrics. curvatureValid, when
 // not nil, is a Bool scalar that says whether the curvature was measured in this step.
 func (s *Step) publishMetrics(curvatureValid *Node) {
-	scoped := s.ctx.InAbsPath(Scope)
+	scoped := s.ctx.InAbsPath(graphScope)
 	sq := InnerProduct(s.grad, s.grad)
 	scoped.SetGraphParam(s.g, graphParamMetric+MetricGradNorm, graph.Sqrt(sq))
 	if penalty := s.penaltyValue(sq); penalty != nil {

@@ -30,13 +30,14 @@ func (r *Regularized) Method() string { return r.cfg.name }
 // Base returns the wrapped base optimizer.
 func (r *Regularized) Base() optimizers.Interface { return r.cfg.base }
 
-// Clear deletes the base optimizer's variables and gradreg's own (everything under Scope: the stored
-// correction of Every, the metrics, the methods' state). It implements optimizers.Interface.
+// Clear deletes the base optimizer's variables and this optimizer's own (everything under its Scope in
+// ctx: the stored correction of Every, the methods' state, the metrics, the guard's counters). It implements
+// optimizers.Interface.
 func (r *Regularized) Clear(ctx *context.Context) error {
 	if err := r.cfg.base.Clear(ctx); err != nil {
 		return err
 	}
-	return ctx.InAbsPath(Scope).DeleteVariablesInScope()
+	return ctx.In(r.cfg.scopeName()).DeleteVariablesInScope()
 }
 
 // UpdateGraph builds one training step: g₁ = ∇L(θ), the method's combined gradient, and the base
@@ -71,12 +72,12 @@ type prepared struct {
 	ok    *Node   // Bool scalar: L and the gradient are finite (GuardNonFinite); nil when the guard is off
 }
 
-// graphParamPrepared is the graph parameter (in Scope) that holds the *prepared of a training graph.
+// graphParamPrepared is the graph parameter (in graphScope) that holds the *prepared of a training graph.
 const graphParamPrepared = "gr_prepared"
 
 // preparedFor returns what prepare stored for graph g, or nil.
 func preparedFor(ctx *context.Context, g *graph.Graph) *prepared {
-	p, found := ctx.InAbsPath(Scope).GetGraphParam(g, graphParamPrepared)
+	p, found := ctx.InAbsPath(graphScope).GetGraphParam(g, graphParamPrepared)
 	if !found || p == nil {
 		return nil
 	}
@@ -88,7 +89,7 @@ func preparedFor(ctx *context.Context, g *graph.Graph) *prepared {
 func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, grads []*Node, ok *Node, lossDType dtypes.DType) {
 	r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
 	if ok != nil {
-		guardStep(ctx, g, ok)
+		guardStep(ctx, g, r.cfg.ownScope(ctx), ok)
 	}
 }
 
@@ -124,6 +125,7 @@ type stepGraph struct {
 	vars   []*context.Variable // trainable variables used by the graph, in context order
 	theta  []*Node             // their values θ at the start of the step
 	params map[string]*Node    // hyperparameters as scalars (Param), built once
+	own    string              // absolute scope of the optimizer's variables (Config.Scope)
 }
 
 // Theta returns θ, the values of the trainable variables at the start of the step, in context order.
@@ -187,10 +189,11 @@ func (s *Step) Scalar(v float64) *Node {
 	return graph.Scalar(s.g, computeDType(s.loss.DType()), v)
 }
 
-// GlobalStep returns the trainer's global step before this step (an int64 scalar, 0 on the first step), as
-// the base optimizer increments it afterwards.
+// GlobalStep returns the trainer's global step before this step (an int64 scalar, 0 on the first step): the
+// variable optimizers.GetGlobalStepVar of the trainer's context, which the base optimizer increments
+// afterwards.
 func (s *Step) GlobalStep() *Node {
-	return optimizers.GetGlobalStepVar(s.ctx.InAbsPath(context.RootScope)).ValueGraph(s.g)
+	return optimizers.GetGlobalStepVar(s.ctx).ValueGraph(s.g)
 }
 
 // SetCurvature sets the curvature metric g₁ᵀHg₁ of this step (see Metrics), for a method that computes it
