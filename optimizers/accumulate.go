@@ -73,7 +73,7 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 			grads[i] = graph.Where(prep.ok, gi, graph.ZerosLike(gi))
 		}
 		guardVariables(p.ctx, g, prep.ok) // The model's own updates (e.g. batch-norm statistics).
-		v := cycleVar(p.ctx)
+		v := cycleVar(p.ctx, prep.step.own)
 		v.SetValueGraph(graph.LogicalOr(v.ValueGraph(g), graph.LogicalNot(prep.ok)))
 	}
 	if terms != nil {
@@ -89,8 +89,8 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 }
 
 // cycleVar is the Bool variable that marks an accumulation cycle with a non-finite micro-batch.
-func cycleVar(ctx *context.Context) *context.Variable {
-	return ownVar(ctx, Scope+"/guard", guardCycleVar, shapes.Make(dtypes.Bool))
+func cycleVar(ctx *context.Context, own string) *context.Variable {
+	return ownVar(ctx, own+"/guard", guardCycleVar, shapes.Make(dtypes.Bool))
 }
 
 // UpdateGraphWithGradients applies gradients computed elsewhere — by Trainer.AccumulateGradients, from the
@@ -116,11 +116,11 @@ func (r *Regularized) UpdateGraphWithGradients(ctx *context.Context, grads []*No
 	}
 	var ok *Node
 	if prep.ok != nil {
-		v := cycleVar(ctx)
+		v := cycleVar(ctx, r.cfg.ownScope(ctx))
 		ok = graph.LogicalAnd(graph.LogicalNot(v.ValueGraph(g)), allFinite(grads...))
 	}
 	r.apply(ctx, g, grads, ok, lossDType)
 	if ok != nil {
-		cycleVar(ctx).SetValueGraph(graph.Const(g, false)) // Next cycle.
+		cycleVar(ctx, r.cfg.ownScope(ctx)).SetValueGraph(graph.Const(g, false)) // Next cycle.
 	}
 }

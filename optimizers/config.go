@@ -97,8 +97,12 @@ type Config struct {
 
 	sched schedule // Every, WarmUp, ZeroWarmUp (every.go, warmup.go)
 
-	groups  int  // Groups (groups.go); 0 or 1: the whole batch
-	noGuard bool // GuardNonFinite(false) (guard.go)
+	groups  int    // Groups (groups.go); 0 or 1: the whole batch
+	scope   string // Scope (state.go); "": DefaultScope
+	noGuard bool   // GuardNonFinite(false) (guard.go)
+
+	noStabilityWarning bool   // WarnUnstable(false) (stability.go)
+	stabilityKey       string // key of the γ of the stability check; "": not covered (stability.go)
 
 	err error
 }

@@ -5,9 +5,7 @@ import (
 	"sync"
 	"weak"
 
-	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/pkg/errors"
@@ -100,7 +98,7 @@ func StepSpec(trainer *train.Trainer, spec any) any {
 		return spec
 	}
 	phase := phaseSkip
-	if optimizers.GetGlobalStep(trainer.Context().InAbsPath(context.RootScope))%int64(k) == 0 {
+	if trainer.GlobalStep()%int64(k) == 0 {
 		phase = phaseAscent
 	}
 	return everySpec{spec: spec, phase: phase}
@@ -173,90 +171,6 @@ const (
 // gradient with PhaseFull, and the graph selects one.
 func (s *Step) Phase() Phase { return s.phase }
 
-// combine returns the gradient handed to the base optimizer: the method's, with Every and WarmUp applied,
-// writes the step's state and publishes the step's metrics.
-func (c *Config) combine(s *Step) []*Node {
-	s.warm = warmUpFactor(s)
-	k := max(c.sched.every, 1)
-	phase := phaseAscent
-	if k > 1 {
-		phase = phaseAny
-		if s.pass != nil {
-			phase = s.pass.phase
-		}
-	}
-	store := k > 1 && c.reuse == nil // store the correction for the default reuse
-	switch phase {
-	case phaseAscent, phaseSkip:
-		branch := PhaseFull
-		if phase == phaseSkip {
-			branch = PhaseReuse
-		}
-		g, corr := s.branch(branch, store)
-		s.commit(s.pending, nil, nil)
-		s.publishMetrics(nil)
-		return s.warmed(g, corr)
-	}
-
-	// Unknown phase: both branches, selected by t % k == 0.
-	s.warnBothBranches() // Once per trainer (everywarn.go).
-	gFull, corrFull := s.branch(PhaseFull, store)
-	full, curvature := s.pending, s.curvature
-	gReuse, corrReuse := s.branch(PhaseReuse, store)
-	step := s.GlobalStep()
-	ascent := graph.Equal(graph.ModScalar(step, k), graph.ScalarZero(s.g, step.DType()))
-	s.commit(full, s.pending, ascent)
-	if s.fallback != nil { // Counted when the full phase is the step's (guard.go).
-		s.fallback = graph.LogicalAnd(s.fallback, ascent)
-	}
-	s.curvature = curvature
-	s.publishMetrics(ascent)
-	if s.warm == nil {
-		return whereVec(ascent, gFull, gReuse)
-	}
-	return s.warmed(nil, whereVec(ascent, s.correction(gFull, corrFull), s.correction(gReuse, corrReuse)))
-}
-
-// branch builds one phase: the method's gradient (PhaseFull) or its reuse computation (PhaseReuse), then
-// the state updates. It returns the gradient g and, when known, the correction g − g₁ (nil
-// otherwise). With store, the full phase writes the correction and the reuse phase returns g₁ + it.
-func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
-	s.phase, s.pending = phase, map[string][]*Node{}
-	switch {
-	case phase == PhaseFull:
-		g = s.method() // With Groups and the guard's fallback (groups.go, guard.go).
-		if store {
-			corr = SubVec(g, s.grad)
-			s.pending[correctionScope] = corr
-		}
-	case s.cfg.reuse != nil:
-		g = s.cfg.reuse(s)
-	default:
-		corr = varValues(s.g, s.stateVars(correctionScope))
-		g = AddVec(s.grad, corr)
-	}
-	if s.cfg.update != nil {
-		s.cfg.update(s)
-	}
-	return g, corr
-}
-
 // correctionScope holds the correction stored by Every(k) for the default reuse: one non-trainable variable
-// per trainable variable, under Scope/every/<the variable's scope>, same name and shape.
-const correctionScope = Scope + "/every"
-
-// correction returns corr, or g − g₁ when corr is nil.
-func (s *Step) correction(g, corr []*Node) []*Node {
-	if corr != nil {
-		return corr
-	}
-	return SubVec(g, s.grad)
-}
-
-// warmed returns g without warm-up, else g₁ + w_t·c, with c the correction (from g when corr is nil).
-func (s *Step) warmed(g, corr []*Node) []*Node {
-	if s.warm == nil {
-		return g
-	}
-	return AddVec(s.grad, ScaleVec(s.warm, s.correction(g, corr)))
-}
+// per trainable variable, under <Config.Scope>/every/<the variable's scope>, same name and shape.
+const correctionScope = "every"

@@ -27,7 +27,7 @@ func (s *Step) warnBothBranches() {
 	if !first {
 		return
 	}
-	fmt.Fprintf(warnOutput, "gradreg: gr.%s with Every(%d): this trainer builds the graph that computes both the "+
+	fmt.Fprintf(warnOutput, "gr.%s with Every(%d): this trainer builds the graph that computes both the "+
 		"full step and the cheap one and selects one (GoMLX graphs have no conditional), so every step costs the "+
 		"full method and Every saves nothing. Pass the training dataset through gr.EveryDataset(trainer, ds) "+
 		"for train.Loop, or call gr.TrainStep(trainer, spec, inputs, labels) instead of trainer.TrainStep "+

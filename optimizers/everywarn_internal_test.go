@@ -56,14 +56,14 @@ func TestEveryWarnsOncePerTrainer(t *testing.T) {
 		t.Fatalf("unexpected message: %s", buf.String())
 	}
 	run(ForwardDifference(sgd()).Every(5).Done(), false, 4)
-	if n := strings.Count(buf.String(), "gradreg: gr.ForwardDifference with Every(5)"); n != 1 {
+	if n := strings.Count(buf.String(), "gr.ForwardDifference with Every(5)"); n != 1 {
 		t.Fatalf("%d messages, want 1:\n%s", n, buf.String())
 	}
 	if !strings.Contains(buf.String(), "gr.EveryDataset(trainer, ds)") || !strings.Contains(buf.String(), "gr.TrainStep") {
 		t.Fatalf("the message does not say what to add: %s", buf.String())
 	}
 	run(ForwardDifference(sgd()).Every(5).Done(), false, 2)
-	if n := strings.Count(buf.String(), "gradreg: gr."); n != 2 {
+	if n := strings.Count(buf.String(), "gr.ForwardDifference with Every(5)"); n != 2 {
 		t.Fatalf("%d messages after a second trainer, want 2", n)
 	}
 }

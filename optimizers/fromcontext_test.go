@@ -35,7 +35,7 @@ var documentedDefaults = map[string]map[string]any{
 
 // optionDefaults are the documented defaults of the options every method has.
 var optionDefaults = map[string]any{gr.ParamEvery: 1, gr.ParamWarmUp: 0, gr.ParamZeroWarmUp: 0, gr.ParamGroups: 1,
-	gr.ParamGuardNonFinite: true}
+	gr.ParamGuardNonFinite: true, gr.ParamWarnUnstable: true}
 
 // TestRegisterParamsKeepsEachMethodsDefaults: through GoMLX's -set parser, with only gr_method=M every
 // hyperparameter and option of the optimizer FromContext builds is M's documented default; with one key set,
@@ -161,7 +161,8 @@ func TestFromContextNone(t *testing.T) {
 func TestParamsOfBuilder(t *testing.T) {
 	opt := gr.GNP(sgd(0.1)).Alpha(0.3).Every(4).WarmUp(10).Done().(*gr.Regularized)
 	assert.Equal(t, map[string]any{gr.ParamMethod: "gnp", gr.ParamRho: 0.1, gr.ParamGNPAlpha: 0.3, gr.ParamEvery: 4,
-		gr.ParamWarmUp: 10, gr.ParamZeroWarmUp: 0, gr.ParamGroups: 1, gr.ParamGuardNonFinite: true}, opt.Params())
+		gr.ParamWarmUp: 10, gr.ParamZeroWarmUp: 0, gr.ParamGroups: 1, gr.ParamGuardNonFinite: true,
+		gr.ParamWarnUnstable: true}, opt.Params())
 }
 
 // resumeRun is a training program in the order of GoMLX's examples/mnist: context with RegisterParams, -set,

@@ -91,9 +91,7 @@ func (s *Step) splitGroups() {
 		if k > 0 {
 			gp.inputs = after(gp.inputs, sum[0]) // Evaluate the groups one after the other (see after).
 		}
-		gs := &Step{cfg: s.cfg, ctx: s.ctx, g: s.g, loss: s.loss, vars: s.vars, theta: s.theta, pass: &gp,
-			params: s.params}
-		gs.loss = s.evaluate(&gp, s.theta)
+		gs := newSubStep(s.stepGraph, &gp, s.evaluate(&gp, s.theta))
 		gs.grad = widen(graph.Gradient(gs.loss, s.theta...))
 		s.groups = append(s.groups, gs)
 		if sum == nil {
@@ -124,11 +122,15 @@ func (s *Step) meanOf(sum []*Node) []*Node {
 	return ScaleVec(s.Scalar(1/float64(len(s.groups))), sum)
 }
 
-// groupsGrad runs the method on each group and returns the mean of the combined gradients. Each group
+// groupsGrad runs the method on each group and returns the mean of the combined gradients (without Groups,
+// the method's gradient on the whole batch). Each group
 // reads the step's phase and state; the state a group writes (SetState) is averaged over the groups that
 // write it, the others counting with the value they read. The curvature metric is the mean of the groups'
 // values when every group measured it.
 func (s *Step) groupsGrad() []*Node {
+	if len(s.groups) == 0 {
+		return s.cfg.fn(s)
+	}
 	var sum []*Node
 	var curvature *Node
 	curvatureAll := true

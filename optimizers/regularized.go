@@ -1,7 +1,6 @@
 package gr
 
 import (
-	"fmt"
 	"sync"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -70,13 +69,14 @@ func (r *Regularized) refresh() (*Config, error) {
 	return cfg, nil
 }
 
-// Clear deletes the base optimizer's variables and gradreg's own (everything under Scope: the stored
-// correction of Every, the metrics, the methods' state). It implements optimizers.Interface.
+// Clear deletes the base optimizer's variables and this optimizer's own (everything under its Scope in
+// ctx: the stored correction of Every, the methods' state, the metrics, the guard's counters). It implements
+// optimizers.Interface.
 func (r *Regularized) Clear(ctx *context.Context) error {
 	if err := r.cfg.base.Clear(ctx); err != nil {
 		return err
 	}
-	return ctx.InAbsPath(Scope).DeleteVariablesInScope()
+	return ctx.In(r.cfg.scopeName()).DeleteVariablesInScope()
 }
 
 // UpdateGraph builds one training step: g₁ = ∇L(θ), the method's combined gradient, and the base
@@ -95,6 +95,7 @@ func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *No
 		prep = r.prepare(ctx, g, loss, recordedPass(ctx, g), false)
 	}
 	r.apply(ctx, g, prep.grads, prep.ok, loss.DType())
+	r.watchStability(ctx, g, prep)
 }
 
 // baseWithGradients returns the base optimizer as a train.OptimizeWithGradients, or panics naming it.
@@ -114,40 +115,16 @@ type prepared struct {
 	ok    *Node   // Bool scalar: L and the gradient are finite (GuardNonFinite); nil when the guard is off
 }
 
-// graphParamPrepared is the graph parameter (in Scope) that holds the *prepared of a training graph.
+// graphParamPrepared is the graph parameter (in graphScope) that holds the *prepared of a training graph.
 const graphParamPrepared = "gr_prepared"
 
 // preparedFor returns what prepare stored for graph g, or nil.
 func preparedFor(ctx *context.Context, g *graph.Graph) *prepared {
-	p, found := ctx.InAbsPath(Scope).GetGraphParam(g, graphParamPrepared)
+	p, found := ctx.InAbsPath(graphScope).GetGraphParam(g, graphParamPrepared)
 	if !found || p == nil {
 		return nil
 	}
 	return p.(*prepared)
-}
-
-// prepare builds the step's combined gradient from the total loss L (every train.AddLoss term included) and
-// stores it for the graph. accumulating says the graph is one of Trainer.AccumulateGradients.
-func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, p *pass, accumulating bool) *prepared {
-	if !loss.Shape().IsScalar() {
-		panicf("gr.%s: the loss must be a scalar, got shape %s", r.cfg.name, loss.Shape())
-	}
-	if accumulating && r.Every() > 1 {
-		panicf("gr.%s: Every(%d) cannot be combined with Trainer.AccumulateGradients (the stored correction "+
-			"would be refreshed by one micro-batch of the cycle only): use Every(1), or no accumulation",
-			r.cfg.name, r.Every())
-	}
-	s := newStep(r.cfg, ctx, g, loss, p)
-	grads := s.narrow(r.cfg.combine(s)) // The method, with Groups, Every and WarmUp (every.go, groups.go).
-	prep := &prepared{step: s, grads: grads}
-	if r.cfg.guardOn() {
-		prep.ok = graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(grads...))
-		if s.fallback != nil {
-			addToCounter(ctx, g, MetricFallbacks, s.fallback)
-		}
-	}
-	ctx.InAbsPath(Scope).SetGraphParam(g, graphParamPrepared, prep)
-	return prep
 }
 
 // apply hands grads to the base optimizer and, with GuardNonFinite, keeps every variable the step changed
@@ -155,7 +132,7 @@ func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, 
 func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, grads []*Node, ok *Node, lossDType dtypes.DType) {
 	r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
 	if ok != nil {
-		guardStep(ctx, g, ok)
+		guardStep(ctx, g, r.cfg.ownScope(ctx), ok)
 	}
 }
 
@@ -163,16 +140,11 @@ func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, grads []*Node,
 // function of *Step that returns the gradient handed to the base optimizer, one node per trainable
 // variable, in the order of Theta (see NewMethod).
 type Step struct {
-	cfg   *Config
-	ctx   *context.Context
-	g     *graph.Graph
-	loss  *Node               // L(θ), as the trainer built it (with Groups: of the whole batch)
-	vars  []*context.Variable // trainable variables used by the graph, in context order
-	theta []*Node             // their values θ at the start of the step
-	grad  []*Node             // g₁ = ∇L(θ) (with Groups: the mean of the groups' g₁)
-	pass  *pass               // model and inputs recorded by NewTrainer; nil with train.NewTrainer
+	*stepGraph
 
-	params map[string]*Node // hyperparameters as scalars (Param), built once
+	loss *Node   // L(θ), as the trainer built it (with Groups: of the whole batch; of a group's sub-step: Lₖ)
+	grad []*Node // g₁ = ∇L(θ) (with Groups: the mean of the groups' g₁ᵏ; of a group's sub-step: g₁ᵏ)
+	pass *pass   // model and inputs recorded by NewTrainer (of the group for a sub-step); nil with train.NewTrainer
 
 	phase   Phase              // of the branch being built (every.go)
 	pending map[string][]*Node // state written in this branch, by name (state.go)
@@ -183,26 +155,20 @@ type Step struct {
 
 	warm *Node // w_t of WarmUp/ZeroWarmUp (warmup.go); nil without warm-up
 
-	groups    []*Step // with Groups(m > 1): one step per group of the batch (groups.go)
+	groups    []*Step // with Groups(m > 1): one sub-step per group of the batch (groups.go)
 	groupLoss *Node   // with Groups(m > 1): the mean of the groups' losses
-	fallback  *Node   // Bool scalar: the method's gradient was not finite and g₁ was used (guard.go)
+	fallback  *Node   // Bool scalar: the method's gradient was not finite and g₁ was used (compose.go)
 }
 
-func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node, p *pass) *Step {
-	s := &Step{cfg: cfg, ctx: ctx, g: g, loss: loss, pass: p, params: map[string]*Node{}}
-	for v := range ctx.IterVariables() {
-		if v.Trainable && v.InUseByGraph(g) {
-			s.vars = append(s.vars, v)
-			s.theta = append(s.theta, v.ValueGraph(g))
-		}
-	}
-	if cfg.groupsOn() {
-		s.needPass(fmt.Sprintf("Groups(%d) evaluates the model on each group of the batch", cfg.groups))
-		s.splitGroups() // Sets s.groups and s.grad (groups.go).
-	} else {
-		s.grad = widen(graph.Gradient(loss, s.theta...))
-	}
-	return s
+// stepGraph is what the Step of a training graph and its groups' sub-steps share (compose.go).
+type stepGraph struct {
+	cfg    *Config
+	ctx    *context.Context
+	g      *graph.Graph
+	vars   []*context.Variable // trainable variables used by the graph, in context order
+	theta  []*Node             // their values θ at the start of the step
+	params map[string]*Node    // hyperparameters as scalars (Param), built once
+	own    string              // absolute scope of the optimizer's variables (Config.Scope)
 }
 
 // Theta returns θ, the values of the trainable variables at the start of the step, in context order.
@@ -266,10 +232,11 @@ func (s *Step) Scalar(v float64) *Node {
 	return graph.Scalar(s.g, computeDType(s.loss.DType()), v)
 }
 
-// GlobalStep returns the trainer's global step before this step (an int64 scalar, 0 on the first step), as
-// the base optimizer increments it afterwards.
+// GlobalStep returns the trainer's global step before this step (an int64 scalar, 0 on the first step): the
+// variable optimizers.GetGlobalStepVar of the trainer's context, which the base optimizer increments
+// afterwards.
 func (s *Step) GlobalStep() *Node {
-	return optimizers.GetGlobalStepVar(s.ctx.InAbsPath(context.RootScope)).ValueGraph(s.g)
+	return optimizers.GetGlobalStepVar(s.ctx).ValueGraph(s.g)
 }
 
 // SetCurvature sets the curvature metric g₁ᵀHg₁ of this step (see Metrics), for a method that computes it
@@ -326,7 +293,7 @@ func (s *Step) evaluate(p *pass, values []*Node) *Node {
 	}
 	for v := range before {
 		if !v.Trainable {
-			v.SetValueGraph(startValue(v, g))
+			v.SetValueGraph(s.startValue(v))
 		}
 	}
 	for i, v := range s.vars {
@@ -357,17 +324,17 @@ func (s *Step) evaluate(p *pass, values []*Node) *Node {
 		if value, found := before[v]; found {
 			v.SetValueGraph(value)
 		} else {
-			v.SetValueGraph(startValue(v, g)) // First used by this pass: leave it unchanged.
+			v.SetValueGraph(s.startValue(v)) // First used by this pass: leave it unchanged.
 		}
 	}
 	return loss
 }
 
-// startValue returns the value variable v had in graph g at the start of the step: its parameter node.
-func startValue(v *context.Variable, g *graph.Graph) *Node {
-	node := g.GetParameterByName(v.ParameterName())
+// startValue returns the value variable v had at the start of the step: its parameter node.
+func (s *Step) startValue(v *context.Variable) *Node {
+	node := s.g.GetParameterByName(v.ParameterName())
 	if node == nil {
-		panicf("gradreg: no parameter node for variable %q in graph #%d", v.ScopeAndName(), g.GraphId())
+		panicf("gr.%s: no parameter node for variable %q in graph #%d", s.cfg.name, v.ScopeAndName(), s.g.GraphId())
 	}
 	return node
 }

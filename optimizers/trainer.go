@@ -1,8 +1,6 @@
 package gr
 
 import (
-	"sync"
-
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -11,10 +9,18 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
-// Scope is the context scope reserved for this package's graph parameters and variables.
-const Scope = "/gradreg"
+// DefaultScope is the default of Config.Scope: the scope, relative to the trainer's context, under which an
+// optimizer of this package keeps its variables.
+const DefaultScope = "gradreg"
 
-// graphParamPass is the graph parameter (in Scope) that holds the *pass recorded by NewTrainer's model
+// Scope is where an optimizer with the default scope keeps its variables when its trainer was built on the
+// root context (the usual case): "/" + DefaultScope.
+const Scope = context.ScopeSeparator + DefaultScope
+
+// graphScope is the absolute scope of this package's graph parameters (per graph, not saved).
+const graphScope = Scope
+
+// graphParamPass is the graph parameter (in graphScope) that holds the *pass recorded by NewTrainer's model
 // function for the graph being built.
 const graphParamPass = "gr_pass"
 
@@ -48,7 +54,6 @@ type pass struct {
 func NewTrainer(backend backends.Backend, ctx *context.Context,
 	modelFn train.ModelFn, lossFn train.LossFn, optimizer optimizers.Interface,
 	trainMetrics, evalMetrics []metrics.Interface) *train.Trainer {
-	var passes sync.Map // GraphId → *pass
 	var trainer *train.Trainer
 	reg, _ := optimizer.(*Regularized)
 	recordingModelFn := func(ctx *context.Context, spec any, inputs []*Node) []*Node {
@@ -56,8 +61,7 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 		spec, phase := unwrapSpec(spec) // The spec given by StepSpec, EveryDataset or TrainStep (every.go).
 		p := &pass{ctx: ctx, spec: spec, inputs: inputs, modelFn: modelFn, lossFn: lossFn, phase: phase,
 			trainer: trainer}
-		passes.Store(g.GraphId(), p)
-		ctx.InAbsPath(Scope).SetGraphParam(g, graphParamPass, p)
+		ctx.InAbsPath(graphScope).SetGraphParam(g, graphParamPass, p)
 		return modelFn(ctx, spec, inputs)
 	}
 	var recordingLossFn train.LossFn
@@ -67,11 +71,12 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 			if g == nil {
 				return lossFn(labels, predictions)
 			}
-			pAny, found := passes.Load(g.GraphId())
-			if !found {
+			// The pass the model function recorded for this graph, in the context's graph parameters (the
+			// trainer calls the model function, then the loss function, with its context).
+			p := recordedPass(trainer.Context(), g)
+			if p == nil {
 				return lossFn(labels, predictions)
 			}
-			p := pAny.(*pass)
 			p.labels = labels
 			loss := lossFn(labels, predictions)
 			if reg == nil || !p.ctx.IsTraining(g) {
@@ -82,6 +87,7 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 	}
 	trainer = train.NewTrainer(backend, ctx, recordingModelFn, recordingLossFn, optimizer, trainMetrics, evalMetrics)
 	registerEveryTrainer(trainer, optimizer)
+	watchStabilityLogs(trainer)
 	return trainer
 }
 
@@ -99,7 +105,7 @@ func anyGraph(lists ...[]*Node) *graph.Graph {
 
 // recordedPass returns the pass NewTrainer recorded for g, or nil.
 func recordedPass(ctx *context.Context, g *graph.Graph) *pass {
-	p, found := ctx.InAbsPath(Scope).GetGraphParam(g, graphParamPass)
+	p, found := ctx.InAbsPath(graphScope).GetGraphParam(g, graphParamPass)
 	if !found {
 		return nil
 	}

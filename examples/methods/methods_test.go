@@ -311,7 +311,7 @@ func TestCustomUSAMIsUSAM(t *testing.T) {
 		custom, customM := p.run(t, context.New(), customUSAM(sgd(0.5)).Rho(0.3).Every(3).WarmUp(2).Done(), 5, viaGR)
 		assert.Equal(t, plain, custom, "Every, WarmUp: viaGR=%v", viaGR)
 		assert.Equal(t, plainM, customM, "metrics: viaGR=%v", viaGR)
-		require.Len(t, customM[0], 6, "loss metrics and the three GR metrics")
+		require.Len(t, customM[0], 7, "loss metrics and the four GR metrics")
 	}
 	newOpt := func() optimizers.Interface { return customUSAM(sgd(0.5)).Rho(0.3).Every(3).Done() }
 	uninterrupted, _ := p.run(t, context.New(), newOpt(), 6, true)

@@ -7,6 +7,7 @@ package grbackend
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/gomlx/gomlx/backends"
@@ -16,8 +17,15 @@ import (
 // New returns the backend our examples and tests use, and prints one line to stderr saying which:
 //
 //   - $GOMLX_BACKEND when set (e.g. "go", "xla:cpu", or "xla:/abs/path/pjrt_c_api_cuda_plugin.so");
-//   - otherwise XLA when a PJRT plugin is already installed (nothing is ever downloaded);
+//   - otherwise XLA when a PJRT plugin is already installed;
 //   - otherwise the pure-Go backend, "go".
+//
+// Nothing is ever downloaded: New turns off the XLA backend's auto-install (xla.EnableAutoInstall(false))
+// before creating it, also when $GOMLX_BACKEND names XLA. "xla:cpu" finds the plugin file
+// pjrt_c_api_cpu_plugin.so in $PJRT_PLUGIN_LIBRARY_PATH (or /usr/local/lib/go-xla, ~/.local/lib/go-xla);
+// .ci/install-xla-cpu DIR installs one from Python's package index. For XLA the line names the plugin's
+// path, the PJRT C API version it reports and its number of devices (XLA's CPU plugin makes 4 by default;
+// NewCPUDevices chooses).
 //
 // The pure-Go backend without options ("go", from $GOMLX_BACKEND or by default) runs as "go:ops_sequential"
 // (PureGoConfig): GoMLX v0.26.0's pure-Go backend can deadlock when it runs independent ops in parallel —
@@ -28,8 +36,51 @@ import (
 //
 // The XLA backend is compiled in on linux/amd64 and darwin unless built with the noxla tag.
 func New() (backends.Backend, error) {
+	config, source := choose()
+	noAutoInstall()
+	backend, err := backends.NewWithConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("gradreg: backend %q (%s): %w%s", config, source, err, hint(config))
+	}
+	announce(backend, config, source)
+	return backend, nil
+}
+
+// NewCPUDevices is New with the given number of CPU devices, for trainer.DistributedTrainStep on one
+// machine: XLA's CPU plugin takes the count as its client option cpu_device_count. The backend New would
+// pick must be XLA on a CPU plugin ("xla:cpu" or the path of a CPU plugin); otherwise it is an error
+// saying so: GoMLX's pure-Go backend has one device and refuses shardings. devices must be ≥ 1.
+func NewCPUDevices(devices int) (backends.Backend, error) {
+	if devices < 1 {
+		return nil, fmt.Errorf("gradreg: NewCPUDevices(devices=%d): devices must be ≥ 1", devices)
+	}
+	config, source := choose()
+	name, plugin, isXLA := strings.Cut(config, ":")
+	if !isXLA || !isXLAName(name) {
+		return nil, fmt.Errorf("gradreg: NewCPUDevices(%d): backend %q (%s) is not XLA; several devices need "+
+			"XLA's CPU plugin, e.g. GOMLX_BACKEND=xla:cpu (GoMLX's pure-Go backend has one device and refuses "+
+			"shardings)", devices, config, source)
+	}
+	noAutoInstall()
+	backend, err := newXLACPUDevices(plugin, devices)
+	if err != nil {
+		return nil, fmt.Errorf("gradreg: backend %q with %d CPU devices (%s): %w%s", config, devices, source, err,
+			hint(config))
+	}
+	if backend.NumDevices() != devices {
+		n := backend.NumDevices()
+		backend.Finalize()
+		return nil, fmt.Errorf("gradreg: backend %q (%s) made %d devices, not the %d asked for: is it a CPU "+
+			"plugin?", config, source, n, devices)
+	}
+	announce(backend, fmt.Sprintf("%s, cpu_device_count=%d", config, devices), source)
+	return backend, nil
+}
+
+// choose returns the configuration New uses and where it came from.
+func choose() (config, source string) {
 	config, found := os.LookupEnv(backends.ConfigEnvVar)
-	source := "from $" + backends.ConfigEnvVar
+	source = "from $" + backends.ConfigEnvVar
 	if !found || config == "" {
 		config, source = "go", "no PJRT plugin installed"
 		if plugins := installedXLAPlugins(); len(plugins) > 0 {
@@ -39,20 +90,45 @@ func New() (backends.Backend, error) {
 	if config == "go" {
 		config = PureGoConfig
 	}
-	backend, err := backends.NewWithConfig(config)
-	if err != nil {
-		return nil, fmt.Errorf("gradreg: backend %q (%s): %w", config, source, err)
+	return config, source
+}
+
+// hint says how to install XLA's CPU plugin when config names XLA without a plugin path.
+func hint(config string) string {
+	name, plugin, _ := strings.Cut(config, ":")
+	if !isXLAName(name) || strings.HasPrefix(plugin, "/") {
+		return ""
 	}
-	backendOnce.Do(func() {
-		fmt.Fprintf(os.Stderr, "gradreg: backend %s (%q, %s)\n", backend.Name(), config, source)
-	})
-	return backend, nil
+	return "; nothing is downloaded at run time: install XLA's CPU plugin with `.ci/install-xla-cpu DIR` " +
+		"(gradreg's repository) and set PJRT_PLUGIN_LIBRARY_PATH=DIR"
+}
+
+// isXLAName reports whether name is one of the names GoMLX registers its XLA backend under.
+func isXLAName(name string) bool {
+	switch name {
+	case "xla", "stablehlo", "hlo", "shlo":
+		return true
+	}
+	return false
 }
 
 // PureGoConfig is the backend configuration New uses for the pure-Go backend without options.
 const PureGoConfig = "go:ops_sequential"
 
-var backendOnce sync.Once
+// announced holds the lines already printed: each backend configuration is named once per process.
+var announced sync.Map
+
+// announce prints the backend line once per configuration.
+func announce(backend backends.Backend, config, source string) {
+	what := backend.Name()
+	if d := describeXLA(backend, config); d != "" {
+		what = d
+	}
+	line := fmt.Sprintf("gradreg: backend %s (%q, %s)", what, config, source)
+	if _, seen := announced.LoadOrStore(line, true); !seen {
+		fmt.Fprintln(os.Stderr, line)
+	}
+}
 
 // MustNew is New that panics on error.
 func MustNew() backends.Backend {

@@ -100,6 +100,11 @@ type Data struct {
 	// TrainEval, if not nil, is the training set once (finite), for the final train loss and accuracy.
 	TrainEval train.Dataset
 
+	// Val, if not nil, is the validation split held out from the training set (-val), once (finite): its
+	// accuracy at the end is Result.ValAccuracy. An example that does not support -val leaves it nil, and
+	// -val > 0 is then an error.
+	Val train.Dataset
+
 	// StepsPerEpoch converts -epochs to steps and is the default evaluation period.
 	StepsPerEpoch int
 
@@ -243,9 +248,9 @@ func (r *Runner) Run() (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		fmt.Printf("%s: step %d: test accuracy %.4f, test loss %.4f, train loss %.4f, train accuracy %.4f; "+
+		fmt.Printf("%s: step %d: test accuracy %.4f, test loss %.4f%s, train loss %.4f, train accuracy %.4f; "+
 			"%s/step (mean, step_ms=%.3f), CPU %s/step; %d parameters\n", r.entries[0].Label(), res.Steps,
-			res.TestAccuracy, res.TestLoss, res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
+			res.TestAccuracy, res.TestLoss, res.valText(), res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
 			float64(res.StepTime.Microseconds())/1000, res.StepCPU.Round(time.Microsecond), res.Params)
 		rep := &Report{Results: [][]*Result{{res}}, Entries: r.entries}
 		if r.opts.Plot != "" {
@@ -309,17 +314,27 @@ type Result struct {
 	Steps         int           `json:"steps"`
 	TestAccuracy  float64       `json:"test_accuracy"`
 	TestLoss      float64       `json:"test_loss"`
-	TrainLoss     float64       `json:"train_loss"`     // on Data.TrainEval at the end (else the last point's)
-	TrainAccuracy float64       `json:"train_accuracy"` // idem
-	StepTime      time.Duration `json:"step_time_ns"`   // mean over the steps but the first two
-	StepCPU       time.Duration `json:"step_cpu_ns"`    // mean process CPU time (user + system) per step, idem
-	Wall          time.Duration `json:"wall_ns"`        // whole run, evaluations included
-	Params        int           `json:"params"`         // trainable scalars
-	Fallbacks     int           `json:"fallbacks"`      // steps the non-finite guard ran as base steps
-	Skipped       int           `json:"skipped"`        // steps the non-finite guard skipped
+	TrainLoss     float64       `json:"train_loss"`             // on Data.TrainEval at the end (else the last point's)
+	TrainAccuracy float64       `json:"train_accuracy"`         // idem
+	ValAccuracy   *float64      `json:"val_accuracy,omitempty"` // on Data.Val at the end (-val); nil without
+	ValLoss       *float64      `json:"val_loss,omitempty"`     // idem
+	StepTime      time.Duration `json:"step_time_ns"`           // mean over the steps but the first two
+	StepCPU       time.Duration `json:"step_cpu_ns"`            // mean process CPU time (user + system) per step, idem
+	Wall          time.Duration `json:"wall_ns"`                // whole run, evaluations included
+	Params        int           `json:"params"`                 // trainable scalars
+	Fallbacks     int           `json:"fallbacks"`              // steps the non-finite guard ran as base steps
+	Skipped       int           `json:"skipped"`                // steps the non-finite guard skipped
 	Curve         []Point       `json:"curve"`
 
 	Ctx *context.Context `json:"-"` // the run's context (variables, hyperparameters) for tests and tools
+}
+
+// valText is ", validation accuracy A, validation loss L" with -val, "" without.
+func (res *Result) valText() string {
+	if res.ValAccuracy == nil {
+		return ""
+	}
+	return fmt.Sprintf(", validation accuracy %.4f, validation loss %.4f", *res.ValAccuracy, *res.ValLoss)
 }
 
 // steps returns the number of training steps of a run.
@@ -394,6 +409,10 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if val := context.GetParamOr(ctx, ParamVal, 0.0); val != 0 && data.Val == nil {
+		return nil, errors.Errorf("-val (%s) = %g: example %s does not hold out a validation split", ParamVal, val,
+			r.ex.Name)
+	}
 	total, err := steps(ctx, data)
 	if err != nil {
 		return nil, err
@@ -430,7 +449,14 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	}
 	trainer := gr.NewTrainer(r.backend, ctx, r.ex.Model, lossFn, opt, trainMetrics,
 		[]metrics.Interface{metrics.NewSparseCategoricalAccuracy("Mean Accuracy", "#acc")})
-	first := len(trainer.TrainMetrics()) - len(trainMetrics) // index of "acc" in a step's metrics
+	trainAt, err := metricIndex(trainer.TrainMetrics(), isGR)
+	if err != nil {
+		return nil, err
+	}
+	evalAt, err := metricIndex(trainer.EvalMetrics(), false)
+	if err != nil {
+		return nil, err
+	}
 
 	res = &Result{Entry: e.Label(), Spec: e.String(), Method: e.Method, Seed: seed, Steps: total, Ctx: ctx}
 	var ckpt *checkpoints.Handler
@@ -469,7 +495,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 		if err != nil {
 			return err
 		}
-		p := Point{Step: step, TestLoss: scalar(m[1]), TestAccuracy: scalar(m[len(m)-1])}
+		p := Point{Step: step, TestLoss: scalar(m[evalAt[metricEvalLoss]]), TestAccuracy: scalar(m[evalAt[metricEvalAccuracy]])}
 		acc.fill(&p, isGR)
 		res.Curve = append(res.Curve, p)
 		if r.opts.Quiet { // No progress bar: one line per evaluation (for logs).
@@ -495,9 +521,9 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 				hookCPU += cpuTime() - c0
 			}
 		}()
-		avg.add(m, first, isGR)
+		avg.add(m, trainAt, isGR)
 		if isGR {
-			res.Fallbacks, res.Skipped = int(scalar(m[first+5])), int(scalar(m[first+6]))
+			res.Fallbacks, res.Skipped = int(scalar(m[trainAt[metricFallbacks]])), int(scalar(m[trainAt[metricSkipped]]))
 		}
 		step := int(loop.LoopStep) + 1
 		if step%evalEvery == 0 || step == total {
@@ -547,6 +573,14 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			return nil, err
 		}
 		res.TrainLoss, res.TrainAccuracy = scalar(m[1]), scalar(m[len(m)-1])
+	}
+	if data.Val != nil {
+		m, err := trainer.Eval(resetting(data.Val))
+		if err != nil {
+			return nil, err
+		}
+		loss, acc := scalar(m[1]), scalar(m[len(m)-1])
+		res.ValLoss, res.ValAccuracy = &loss, &acc
 	}
 	for v := range ctx.IterVariables() {
 		if v.Trainable {
@@ -602,16 +636,53 @@ type stepAverages struct {
 	loss, acc, gradNorm, curvat float64
 }
 
-// add adds one step's metrics: m = [loss+, ~loss+, ~loss, acc, ~acc, ‖g‖, pen, gHg, fb, skip] (first =
-// index of acc).
-func (a *stepAverages) add(m []*tensors.Tensor, first int, isGR bool) {
+// add adds one step's metrics m, whose positions by metric name are at (metricIndex).
+func (a *stepAverages) add(m []*tensors.Tensor, at map[string]int, isGR bool) {
 	a.n++
-	a.loss += scalar(m[0])
-	a.acc += scalar(m[first])
+	a.loss += scalar(m[at[metricTrainLoss]])
+	a.acc += scalar(m[at[metricTrainAccuracy]])
 	if isGR {
-		a.gradNorm += scalar(m[first+2])
-		a.curvat += scalar(m[first+4])
+		a.gradNorm += scalar(m[at[metricGradNorm]])
+		a.curvat += scalar(m[at[metricCurvature]])
 	}
+}
+
+// Names of the metrics the runner reads (metrics.Interface.Name): GoMLX's trainer's, the runner's own and
+// those of gr.Metrics and gr.GuardMetrics.
+const (
+	metricTrainLoss     = "Batch Loss+Regularization"
+	metricTrainAccuracy = "Batch Accuracy"
+	metricEvalLoss      = "Mean Loss"
+	metricEvalAccuracy  = "Mean Accuracy"
+	metricGradNorm      = "GR ‖∇L‖"
+	metricCurvature     = "GR curvature"
+	metricFallbacks     = "GR fallbacks"
+	metricSkipped       = "GR skipped"
+)
+
+// metricIndex returns the position of each metric of ms by name, checking that the metrics the runner reads
+// are there (with gr, the GR metrics too): the trainer's results follow the order of its metrics, which
+// changes with the metrics other packages add.
+func metricIndex(ms []metrics.Interface, gr bool) (map[string]int, error) {
+	at := make(map[string]int, len(ms))
+	for i, m := range ms {
+		at[m.Name()] = i
+	}
+	var want []string
+	if _, train := at[metricTrainLoss]; train {
+		want = []string{metricTrainLoss, metricTrainAccuracy}
+		if gr {
+			want = append(want, metricGradNorm, metricCurvature, metricFallbacks, metricSkipped)
+		}
+	} else {
+		want = []string{metricEvalLoss, metricEvalAccuracy}
+	}
+	for _, name := range want {
+		if _, found := at[name]; !found {
+			return nil, errors.Errorf("run: the trainer has no metric named %q", name)
+		}
+	}
+	return at, nil
 }
 
 func (a *stepAverages) fill(p *Point, isGR bool) {

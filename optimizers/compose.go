@@ -1,0 +1,180 @@
+package gr
+
+import (
+	"fmt"
+
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// How the options compose. One training step builds, in this order:
+//
+//  1. Groups (groups.go): the batch is split into m groups; each group gets its own sub-step (newSubStep)
+//     with its own loss Lₖ and g₁ᵏ = ∇Lₖ(θ), and the step's g₁ is the mean of the g₁ᵏ. Without Groups the
+//     step is its own single group.
+//  2. The method: its combined gradient, run on each group and averaged (groupsGrad). Its state writes and
+//     curvature are averaged likewise.
+//  3. Fallback (GuardNonFinite): where the method's gradient is not finite while L and g₁ are, g = g₁, and
+//     the step counts one MetricFallbacks. It sits right after the method, so that everything after it
+//     (the correction Every stores, the warm-up) sees a finite gradient.
+//  4. Every(k): on full steps the method's gradient, and its correction c = g − g₁ is stored; on reuse steps
+//     g = g₁ + c_stored (or the method's Reuse). The graph that does not know the step's phase builds both
+//     and selects with t mod k = 0; the state each phase writes is committed for the selected phase only.
+//  5. WarmUp/ZeroWarmUp: g = g₁ + w_t·c with c = g − g₁ of the previous stage, so the ramp scales the
+//     correction whichever of full or reuse produced it. The metrics are published here (the penalty
+//     scaled by w_t).
+//  6. Guard (GuardNonFinite): ok = L and g finite; the gradient is rounded to each variable's dtype and
+//     handed to the base optimizer, and where ok is false every variable the step changed keeps its
+//     pre-step value (UpdateGraph, or UpdateGraphWithGradients under accumulation).
+//
+// Groups is outermost in data (each group runs the method) but the fallback, Every and WarmUp act on the
+// mean over the groups: a group cannot fall back alone, and Every stores one correction for the step.
+
+// prepare builds the step's combined gradient from the total loss L (every train.AddLoss term included) and
+// stores it for the graph. accumulating says the graph is one of Trainer.AccumulateGradients.
+func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, p *pass, accumulating bool) *prepared {
+	if !loss.Shape().IsScalar() {
+		panicf("gr.%s: the loss must be a scalar, got shape %s", r.cfg.name, loss.Shape())
+	}
+	if accumulating && r.Every() > 1 {
+		panicf("gr.%s: Every(%d) cannot be combined with Trainer.AccumulateGradients (the stored correction "+
+			"would be refreshed by one micro-batch of the cycle only): use Every(1), or no accumulation",
+			r.cfg.name, r.Every())
+	}
+	s := newStep(r.cfg, ctx, g, loss, p)     // 1. Groups.
+	grads := s.narrow(r.cfg.combine(s))      // 2.–5. The method, fallback, Every, WarmUp.
+	prep := &prepared{step: s, grads: grads} // 6. The guard (with apply).
+	if r.cfg.guardOn() {
+		prep.ok = graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(grads...))
+		if s.fallback != nil {
+			addToCounter(ctx, g, s.own, MetricFallbacks, s.fallback)
+		}
+	}
+	ctx.InAbsPath(graphScope).SetGraphParam(g, graphParamPrepared, prep)
+	ctx.InAbsPath(graphScope).SetGraphParam(g, graphParamOwnScope, s.own) // For the metrics (metrics.go).
+	return prep
+}
+
+// newStep returns the Step of a training graph: θ, g₁ and, with Groups, the groups' sub-steps.
+func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node, p *pass) *Step {
+	sg := &stepGraph{cfg: cfg, ctx: ctx, g: g, params: map[string]*Node{}, own: cfg.ownScope(ctx)}
+	for v := range ctx.IterVariables() {
+		if v.Trainable && v.InUseByGraph(g) {
+			sg.vars = append(sg.vars, v)
+			sg.theta = append(sg.theta, v.ValueGraph(g))
+		}
+	}
+	s := newSubStep(sg, p, loss)
+	if cfg.groupsOn() {
+		s.needPass(fmt.Sprintf("Groups(%d) evaluates the model on each group of the batch", cfg.groups))
+		s.splitGroups() // Sets s.groups and s.grad (groups.go).
+	} else {
+		s.grad = widen(graph.Gradient(loss, sg.theta...))
+	}
+	return s
+}
+
+// newSubStep returns a Step of graph sg evaluated on p (the whole batch, or one group of it) with loss
+// loss: the one constructor of the whole step and of the groups' steps. The caller sets its g₁.
+func newSubStep(sg *stepGraph, p *pass, loss *Node) *Step {
+	return &Step{stepGraph: sg, pass: p, loss: loss, pending: map[string][]*Node{}}
+}
+
+// combine returns the gradient handed to the base optimizer: the method's with the fallback, Every and
+// WarmUp applied (steps 2–5 above); it writes the step's state and publishes the step's metrics.
+func (c *Config) combine(s *Step) []*Node {
+	s.warm = warmUpFactor(s)
+	k := max(c.sched.every, 1)
+	phase := phaseAscent
+	if k > 1 {
+		phase = phaseAny
+		if s.pass != nil {
+			phase = s.pass.phase
+		}
+	}
+	store := k > 1 && c.reuse == nil // store the correction for the default reuse
+	switch phase {
+	case phaseAscent, phaseSkip:
+		branch := PhaseFull
+		if phase == phaseSkip {
+			branch = PhaseReuse
+		}
+		g, corr := s.branch(branch, store)
+		s.commit(s.pending, nil, nil)
+		s.publishMetrics(nil)
+		return s.warmed(g, corr)
+	}
+
+	// Unknown phase: both branches, selected by t % k == 0.
+	s.warnBothBranches() // Once per trainer (everywarn.go).
+	gFull, corrFull := s.branch(PhaseFull, store)
+	full, curvature := s.pending, s.curvature
+	gReuse, corrReuse := s.branch(PhaseReuse, store)
+	step := s.GlobalStep()
+	ascent := graph.Equal(graph.ModScalar(step, k), graph.ScalarZero(s.g, step.DType()))
+	s.commit(full, s.pending, ascent)
+	if s.fallback != nil { // Counted when the full phase is the step's.
+		s.fallback = graph.LogicalAnd(s.fallback, ascent)
+	}
+	s.curvature = curvature
+	s.publishMetrics(ascent)
+	if s.warm == nil {
+		return whereVec(ascent, gFull, gReuse)
+	}
+	return s.warmed(nil, whereVec(ascent, s.correction(gFull, corrFull), s.correction(gReuse, corrReuse)))
+}
+
+// branch builds one phase of Every: the method's gradient with the fallback (PhaseFull) or its reuse
+// computation (PhaseReuse), then the state updates. It returns the gradient g and, when known, the
+// correction g − g₁ (nil otherwise). With store, the full phase writes the correction and the reuse phase
+// returns g₁ + it.
+func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
+	s.phase, s.pending = phase, map[string][]*Node{}
+	switch {
+	case phase == PhaseFull:
+		g = s.withFallback(s.groupsGrad()) // Steps 2 and 3.
+		if store {
+			corr = SubVec(g, s.grad)
+			s.pending[correctionScope] = corr
+		}
+	case s.cfg.reuse != nil:
+		g = s.cfg.reuse(s)
+	default:
+		corr = varValues(s.g, s.stateVars(correctionScope))
+		g = AddVec(s.grad, corr)
+	}
+	if s.cfg.update != nil {
+		s.cfg.update(s)
+	}
+	return g, corr
+}
+
+// withFallback returns the method's gradient out where it is finite and g₁ elsewhere, when the guard is on,
+// and sets s.fallback: the method's gradient was not finite while L and g₁ were.
+func (s *Step) withFallback(out []*Node) []*Node {
+	if !s.cfg.guardOn() {
+		return out
+	}
+	gOK := allFinite(out...)
+	s.fallback = graph.LogicalAnd(graph.LogicalNot(gOK), graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(s.grad...)))
+	for i := range out {
+		out[i] = graph.Where(gOK, out[i], s.grad[i])
+	}
+	return out
+}
+
+// correction returns corr, or g − g₁ when corr is nil.
+func (s *Step) correction(g, corr []*Node) []*Node {
+	if corr != nil {
+		return corr
+	}
+	return SubVec(g, s.grad)
+}
+
+// warmed returns g without warm-up, else g₁ + w_t·c, with c the correction (from g when corr is nil).
+func (s *Step) warmed(g, corr []*Node) []*Node {
+	if s.warm == nil {
+		return g
+	}
+	return AddVec(s.grad, ScaleVec(s.warm, s.correction(g, corr)))
+}

@@ -1,0 +1,38 @@
+package grbackend_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestNewCPUDevicesErrors: a count below 1, and a backend other than XLA, are errors naming the cause.
+func TestNewCPUDevicesErrors(t *testing.T) {
+	_, err := grbackend.NewCPUDevices(0)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "devices must be ≥ 1")
+
+	t.Setenv(backends.ConfigEnvVar, "go")
+	_, err = grbackend.NewCPUDevices(2)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is not XLA")
+}
+
+// TestNewCPUDevices: on XLA's CPU plugin ($GOMLX_BACKEND=xla:cpu), NewCPUDevices(n) has n devices.
+func TestNewCPUDevices(t *testing.T) {
+	if !strings.HasPrefix(os.Getenv(backends.ConfigEnvVar), "xla") {
+		t.Skipf("needs $%s=xla:cpu (XLA's CPU plugin, e.g. installed by .ci/install-xla-cpu); it is %q",
+			backends.ConfigEnvVar, os.Getenv(backends.ConfigEnvVar))
+	}
+	for _, n := range []int{1, 2, 4} {
+		b, err := grbackend.NewCPUDevices(n)
+		require.NoError(t, err)
+		assert.Equal(t, n, b.NumDevices())
+		b.Finalize()
+	}
+}
