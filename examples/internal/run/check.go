@@ -70,6 +70,7 @@ func Exec(ex *Example, fs *flag.FlagSet, args []string, stderr io.Writer) (code 
 		fmt.Fprintf(stderr, "%s: %v\n", ex.Name, err)
 		return ExitUsage
 	}
+	r.stderr = stderr
 	if _, err = r.Run(); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", ex.Name, err)
 		if IsUsage(err) {

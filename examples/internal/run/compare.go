@@ -223,7 +223,7 @@ func (r *runner) compare() (*Report, error) {
 			if err := r.writeReport(rep, s+1); err != nil && writeErr == nil {
 				// Training goes on; the table is printed at the end, and the command exits with an error.
 				writeErr = err
-				fmt.Fprintf(os.Stderr, "%s: %v; training goes on, the table will be printed\n", r.ex.Name, err)
+				fmt.Fprintf(r.stderr, "%s: %v; training goes on, the table will be printed\n", r.ex.Name, err)
 			}
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	stderrors "errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -131,6 +132,7 @@ type runner struct {
 	entries  []Entry
 	single   bool // one method, one seed: no comparison table
 	backend  backends.Backend
+	stderr   io.Writer // warnings (os.Stderr; Exec's writer)
 }
 
 // Main parses the command line and runs (Exec); it exits with Exec's code: 0, ExitUsage (2) for a usage
@@ -139,7 +141,7 @@ func Main(ex *Example) { os.Exit(Exec(ex, flag.CommandLine, os.Args[1:], os.Stde
 
 // Parse registers the runner's flags and the example's on fs and parses args.
 func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
-	r := &runner{ex: ex, explicit: map[string]bool{}}
+	r := &runner{ex: ex, explicit: map[string]bool{}, stderr: os.Stderr}
 	settings := runnerSettings()
 	for i, s := range settings {
 		if d, ok := ex.Defaults[s.Key]; ok {
@@ -506,7 +508,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			return nil, asUsage(errors.WithMessage(err, "-checkpoint"))
 		}
 		for _, b := range ckpt.Skipped() {
-			fmt.Fprintf(os.Stderr, "%s: %v: resuming from the newest intact one, %s\n", r.ex.Name, b, ckpt.Loaded())
+			fmt.Fprintf(r.stderr, "%s: %v: resuming from the newest intact one, %s\n", r.ex.Name, b, ckpt.Loaded())
 		}
 		if ckpt.Loaded() != "" {
 			var rec checkpointRecord
@@ -538,7 +540,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	if sk, ok := data.Train.(Seeker); ok {
 		sk.Seek(startStep)
 	} else if startStep > 0 {
-		fmt.Fprintf(os.Stderr, "%s: the training data restarts at its first batch (the dataset cannot seek)\n",
+		fmt.Fprintf(r.stderr, "%s: the training data restarts at its first batch (the dataset cannot seek)\n",
 			r.ex.Name)
 	}
 	if !r.opts.Quiet {
@@ -597,7 +599,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			if err := ckpt.Save(); err != nil && res.saveErr == nil {
 				// Training goes on (its result is still worth having); the command exits with an error.
 				res.saveErr = err
-				fmt.Fprintf(os.Stderr, "%s: %v; training goes on\n", r.ex.Name, err)
+				fmt.Fprintf(r.stderr, "%s: %v; training goes on\n", r.ex.Name, err)
 			}
 		}
 		hookTime = append(hookTime, time.Since(t0))
