@@ -39,6 +39,9 @@ const guardCycleVar = "cycle_not_finite"
 // prepareFromLoss is the body of NewTrainer's loss function in a training graph: fnLoss is the loss
 // function's value. It computes the combined gradient (prepare) and returns the loss to give the trainer.
 func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) *Node {
+	if r.mustRefresh().none() {
+		return fnLoss
+	}
 	g := fnLoss.Graph()
 	if !fnLoss.Shape().IsScalar() {
 		fnLoss = graph.ReduceAllMean(fnLoss) // As train.Trainer does.
@@ -70,7 +73,7 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 			grads[i] = graph.Where(prep.ok, gi, graph.ZerosLike(gi))
 		}
 		guardVariables(p.ctx, g, prep.ok) // The model's own updates (e.g. batch-norm statistics).
-		v := cycleVar(p.ctx)
+		v := cycleVar(p.ctx, prep.step.own)
 		v.SetValueGraph(graph.LogicalOr(v.ValueGraph(g), graph.LogicalNot(prep.ok)))
 	}
 	if terms != nil {
@@ -86,8 +89,8 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 }
 
 // cycleVar is the Bool variable that marks an accumulation cycle with a non-finite micro-batch.
-func cycleVar(ctx *context.Context) *context.Variable {
-	return ownVar(ctx, Scope+"/guard", guardCycleVar, shapes.Make(dtypes.Bool))
+func cycleVar(ctx *context.Context, own string) *context.Variable {
+	return ownVar(ctx, own+"/guard", guardCycleVar, shapes.Make(dtypes.Bool))
 }
 
 // UpdateGraphWithGradients applies gradients computed elsewhere — by Trainer.AccumulateGradients, from the
@@ -96,6 +99,10 @@ func cycleVar(ctx *context.Context) *context.Variable {
 // prepared by NewTrainer's loss function (e.g. a trainer built by train.NewTrainer): the gradients would be
 // the plain ∇L and the step silently the base optimizer's.
 func (r *Regularized) UpdateGraphWithGradients(ctx *context.Context, grads []*Node, lossDType dtypes.DType) {
+	if r.mustRefresh().none() {
+		r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
+		return
+	}
 	if len(grads) == 0 {
 		panicf("gr.%s: UpdateGraphWithGradients got no gradients", r.cfg.name)
 	}
@@ -109,11 +116,11 @@ func (r *Regularized) UpdateGraphWithGradients(ctx *context.Context, grads []*No
 	}
 	var ok *Node
 	if prep.ok != nil {
-		v := cycleVar(ctx)
+		v := cycleVar(ctx, r.cfg.ownScope(ctx))
 		ok = graph.LogicalAnd(graph.LogicalNot(v.ValueGraph(g)), allFinite(grads...))
 	}
 	r.apply(ctx, g, grads, ok, lossDType)
 	if ok != nil {
-		cycleVar(ctx).SetValueGraph(graph.Const(g, false)) // Next cycle.
+		cycleVar(ctx, r.cfg.ownScope(ctx)).SetValueGraph(graph.Const(g, false)) // Next cycle.
 	}
 }

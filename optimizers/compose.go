@@ -47,16 +47,17 @@ func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, 
 	if r.cfg.guardOn() {
 		prep.ok = graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(grads...))
 		if s.fallback != nil {
-			addToCounter(ctx, g, MetricFallbacks, s.fallback)
+			addToCounter(ctx, g, s.own, MetricFallbacks, s.fallback)
 		}
 	}
-	ctx.InAbsPath(Scope).SetGraphParam(g, graphParamPrepared, prep)
+	ctx.InAbsPath(graphScope).SetGraphParam(g, graphParamPrepared, prep)
+	ctx.InAbsPath(graphScope).SetGraphParam(g, graphParamOwnScope, s.own) // For the metrics (metrics.go).
 	return prep
 }
 
 // newStep returns the Step of a training graph: θ, g₁ and, with Groups, the groups' sub-steps.
 func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node, p *pass) *Step {
-	sg := &stepGraph{cfg: cfg, ctx: ctx, g: g, params: map[string]*Node{}}
+	sg := &stepGraph{cfg: cfg, ctx: ctx, g: g, params: map[string]*Node{}, own: cfg.ownScope(ctx)}
 	for v := range ctx.IterVariables() {
 		if v.Trainable && v.InUseByGraph(g) {
 			sg.vars = append(sg.vars, v)

@@ -12,14 +12,14 @@ import (
 // Default: true.
 const ParamGuardNonFinite = "gr_guard_non_finite"
 
-// Names of the guard's counters: int64 variables under Scope + "/guard", saved by checkpoints.
+// Names of the guard's counters: int64 variables under Config.Scope + "/guard", saved by checkpoints.
 const (
 	MetricFallbacks = "gr_fallbacks" // steps that fell back to the base step with g₁
 	MetricSkipped   = "gr_skipped"   // steps that wrote nothing (loss or gradient not finite)
 )
 
 func init() {
-	readParamIfSet(ParamGuardNonFinite, true, (*Config).GuardNonFinite)
+	readParamIfSet(ParamGuardNonFinite, true, (*Config).GuardNonFinite, (*Config).guardOn)
 }
 
 // GuardNonFinite turns the non-finite guard on or off. Default: on.
@@ -37,7 +37,7 @@ func init() {
 // If the method's gradient is not finite while L and g₁ are (the perturbed evaluation overshot — the
 // failure specific to these methods), the step falls back to the base step with g₁ (with Every, the
 // stored correction is then refreshed to 0) and training goes on. Each such step adds one to the int64
-// variable MetricFallbacks under Scope + "/guard"; each step that wrote nothing adds one to MetricSkipped;
+// variable MetricFallbacks under Config.Scope + "/guard"; each step that wrote nothing adds one to MetricSkipped;
 // GuardMetrics shows both. Variables written by train.AddPerStepUpdateGraphFn hooks (run after the
 // optimizer) are not guarded. Cost: a finiteness test of L, g₁ and g and one select per updated variable.
 //
@@ -64,14 +64,14 @@ func allFinite(x ...*Node) *Node {
 	return ok
 }
 
-// counterVar returns the int64 counter name under Scope/guard.
-func counterVar(ctx *context.Context, name string) *context.Variable {
-	return ownVar(ctx, Scope+"/guard", name, shapes.Make(dtypes.Int64))
+// counterVar returns the int64 counter name under own/guard (own: the optimizer's absolute scope).
+func counterVar(ctx *context.Context, own, name string) *context.Variable {
+	return ownVar(ctx, own+"/guard", name, shapes.Make(dtypes.Int64))
 }
 
 // addToCounter adds 1 to the counter when the Bool scalar when is true.
-func addToCounter(ctx *context.Context, g *graph.Graph, name string, when *Node) {
-	v := counterVar(ctx, name)
+func addToCounter(ctx *context.Context, g *graph.Graph, own, name string, when *Node) {
+	v := counterVar(ctx, own, name)
 	v.SetValueGraph(graph.Add(v.ValueGraph(g), graph.ConvertDType(when, dtypes.Int64)))
 }
 
@@ -93,9 +93,9 @@ func guardVariables(ctx *context.Context, g *graph.Graph, ok *Node) {
 }
 
 // guardStep is the guard at the end of an optimizer step: guardVariables, then the skipped counter.
-func guardStep(ctx *context.Context, g *graph.Graph, ok *Node) {
+func guardStep(ctx *context.Context, g *graph.Graph, own string, ok *Node) {
 	guardVariables(ctx, g, ok)
-	addToCounter(ctx, g, MetricSkipped, graph.LogicalNot(ok))
+	addToCounter(ctx, g, own, MetricSkipped, graph.LogicalNot(ok))
 }
 
 // GuardMetrics returns the guard's counters as train metrics, to pass with trainMetrics to NewTrainer:
@@ -112,6 +112,6 @@ func GuardMetrics() []metrics.Interface {
 func counterMetric(name string) metrics.BaseMetricGraph {
 	return func(ctx *context.Context, _, predictions []*Node) *Node {
 		g := predictions[0].Graph()
-		return graph.ConvertDType(counterVar(ctx, name).ValueGraph(g), metricDType(ctx, g))
+		return graph.ConvertDType(counterVar(ctx, metricsScope(ctx, g), name).ValueGraph(g), metricDType(ctx, g))
 	}
 }

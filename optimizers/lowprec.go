@@ -6,7 +6,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
 )
 
-// MetricRoundedToZero is the name of the metric of PrecisionMetrics: the variable under Scope + "/metrics"
+// MetricRoundedToZero is the name of the metric of PrecisionMetrics: the variable under Config.Scope + "/metrics"
 // that holds its last value.
 const MetricRoundedToZero = "rounded_to_zero"
 
@@ -72,7 +72,7 @@ func (s *Step) perturb(offset []*Node) []*Node {
 			lost, moved = graph.Add(lost, l), graph.Add(moved, m)
 		}
 	}
-	scoped := s.ctx.InAbsPath(Scope)
+	scoped := s.ctx.InAbsPath(graphScope)
 	if _, found := scoped.GetGraphParam(s.g, graphParamMetric+MetricRoundedToZero); !found && lost != nil {
 		// Nodes the metric does not read are pruned by the backends: no cost without PrecisionMetrics.
 		zero := graph.ZerosLike(moved)
@@ -89,7 +89,7 @@ func (s *Step) perturb(offset []*Node) []*Node {
 // weight has a non-zero perturbation). Near 0 with float32 variables; with bfloat16 variables (8 bits of
 // mantissa) a large fraction says the method's correction is mostly rounding: keep the variables in
 // float32 and cast inside the model (mixed precision) instead. It keeps its last value on steps without a
-// perturbed evaluation, in a variable under Scope + "/metrics" (saved by checkpoints).
+// perturbed evaluation, in a variable under Config.Scope + "/metrics" (saved by checkpoints).
 func PrecisionMetrics() []metrics.Interface {
 	return []metrics.Interface{
 		metrics.NewBaseMetric("GR rounded to zero", "rnd0", MetricType, metricFn(MetricRoundedToZero), nil),

@@ -12,16 +12,17 @@ import (
 // MetricType is the metrics.Interface MetricType of the GR metrics.
 const MetricType = "gr"
 
-// Names of the GR metrics: the variables under Scope + "/metrics" that hold their last values.
+// Names of the GR metrics: the variables under Config.Scope + "/metrics" that hold their last values.
 const (
 	MetricGradNorm  = "grad_norm" // ‖g₁‖
 	MetricPenalty   = "penalty"   // (γ/2)‖g₁‖², or the method's own penalty (Config.Penalty)
 	MetricCurvature = "curvature" // g₁ᵀHg₁
+	MetricSharpness = "sharpness" // λ̂ = g₁ᵀHg₁/‖g₁‖²
 )
 
 // Metrics returns the GR metrics of the training step, to pass as trainMetrics to NewTrainer (or
 // train.NewTrainer): the progress bar shows them and, since each keeps its last value in a non-trainable
-// variable of the loss dtype under Scope + "/metrics", checkpoints record them. With g₁ = ∇L(θ):
+// variable of the loss dtype under Config.Scope + "/metrics", checkpoints record them. With g₁ = ∇L(θ):
 //
 //   - "GR ‖∇L‖" (‖g‖): ‖g₁‖, the global L2 norm over all trainable variables.
 //   - "GR penalty" (pen): w_t·P, with w_t the weight of WarmUp/ZeroWarmUp (1 without) and P the penalty
@@ -34,6 +35,11 @@ const (
 //     g₁ᵀ[∇L(θ + o) − g₁]·‖g₁‖²/(g₁ᵀo), which is g₁ᵀ[∇L(θ + εg₁) − g₁]/ε for F-GR, and exactly g₁ᵀHg₁ on a
 //     quadratic loss. DoubleBackprop gives the exact g₁ᵀHg₁. It is 0 when g₁ᵀo = 0. On the steps that
 //     compute no perturbed gradient (the skip steps of Every) it keeps its last value.
+//   - "GR sharpness" (λ̂): g₁ᵀHg₁/‖g₁‖², the curvature along the gradient (a Rayleigh quotient of H, so
+//     at most its largest eigenvalue; at the edge of stability the gradient turns towards the top
+//     eigenvector and λ̂ approaches it). It is the curvature metric divided by ‖g₁‖², no extra pass; 0 when
+//     g₁ = 0, and it keeps its last value when the curvature does. The stability check (stability.go)
+//     compares it with the learning rate.
 //
 // With an optimizer that is not from this package the metrics stay at 0.
 func Metrics() []metrics.Interface {
@@ -41,10 +47,11 @@ func Metrics() []metrics.Interface {
 		metrics.NewBaseMetric("GR ‖∇L‖", "‖g‖", MetricType, metricFn(MetricGradNorm), nil),
 		metrics.NewBaseMetric("GR penalty", "pen", MetricType, metricFn(MetricPenalty), nil),
 		metrics.NewBaseMetric("GR curvature", "gHg", MetricType, metricFn(MetricCurvature), nil),
+		metrics.NewBaseMetric("GR sharpness", "λ̂", MetricType, metricFn(MetricSharpness), nil),
 	}
 }
 
-// graphParamMetric is the graph parameter (in Scope) that holds the value of a metric computed in this
+// graphParamMetric is the graph parameter (in graphScope) that holds the value of a metric computed in this
 // graph; graphParamCurvatureValid holds the Bool scalar that says whether the curvature is fresh (nil:
 // always when present).
 const (
@@ -57,15 +64,15 @@ const (
 func metricFn(name string) metrics.BaseMetricGraph {
 	return func(ctx *context.Context, _, predictions []*Node) *Node {
 		g := predictions[0].Graph()
-		scoped := ctx.InAbsPath(Scope)
-		v := ownVar(ctx, Scope+"/metrics", name, shapes.Make(metricDType(ctx, g)))
+		scoped := ctx.InAbsPath(graphScope)
+		v := ownVar(ctx, metricsScope(ctx, g)+"/metrics", name, shapes.Make(metricDType(ctx, g)))
 		last := v.ValueGraph(g)
 		value, found := scoped.GetGraphParam(g, graphParamMetric+name)
 		if !found || value == nil {
 			return last
 		}
 		fresh := graph.ConvertDType(value.(*Node), last.DType())
-		if name == MetricCurvature {
+		if name == MetricCurvature || name == MetricSharpness {
 			if valid, ok := scoped.GetGraphParam(g, graphParamCurvatureValid); ok && valid != nil {
 				fresh = graph.Where(valid.(*Node), fresh, last)
 			}
@@ -89,6 +96,13 @@ func (s *Step) recordCurvature(offset, grads []*Node) {
 	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, InnerProduct(s.grad, s.grad)), safeDen))
 }
 
+// sharpness returns λ̂ = curvature/sq (sq = ‖g₁‖²), or 0 when sq = 0.
+func sharpness(curvature, sq *Node) *Node {
+	zero := graph.ZerosLike(sq)
+	isZero := graph.Equal(sq, zero)
+	return graph.Where(isZero, zero, graph.Div(curvature, graph.Where(isZero, graph.OnesLike(sq), sq)))
+}
+
 // penaltyValue returns the method's penalty (Config.Penalty; default (γ/2)‖g₁‖² for a method with γ) scaled
 // by w_t under warm-up, or nil when the method defines none.
 func (s *Step) penaltyValue(sq *Node) *Node {
@@ -110,7 +124,7 @@ func (s *Step) penaltyValue(sq *Node) *Node {
 // publishMetrics makes this step's metrics available to the metrics built by Metrics. curvatureValid, when
 // not nil, is a Bool scalar that says whether the curvature was measured in this step.
 func (s *Step) publishMetrics(curvatureValid *Node) {
-	scoped := s.ctx.InAbsPath(Scope)
+	scoped := s.ctx.InAbsPath(graphScope)
 	sq := InnerProduct(s.grad, s.grad)
 	scoped.SetGraphParam(s.g, graphParamMetric+MetricGradNorm, graph.Sqrt(sq))
 	if penalty := s.penaltyValue(sq); penalty != nil {
@@ -118,6 +132,7 @@ func (s *Step) publishMetrics(curvatureValid *Node) {
 	}
 	if s.curvature != nil {
 		scoped.SetGraphParam(s.g, graphParamMetric+MetricCurvature, s.curvature)
+		scoped.SetGraphParam(s.g, graphParamMetric+MetricSharpness, sharpness(s.curvature, sq))
 		if curvatureValid != nil {
 			scoped.SetGraphParam(s.g, graphParamCurvatureValid, curvatureValid)
 		}

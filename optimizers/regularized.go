@@ -1,6 +1,8 @@
 package gr
 
 import (
+	"sync"
+
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -16,7 +18,9 @@ import (
 // installs (in training graphs only), when the trainer asks for the loss; UpdateGraph then only applies it.
 // It also implements train.OptimizeWithGradients, so Trainer.AccumulateGradients works (accumulate.go).
 type Regularized struct {
+	mu  sync.Mutex
 	cfg *Config
+	ctx *context.Context // built by FromContext: the context it reads again at graph building; nil otherwise
 }
 
 var (
@@ -24,19 +28,55 @@ var (
 	_ train.OptimizeWithGradients = (*Regularized)(nil)
 )
 
-// Method returns the method's name ("db", "forward", ...).
-func (r *Regularized) Method() string { return r.cfg.name }
+// Method returns the method's name ("DoubleBackprop", "ForwardDifference", "SAM", ...; "none" for the base
+// optimizer alone built by FromContext).
+func (r *Regularized) Method() string { return r.config().name }
 
 // Base returns the wrapped base optimizer.
 func (r *Regularized) Base() optimizers.Interface { return r.cfg.base }
 
-// Clear deletes the base optimizer's variables and gradreg's own (everything under Scope: the stored
-// correction of Every, the metrics, the methods' state). It implements optimizers.Interface.
+// config returns the configuration: for an optimizer built by FromContext, the one the context describes now
+// (the last valid one if the context's values are invalid now); otherwise the one built.
+func (r *Regularized) config() *Config {
+	cfg, _ := r.refresh()
+	return cfg
+}
+
+// mustRefresh is config for graph building: for an optimizer built by FromContext it panics with the error if
+// the context's values are invalid now.
+func (r *Regularized) mustRefresh() *Config {
+	cfg, err := r.refresh()
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}
+
+// refresh reads the context again for an optimizer built by FromContext and returns the configuration it
+// describes (or the previous one and the error).
+func (r *Regularized) refresh() (*Config, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil {
+		return r.cfg, nil
+	}
+	cfg := configFromContext(r.ctx, r.cfg.base)
+	if cfg.err != nil {
+		return r.cfg, errors.WithMessagef(cfg.err, "gr: the context of the optimizer built by FromContext "+
+			"(method %q then) is invalid now", r.cfg.methodKey())
+	}
+	r.cfg = cfg
+	return cfg, nil
+}
+
+// Clear deletes the base optimizer's variables and this optimizer's own (everything under its Scope in
+// ctx: the stored correction of Every, the methods' state, the metrics, the guard's counters). It implements
+// optimizers.Interface.
 func (r *Regularized) Clear(ctx *context.Context) error {
 	if err := r.cfg.base.Clear(ctx); err != nil {
 		return err
 	}
-	return ctx.InAbsPath(Scope).DeleteVariablesInScope()
+	return ctx.In(r.cfg.scopeName()).DeleteVariablesInScope()
 }
 
 // UpdateGraph builds one training step: g₁ = ∇L(θ), the method's combined gradient, and the base
@@ -46,11 +86,16 @@ func (r *Regularized) Clear(ctx *context.Context) error {
 // this graph, and is applied as is; with plain train.NewTrainer (methods that do not re-evaluate the model,
 // such as DoubleBackprop) it is computed here from loss.
 func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *Node) {
+	if r.mustRefresh().none() {
+		r.cfg.base.UpdateGraph(ctx, g, loss)
+		return
+	}
 	prep := preparedFor(ctx, g)
 	if prep == nil {
 		prep = r.prepare(ctx, g, loss, recordedPass(ctx, g), false)
 	}
 	r.apply(ctx, g, prep.grads, prep.ok, loss.DType())
+	r.watchStability(ctx, g, prep)
 }
 
 // baseWithGradients returns the base optimizer as a train.OptimizeWithGradients, or panics naming it.
@@ -70,12 +115,12 @@ type prepared struct {
 	ok    *Node   // Bool scalar: L and the gradient are finite (GuardNonFinite); nil when the guard is off
 }
 
-// graphParamPrepared is the graph parameter (in Scope) that holds the *prepared of a training graph.
+// graphParamPrepared is the graph parameter (in graphScope) that holds the *prepared of a training graph.
 const graphParamPrepared = "gr_prepared"
 
 // preparedFor returns what prepare stored for graph g, or nil.
 func preparedFor(ctx *context.Context, g *graph.Graph) *prepared {
-	p, found := ctx.InAbsPath(Scope).GetGraphParam(g, graphParamPrepared)
+	p, found := ctx.InAbsPath(graphScope).GetGraphParam(g, graphParamPrepared)
 	if !found || p == nil {
 		return nil
 	}
@@ -87,7 +132,7 @@ func preparedFor(ctx *context.Context, g *graph.Graph) *prepared {
 func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, grads []*Node, ok *Node, lossDType dtypes.DType) {
 	r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
 	if ok != nil {
-		guardStep(ctx, g, ok)
+		guardStep(ctx, g, r.cfg.ownScope(ctx), ok)
 	}
 }
 
@@ -123,6 +168,7 @@ type stepGraph struct {
 	vars   []*context.Variable // trainable variables used by the graph, in context order
 	theta  []*Node             // their values θ at the start of the step
 	params map[string]*Node    // hyperparameters as scalars (Param), built once
+	own    string              // absolute scope of the optimizer's variables (Config.Scope)
 }
 
 // Theta returns θ, the values of the trainable variables at the start of the step, in context order.
@@ -186,10 +232,11 @@ func (s *Step) Scalar(v float64) *Node {
 	return graph.Scalar(s.g, computeDType(s.loss.DType()), v)
 }
 
-// GlobalStep returns the trainer's global step before this step (an int64 scalar, 0 on the first step), as
-// the base optimizer increments it afterwards.
+// GlobalStep returns the trainer's global step before this step (an int64 scalar, 0 on the first step): the
+// variable optimizers.GetGlobalStepVar of the trainer's context, which the base optimizer increments
+// afterwards.
 func (s *Step) GlobalStep() *Node {
-	return optimizers.GetGlobalStepVar(s.ctx.InAbsPath(context.RootScope)).ValueGraph(s.g)
+	return optimizers.GetGlobalStepVar(s.ctx).ValueGraph(s.g)
 }
 
 // SetCurvature sets the curvature metric g₁ᵀHg₁ of this step (see Metrics), for a method that computes it

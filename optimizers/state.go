@@ -1,17 +1,20 @@
 package gr
 
 import (
+	"strings"
+
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/pkg/errors"
 )
 
 // State returns the method's state name: one tensor per trainable variable, in the order of Theta, shaped like
 // it, of its compute dtype (float32 for half-precision variables), zero before the first SetState. It is the
 // value written by SetState earlier in this step, else the value at the start of the step.
 //
-// The state is kept in non-trainable variables under Scope + "/state/" + name (memory: one copy of the
+// The state is kept in non-trainable variables under Config.Scope + "/state/" + name (memory: one copy of the
 // parameters per name), so checkpoints save it and a resumed run continues it; Regularized.Clear deletes it.
 // Under Every(k) a write in either phase is kept only when that phase is the step's (the both-branches graph
 // selects it), like the stored correction.
@@ -39,8 +42,8 @@ func (s *Step) SetState(name string, values []*Node) {
 	s.pending[scope] = out
 }
 
-// stateScope is the scope of the variables of state name.
-func stateScope(name string) string { return Scope + "/state/" + name }
+// stateScope is the scope of the variables of state name, relative to the optimizer's scope.
+func stateScope(name string) string { return "state/" + name }
 
 // commit writes the state of the step: written, by scope, when the step runs one phase; with ascent (a Bool
 // scalar, the both-branches graph of Every) the values of the full phase where ascent is true and those of
@@ -92,12 +95,12 @@ func varValues(g *graph.Graph, vars []*context.Variable) []*Node {
 	return out
 }
 
-// stateVars returns non-trainable variables under scope + <the variable's scope>, one per trainable variable,
-// same name and shape, of its compute dtype, initialized to zero.
+// stateVars returns non-trainable variables under <the optimizer's scope>/scope/<the variable's scope>, one
+// per trainable variable, same name and shape, of its compute dtype, initialized to zero.
 func (s *Step) stateVars(scope string) []*context.Variable {
 	out := make([]*context.Variable, len(s.vars))
 	for i, v := range s.vars {
-		sc := scope
+		sc := s.own + context.ScopeSeparator + scope
 		if v.Scope() != context.RootScope {
 			sc += v.Scope()
 		}
@@ -113,3 +116,46 @@ func (s *Step) stateVars(scope string) []*context.Variable {
 func ownVar(ctx *context.Context, scope, name string, shape shapes.Shape) *context.Variable {
 	return ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, tensors.FromShape(shape)).SetTrainable(false)
 }
+
+// Scope sets the scope, relative to the context the trainer gives the optimizer (usually the root context), under
+// which the optimizer keeps its variables: the stored correction of Every (<scope>/every/...), the methods'
+// state (<scope>/state/<name>/...), the metrics (<scope>/metrics) and the guard's counters (<scope>/guard).
+// Default: DefaultScope ("gradreg", so "/gradreg" for a trainer on the root context). Two optimizers of this
+// package whose trainers share one context scope need different names (e.g. "gradreg_gen" and
+// "gradreg_disc" for a GAN's two trainers), as GoMLX's Adam needs AdamConfig.Scope there; trainers built on
+// different scopes of one context (ctx.In("gen"), ctx.In("disc")) are apart with the default. name must be one
+// scope element: not empty, without "/".
+func (c *Config) Scope(name string) *Config {
+	if name == "" || strings.Contains(name, context.ScopeSeparator) {
+		c.setErr(errors.Errorf("gr.%s: Scope (name) must be one non-empty scope element without %q, got %q",
+			c.name, context.ScopeSeparator, name))
+	}
+	c.scope = name
+	return c
+}
+
+// Scope returns the scope name of Config.Scope (DefaultScope when not set).
+func (r *Regularized) Scope() string { return r.cfg.scopeName() }
+
+func (c *Config) scopeName() string {
+	if c.scope == "" {
+		return DefaultScope
+	}
+	return c.scope
+}
+
+// ownScope returns the absolute scope of the optimizer's variables for a trainer on ctx.
+func (c *Config) ownScope(ctx *context.Context) string { return ctx.In(c.scopeName()).Scope() }
+
+// metricsScope returns the absolute scope of the variables of the optimizer that built graph g (published by
+// prepare), or of an optimizer with the default scope when there is none (the metrics then stay at 0).
+func metricsScope(ctx *context.Context, g *graph.Graph) string {
+	if own, found := ctx.InAbsPath(graphScope).GetGraphParam(g, graphParamOwnScope); found && own != nil {
+		return own.(string)
+	}
+	return ctx.In(DefaultScope).Scope()
+}
+
+// graphParamOwnScope is the graph parameter (in graphScope) that holds the absolute scope of the variables of
+// the optimizer that built the graph.
+const graphParamOwnScope = "gr_own_scope"

@@ -9,10 +9,18 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
-// Scope is the context scope reserved for this package's graph parameters and variables.
-const Scope = "/gradreg"
+// DefaultScope is the default of Config.Scope: the scope, relative to the trainer's context, under which an
+// optimizer of this package keeps its variables.
+const DefaultScope = "gradreg"
 
-// graphParamPass is the graph parameter (in Scope) that holds the *pass recorded by NewTrainer's model
+// Scope is where an optimizer with the default scope keeps its variables when its trainer was built on the
+// root context (the usual case): "/" + DefaultScope.
+const Scope = context.ScopeSeparator + DefaultScope
+
+// graphScope is the absolute scope of this package's graph parameters (per graph, not saved).
+const graphScope = Scope
+
+// graphParamPass is the graph parameter (in graphScope) that holds the *pass recorded by NewTrainer's model
 // function for the graph being built.
 const graphParamPass = "gr_pass"
 
@@ -53,7 +61,7 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 		spec, phase := unwrapSpec(spec) // The spec given by StepSpec, EveryDataset or TrainStep (every.go).
 		p := &pass{ctx: ctx, spec: spec, inputs: inputs, modelFn: modelFn, lossFn: lossFn, phase: phase,
 			trainer: trainer}
-		ctx.InAbsPath(Scope).SetGraphParam(g, graphParamPass, p)
+		ctx.InAbsPath(graphScope).SetGraphParam(g, graphParamPass, p)
 		return modelFn(ctx, spec, inputs)
 	}
 	var recordingLossFn train.LossFn
@@ -79,6 +87,7 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 	}
 	trainer = train.NewTrainer(backend, ctx, recordingModelFn, recordingLossFn, optimizer, trainMetrics, evalMetrics)
 	registerEveryTrainer(trainer, optimizer)
+	watchStabilityLogs(trainer)
 	return trainer
 }
 
@@ -96,7 +105,7 @@ func anyGraph(lists ...[]*Node) *graph.Graph {
 
 // recordedPass returns the pass NewTrainer recorded for g, or nil.
 func recordedPass(ctx *context.Context, g *graph.Graph) *pass {
-	p, found := ctx.InAbsPath(Scope).GetGraphParam(g, graphParamPass)
+	p, found := ctx.InAbsPath(graphScope).GetGraphParam(g, graphParamPass)
 	if !found {
 		return nil
 	}
