@@ -14,7 +14,8 @@ func init() { Register("backward", BackwardDifference) }
 // Error O(ε). Cost: two gradient evaluations per step. Karakida et al. show its implicit bias is weaker
 // than F-GR's. Defaults: γ = DefaultGamma, ε = DefaultEpsilon. Needs NewTrainer.
 func BackwardDifference(base optimizers.Interface) *Config {
-	return NewMethod("BackwardDifference", backwardGrad)(base).Declare(gammaParam, epsilonParam, normalizedParam)
+	return NewMethod("BackwardDifference", backwardGrad)(base).Declare(gammaParam, epsilonParam, normalizedParam).
+		stableAs(ParamGamma)
 }
 
 func backwardGrad(s *Step) []*Node {

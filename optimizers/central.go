@@ -14,7 +14,8 @@ func init() { Register("central", CentralDifference) }
 // Error O(ε²). Cost: three gradient evaluations per step. Defaults: γ = DefaultGamma, ε = DefaultEpsilon.
 // Needs NewTrainer.
 func CentralDifference(base optimizers.Interface) *Config {
-	return NewMethod("CentralDifference", centralGrad)(base).Declare(gammaParam, epsilonParam, normalizedParam)
+	return NewMethod("CentralDifference", centralGrad)(base).Declare(gammaParam, epsilonParam, normalizedParam).
+		stableAs(ParamGamma)
 }
 
 func centralGrad(s *Step) []*Node {

@@ -22,7 +22,7 @@ func init() { Register("db", DoubleBackprop) }
 // It does not re-evaluate the model, so it also works with plain train.NewTrainer. Its one hyperparameter
 // is γ (Gamma).
 func DoubleBackprop(base optimizers.Interface) *Config {
-	return NewMethod("DoubleBackprop", doubleBackpropGrad)(base).Declare(gammaParam)
+	return NewMethod("DoubleBackprop", doubleBackpropGrad)(base).Declare(gammaParam).stableAs(ParamGamma)
 }
 
 func doubleBackpropGrad(s *Step) (grads []*Node) {

@@ -16,7 +16,8 @@ func init() { Register("forward", ForwardDifference) }
 // Defaults: γ = DefaultGamma, ε = DefaultEpsilon; see Config.Normalized for the normalized step.
 // Needs NewTrainer.
 func ForwardDifference(base optimizers.Interface) *Config {
-	return NewMethod("ForwardDifference", forwardGrad)(base).Declare(gammaParam, epsilonParam, normalizedParam)
+	return NewMethod("ForwardDifference", forwardGrad)(base).Declare(gammaParam, epsilonParam, normalizedParam).
+		stableAs(ParamGamma)
 }
 
 func forwardGrad(s *Step) []*Node {

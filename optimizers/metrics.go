@@ -17,6 +17,7 @@ const (
 	MetricGradNorm  = "grad_norm" // ‖g₁‖
 	MetricPenalty   = "penalty"   // (γ/2)‖g₁‖², or the method's own penalty (Config.Penalty)
 	MetricCurvature = "curvature" // g₁ᵀHg₁
+	MetricSharpness = "sharpness" // λ̂ = g₁ᵀHg₁/‖g₁‖²
 )
 
 // Metrics returns the GR metrics of the training step, to pass as trainMetrics to NewTrainer (or
@@ -34,6 +35,11 @@ const (
 //     g₁ᵀ[∇L(θ + o) − g₁]·‖g₁‖²/(g₁ᵀo), which is g₁ᵀ[∇L(θ + εg₁) − g₁]/ε for F-GR, and exactly g₁ᵀHg₁ on a
 //     quadratic loss. DoubleBackprop gives the exact g₁ᵀHg₁. It is 0 when g₁ᵀo = 0. On the steps that
 //     compute no perturbed gradient (the skip steps of Every) it keeps its last value.
+//   - "GR sharpness" (λ̂): g₁ᵀHg₁/‖g₁‖², the curvature along the gradient (a Rayleigh quotient of H, so
+//     at most its largest eigenvalue; at the edge of stability the gradient turns towards the top
+//     eigenvector and λ̂ approaches it). It is the curvature metric divided by ‖g₁‖², no extra pass; 0 when
+//     g₁ = 0, and it keeps its last value when the curvature does. The stability check (stability.go)
+//     compares it with the learning rate.
 //
 // With an optimizer that is not from this package the metrics stay at 0.
 func Metrics() []metrics.Interface {
@@ -41,6 +47,7 @@ func Metrics() []metrics.Interface {
 		metrics.NewBaseMetric("GR ‖∇L‖", "‖g‖", MetricType, metricFn(MetricGradNorm), nil),
 		metrics.NewBaseMetric("GR penalty", "pen", MetricType, metricFn(MetricPenalty), nil),
 		metrics.NewBaseMetric("GR curvature", "gHg", MetricType, metricFn(MetricCurvature), nil),
+		metrics.NewBaseMetric("GR sharpness", "λ̂", MetricType, metricFn(MetricSharpness), nil),
 	}
 }
 
@@ -65,7 +72,7 @@ func metricFn(name string) metrics.BaseMetricGraph {
 			return last
 		}
 		fresh := graph.ConvertDType(value.(*Node), last.DType())
-		if name == MetricCurvature {
+		if name == MetricCurvature || name == MetricSharpness {
 			if valid, ok := scoped.GetGraphParam(g, graphParamCurvatureValid); ok && valid != nil {
 				fresh = graph.Where(valid.(*Node), fresh, last)
 			}
@@ -87,6 +94,13 @@ func (s *Step) recordCurvature(offset, grads []*Node) {
 	isZero := graph.Equal(den, zero)
 	safeDen := graph.Where(isZero, graph.OnesLike(den), den)
 	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, InnerProduct(s.grad, s.grad)), safeDen))
+}
+
+// sharpness returns λ̂ = curvature/sq (sq = ‖g₁‖²), or 0 when sq = 0.
+func sharpness(curvature, sq *Node) *Node {
+	zero := graph.ZerosLike(sq)
+	isZero := graph.Equal(sq, zero)
+	return graph.Where(isZero, zero, graph.Div(curvature, graph.Where(isZero, graph.OnesLike(sq), sq)))
 }
 
 // penaltyValue returns the method's penalty (Config.Penalty; default (γ/2)‖g₁‖² for a method with γ) scaled
@@ -118,6 +132,7 @@ func (s *Step) publishMetrics(curvatureValid *Node) {
 	}
 	if s.curvature != nil {
 		scoped.SetGraphParam(s.g, graphParamMetric+MetricCurvature, s.curvature)
+		scoped.SetGraphParam(s.g, graphParamMetric+MetricSharpness, sharpness(s.curvature, sq))
 		if curvatureValid != nil {
 			scoped.SetGraphParam(s.g, graphParamCurvatureValid, curvatureValid)
 		}

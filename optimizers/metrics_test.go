@@ -11,17 +11,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// metricsRun trains steps steps with gr.Metrics and returns, per step, (‖g‖, penalty, curvature).
-func (p *problem) metricsRun(t *testing.T, opt optimizers.Interface, linear bool, steps int) [][3]float64 {
+// metricsRun trains steps steps with gr.Metrics and returns, per step, (‖g‖, penalty, curvature, sharpness).
+func (p *problem) metricsRun(t *testing.T, opt optimizers.Interface, linear bool, steps int) [][4]float64 {
 	ctx := context.New()
 	trainer := gr.NewTrainer(backend(t), ctx, p.modelFn(linear), squaredLoss, opt, gr.Metrics(), nil)
 	x, y := p.tensors()
-	var out [][3]float64
+	var out [][4]float64
 	for range steps {
 		m, err := gr.TrainStep(trainer, nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
 		require.NoError(t, err)
-		require.Len(t, m, 6) // loss+, ~loss+, ~loss, then ours.
-		out = append(out, [3]float64{m[3].Value().(float64), m[4].Value().(float64), m[5].Value().(float64)})
+		require.Len(t, m, 7) // loss+, ~loss+, ~loss, then ours.
+		out = append(out, [4]float64{m[3].Value().(float64), m[4].Value().(float64), m[5].Value().(float64),
+			m[6].Value().(float64)})
 	}
 	// Recorded in variables (hence in checkpoints).
 	v := ctx.GetVariableByScopeAndName(gr.Scope+"/metrics", gr.MetricCurvature)
@@ -52,6 +53,8 @@ func TestCurvatureOnQuadratic(t *testing.T) {
 			assert.InDelta(t, normVec(g1), m[0], 1e-12*normVec(g1), "%s ‖g‖", method)
 			assert.InDelta(t, 0.1*dotVec(g1, g1), m[1], 1e-12*dotVec(g1, g1), "%s penalty", method)
 			assert.InDelta(t, wantCurv, m[2], 1e-9*wantCurv, "%s ε=%g curvature", method, eps)
+			assert.InDelta(t, wantCurv/dotVec(g1, g1), m[3], 1e-9*wantCurv/dotVec(g1, g1), "%s ε=%g sharpness",
+				method, eps)
 		}
 	}
 	// SAM-family methods perturb along g₁ too (ASAM does not: its estimate is directional).

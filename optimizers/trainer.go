@@ -87,6 +87,7 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 	}
 	trainer = train.NewTrainer(backend, ctx, recordingModelFn, recordingLossFn, optimizer, trainMetrics, evalMetrics)
 	registerEveryTrainer(trainer, optimizer)
+	watchStabilityLogs(trainer)
 	return trainer
 }
 

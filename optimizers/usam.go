@@ -22,7 +22,7 @@ func init() { Register("usam", USAM) }
 // DefaultUSAMRho (0.05). Cost: two gradient evaluations per step. Needs NewTrainer. Penalty metric:
 // (ρ/2)‖g₁‖², the GR penalty with γ = ρ.
 func USAM(base optimizers.Interface) *Config {
-	return NewMethod("USAM", usamGrad)(base).Declare(rhoParam(DefaultUSAMRho)).Penalty(usamPenalty)
+	return NewMethod("USAM", usamGrad)(base).Declare(rhoParam(DefaultUSAMRho)).Penalty(usamPenalty).stableAs(ParamRho)
 }
 
 func usamGrad(s *Step) []*Node {

@@ -260,3 +260,65 @@ func sameTensors(t *testing.T, a, b interface {
 	}
 	return bytes.Equal(ab, bb)
 }
+
+// -val holds out round(f·n) examples of the seed's noisy training subset: the two parts are disjoint, together
+// they are the subset (images with their noisy labels), the validation part is the same for every method of a
+// seed; a run reports its validation accuracy, and -val outside [0, 1) is an error naming the flag.
+func TestValidationSplit(t *testing.T) {
+	tinyData(t)
+	ctx, err := parse(t, "-method=sgd", "-train_size=500", "-label_noise=0.4", "-val=0.2").Context()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := data(nil, ctx, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Val == nil {
+		t.Fatal("-val=0.2: no validation dataset")
+	}
+	train, val := d.TrainEval.(*mnistdata.EvalDataset).Split(), d.Val.(*mnistdata.EvalDataset).Split()
+	if train.Len() != 400 || val.Len() != 100 {
+		t.Fatalf("%d training and %d validation examples, want 400 and 100", train.Len(), val.Len())
+	}
+	ctx.SetParam(run.ParamVal, 0.0)
+	whole, err := data(nil, ctx, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := whole.TrainEval.(*mnistdata.EvalDataset).Split()
+	if whole.Val != nil {
+		t.Fatal("-val=0: a validation dataset")
+	}
+	// Each example of the subset (image + noisy label) is in exactly one part.
+	key := func(s *mnistdata.Split, i int) string {
+		return fmt.Sprint(s.Labels[i], s.Images[i*mnistdata.ImageSize:(i+1)*mnistdata.ImageSize])
+	}
+	count := map[string]int{}
+	for i := range all.Len() {
+		count[key(all, i)]++
+	}
+	for _, part := range []*mnistdata.Split{train, val} {
+		for i := range part.Len() {
+			count[key(part, i)]--
+		}
+	}
+	for k, c := range count {
+		if c != 0 {
+			t.Fatalf("example %.40s… is %d times too often in the subset compared to the two parts", k, c)
+		}
+	}
+	res := trainRun(t, tinyArgs("-method=forward", "-val=0.25", "-label_noise=0.4")...)
+	if res.ValAccuracy == nil || *res.ValAccuracy < 0 || *res.ValAccuracy > 1 {
+		t.Fatalf("validation accuracy %v, want a value in [0, 1]", res.ValAccuracy)
+	}
+	for _, bad := range []string{"-val=1", "-val=-0.1", "-val=0.0001"} {
+		ctx, err := parse(t, "-method=sgd", "-train_size=500", bad).Context()
+		if err == nil {
+			_, err = data(nil, ctx, 1)
+		}
+		if err == nil || !strings.Contains(err.Error(), "-val") {
+			t.Errorf("%s: error %v, want one naming -val", bad, err)
+		}
+	}
+}

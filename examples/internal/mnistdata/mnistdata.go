@@ -260,6 +260,7 @@ func (ds *EvalDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err 
 const (
 	streamSubset = 1 << 40
 	streamNoise  = 1<<40 + 1
+	streamVal    = 1<<40 + 2
 )
 
 // RandomSubset returns n examples drawn without replacement from (seed, streamSubset), in the drawn
@@ -297,6 +298,34 @@ func (s *Split) WithLabelNoise(p float64, seed int64) (*Split, error) {
 		noisy.Labels[i] = (s.Labels[i] + 1 + int32(rng.IntN(9))) % 10
 	}
 	return noisy, nil
+}
+
+// HoldOut splits s into a training part and a validation part of round(f·Len) examples drawn without
+// replacement from (seed, streamVal); validation is nil when f is 0. The examples keep their labels (noisy
+// ones included). f must be in [0, 1) and leave at least one example on each side.
+func (s *Split) HoldOut(f float64, seed int64) (train, validation *Split, err error) {
+	if !(f >= 0 && f < 1) {
+		return nil, nil, errors.Errorf("-val (%s) must be in [0, 1), got %g", run.ParamVal, f)
+	}
+	if f == 0 {
+		return s, nil, nil
+	}
+	k := int(math.Round(f * float64(s.Len())))
+	if k < 1 || k >= s.Len() {
+		return nil, nil, errors.Errorf("-val (%s) = %g holds out %d of %d training examples: want at least one "+
+			"on each side", run.ParamVal, f, k, s.Len())
+	}
+	perm := rand.New(rand.NewPCG(uint64(seed), streamVal)).Perm(s.Len())
+	pick := func(idx []int) *Split {
+		slices.Sort(idx) // Keep the subset's order.
+		out := &Split{Images: make([]float32, len(idx)*ImageSize), Labels: make([]int32, len(idx))}
+		for i, j := range idx {
+			copy(out.Images[i*ImageSize:(i+1)*ImageSize], s.Images[j*ImageSize:(j+1)*ImageSize])
+			out.Labels[i] = s.Labels[j]
+		}
+		return out
+	}
+	return pick(perm[k:]), pick(perm[:k]), nil
 }
 
 var (
@@ -363,18 +392,30 @@ func Data(ctx *context.Context, seed int64) (*run.Data, error) {
 	if trainData, err = trainData.WithLabelNoise(p, seed); err != nil {
 		return nil, err
 	}
+	valFraction := context.GetParamOr(ctx, run.ParamVal, 0.0)
+	trainData, valData, err := trainData.HoldOut(valFraction, seed)
+	if err != nil {
+		return nil, err
+	}
 	desc := fmt.Sprintf("MNIST, %d training examples (of %d)", trainData.Len(), trainAll.Len())
 	if p > 0 {
 		desc += fmt.Sprintf(" with %g%% label noise", 100*p)
 	}
+	if valData != nil {
+		desc += fmt.Sprintf(" + %d held out for validation (labels as noisy)", valData.Len())
+	}
 	desc += fmt.Sprintf(", %d test", test.Len())
-	return &run.Data{
+	d := &run.Data{
 		Train:         NewTrainDataset(trainData, batch, seed),
 		Test:          NewEvalDataset("test", test, 1000),
 		TrainEval:     NewEvalDataset("train", trainData, 1000),
 		StepsPerEpoch: max(trainData.Len()/batch, 1),
 		Description:   desc,
-	}, nil
+	}
+	if valData != nil {
+		d.Val = NewEvalDataset("validation", valData, 1000)
+	}
+	return d, nil
 }
 
 // CrossEntropy is the cross-entropy of each example, shape [batch], for logits [batch, 10] and labels

@@ -100,6 +100,11 @@ type Data struct {
 	// TrainEval, if not nil, is the training set once (finite), for the final train loss and accuracy.
 	TrainEval train.Dataset
 
+	// Val, if not nil, is the validation split held out from the training set (-val), once (finite): its
+	// accuracy at the end is Result.ValAccuracy. An example that does not support -val leaves it nil, and
+	// -val > 0 is then an error.
+	Val train.Dataset
+
 	// StepsPerEpoch converts -epochs to steps and is the default evaluation period.
 	StepsPerEpoch int
 
@@ -243,9 +248,9 @@ func (r *Runner) Run() (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		fmt.Printf("%s: step %d: test accuracy %.4f, test loss %.4f, train loss %.4f, train accuracy %.4f; "+
+		fmt.Printf("%s: step %d: test accuracy %.4f, test loss %.4f%s, train loss %.4f, train accuracy %.4f; "+
 			"%s/step (mean, step_ms=%.3f), CPU %s/step; %d parameters\n", r.entries[0].Label(), res.Steps,
-			res.TestAccuracy, res.TestLoss, res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
+			res.TestAccuracy, res.TestLoss, res.valText(), res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
 			float64(res.StepTime.Microseconds())/1000, res.StepCPU.Round(time.Microsecond), res.Params)
 		rep := &Report{Results: [][]*Result{{res}}, Entries: r.entries}
 		if r.opts.Plot != "" {
@@ -309,17 +314,27 @@ type Result struct {
 	Steps         int           `json:"steps"`
 	TestAccuracy  float64       `json:"test_accuracy"`
 	TestLoss      float64       `json:"test_loss"`
-	TrainLoss     float64       `json:"train_loss"`     // on Data.TrainEval at the end (else the last point's)
-	TrainAccuracy float64       `json:"train_accuracy"` // idem
-	StepTime      time.Duration `json:"step_time_ns"`   // mean over the steps but the first two
-	StepCPU       time.Duration `json:"step_cpu_ns"`    // mean process CPU time (user + system) per step, idem
-	Wall          time.Duration `json:"wall_ns"`        // whole run, evaluations included
-	Params        int           `json:"params"`         // trainable scalars
-	Fallbacks     int           `json:"fallbacks"`      // steps the non-finite guard ran as base steps
-	Skipped       int           `json:"skipped"`        // steps the non-finite guard skipped
+	TrainLoss     float64       `json:"train_loss"`             // on Data.TrainEval at the end (else the last point's)
+	TrainAccuracy float64       `json:"train_accuracy"`         // idem
+	ValAccuracy   *float64      `json:"val_accuracy,omitempty"` // on Data.Val at the end (-val); nil without
+	ValLoss       *float64      `json:"val_loss,omitempty"`     // idem
+	StepTime      time.Duration `json:"step_time_ns"`           // mean over the steps but the first two
+	StepCPU       time.Duration `json:"step_cpu_ns"`            // mean process CPU time (user + system) per step, idem
+	Wall          time.Duration `json:"wall_ns"`                // whole run, evaluations included
+	Params        int           `json:"params"`                 // trainable scalars
+	Fallbacks     int           `json:"fallbacks"`              // steps the non-finite guard ran as base steps
+	Skipped       int           `json:"skipped"`                // steps the non-finite guard skipped
 	Curve         []Point       `json:"curve"`
 
 	Ctx *context.Context `json:"-"` // the run's context (variables, hyperparameters) for tests and tools
+}
+
+// valText is ", validation accuracy A, validation loss L" with -val, "" without.
+func (res *Result) valText() string {
+	if res.ValAccuracy == nil {
+		return ""
+	}
+	return fmt.Sprintf(", validation accuracy %.4f, validation loss %.4f", *res.ValAccuracy, *res.ValLoss)
 }
 
 // steps returns the number of training steps of a run.
@@ -394,6 +409,10 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if val := context.GetParamOr(ctx, ParamVal, 0.0); val != 0 && data.Val == nil {
+		return nil, errors.Errorf("-val (%s) = %g: example %s does not hold out a validation split", ParamVal, val,
+			r.ex.Name)
+	}
 	total, err := steps(ctx, data)
 	if err != nil {
 		return nil, err
@@ -418,7 +437,8 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	_, isGR := opt.(*gr.Regularized)
+	reg, isGR := opt.(*gr.Regularized)
+	isGR = isGR && reg.Method() != "none" // gr.FromContext's optimizer for gr_method=none is the base one's steps
 	trainMetrics := []metrics.Interface{
 		metrics.NewBaseMetric("Batch Accuracy", "acc", "accuracy", metrics.SparseCategoricalAccuracyGraph, nil),
 		metrics.NewMovingAverageSparseCategoricalAccuracy("Moving Average Accuracy", "~acc", 0.01),
@@ -553,6 +573,14 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			return nil, err
 		}
 		res.TrainLoss, res.TrainAccuracy = scalar(m[1]), scalar(m[len(m)-1])
+	}
+	if data.Val != nil {
+		m, err := trainer.Eval(resetting(data.Val))
+		if err != nil {
+			return nil, err
+		}
+		loss, acc := scalar(m[1]), scalar(m[len(m)-1])
+		res.ValLoss, res.ValAccuracy = &loss, &acc
 	}
 	for v := range ctx.IterVariables() {
 		if v.Trainable {

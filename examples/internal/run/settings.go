@@ -41,6 +41,7 @@ const (
 	ParamEpochs       = "train_epochs"  // training epochs when ParamSteps is 0
 	ParamEvalEvery    = "eval_every"    // test evaluation every this many steps; 0: every epoch
 	ParamSaveEvery    = "save_every"    // checkpoint every this many steps; 0: at evaluations
+	ParamVal          = "val_fraction"  // fraction of the training set held out for validation; 0: none
 )
 
 // runnerSettings are the settings every example has; Example.Defaults overrides their defaults.
@@ -57,6 +58,8 @@ func runnerSettings() []Setting {
 		{ParamEpochs, "epochs", 0, "training epochs, used when -steps is 0"},
 		{ParamEvalEvery, "eval_every", 0, "evaluate on the test set every this many steps (0: every epoch)"},
 		{ParamSaveEvery, "save_every", 0, "with -checkpoint, save every this many steps (0: at each evaluation)"},
+		{ParamVal, "val", 0.0, "fraction in [0, 1) of the training set held out as a validation split, drawn " +
+			"per seed, its labels as noisy as the rest; the run reports its accuracy at the end (0: none)"},
 		{gr.ParamGamma, "gamma", nil, "γ, weight of the penalty (γ/2)‖∇L‖² (default: the method's, " +
 			fmt.Sprint(gr.DefaultGamma) + ")"},
 		{gr.ParamEpsilon, "epsilon", nil, "ε, finite-difference step of forward|backward|central (default: " +

@@ -70,6 +70,12 @@ func (o *Optimizer) UpdateGraphWithGradients(ctx *context.Context, grads []*grap
 	}
 }
 
+// HeavyBall returns the learning rate of the step of graph g (after the cosine schedule) and the momentum: it
+// implements gr.HeavyBallBase, so gradreg's stability check knows them.
+func (o *Optimizer) HeavyBall(ctx *context.Context, g *graph.Graph) (*graph.Node, float64) {
+	return optimizers.LearningRateVar(ctx, dtypes.Float32, o.LR).ValueGraph(g), o.Momentum
+}
+
 func (o *Optimizer) Clear(ctx *context.Context) error {
 	return ctx.InAbsPath(VelocityScope).DeleteVariablesInScope()
 }

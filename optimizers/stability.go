@@ -1,0 +1,208 @@
+package gr
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+)
+
+// ParamWarnUnstable turns the stability warning of Config.WarnUnstable on or off, read by FromContext.
+// Default: true.
+const ParamWarnUnstable = "gr_warn_unstable"
+
+// StabilityMargin and StabilityWindow define when the stability warning fires: the step's stability ratio
+// r (see Config.WarnUnstable) exceeds 1 + StabilityMargin on enough recent steps that the leaky count
+// c ← c·(1 − 1/StabilityWindow) + [r > 1 + StabilityMargin] passes StabilityWindow/2 (at least 14
+// consecutive violating steps, or a majority of a longer stretch).
+const (
+	StabilityMargin = 0.1
+	StabilityWindow = 20
+)
+
+// MetricViolations is the leaky count c of the stability check: a float32 variable under
+// Scope + "/stability", saved by checkpoints.
+const MetricViolations = "violations"
+
+func init() {
+	readParamIfSet(ParamWarnUnstable, true, (*Config).WarnUnstable, func(c *Config) bool { return !c.noStabilityWarning })
+}
+
+// HeavyBallBase is implemented by a base optimizer whose update is heavy-ball SGD,
+//
+//	v ← βv + g;  θ ← θ − ηv        (β = 0: plain SGD, θ ← θ − ηg),
+//
+// so that the stability check (Config.WarnUnstable) knows η and β. GoMLX's SGD
+// (optimizers.StochasticGradientDescent, with or without its 1/√t decay) is recognized without it.
+type HeavyBallBase interface {
+	optimizers.Interface
+
+	// HeavyBall returns the learning rate η of the step of graph g as a scalar node and the momentum β in
+	// [0, 1). It is called after the optimizer built the step's update (so a schedule has set η).
+	HeavyBall(ctx *context.Context, g *graph.Graph) (lr *Node, momentum float64)
+}
+
+// WarnUnstable turns the stability warning on or off. Default: on.
+//
+// On a quadratic with curvature λ along the gradient, the GR methods replace the gradient λθ by
+// g₁ + γHg₁ = (1 + γλ)λθ (exactly, for DoubleBackprop and the finite differences at any ε; USAM is the
+// same with γ = ρ), so the base optimizer sees the curvature λ(1 + γλ). Heavy-ball SGD with learning rate
+// η and momentum β (v ← βv + g, θ ← θ − ηv) is stable on a quadratic iff 0 < ηa < 2(1 + β) for every
+// curvature a (the roots of z² − (1 + β − ηa)z + β have modulus < 1), so the GR step is stable iff
+//
+//	η·λ(1 + γλ) < 2(1 + β)        (plain SGD, β = 0: η·λ(1 + γλ) < 2)
+//
+// which holds for a smaller learning rate than SGD's ηλ < 2(1 + β). Each full step the check computes the
+// stability ratio r = η·λ̂(1 + γλ̂)/(2(1 + β)), with λ̂ = g₁ᵀHg₁/‖g₁‖² the sharpness metric (Metrics; from
+// the curvature the method already measures, no extra pass), and keeps a leaky count of the steps with
+// r > 1 + StabilityMargin; when it passes StabilityWindow/2 it prints, once per trainer, a warning to
+// stderr with r, λ̂, η and the largest stable learning rate 2(1 + β)/(λ̂(1 + γλ̂)), and what to do.
+//
+// It covers the methods with a fixed γ — DoubleBackprop, ForwardDifference, BackwardDifference,
+// CentralDifference (with or without Normalized) and USAM — on bases whose learning rate the graph can see:
+// GoMLX's SGD (η measured from the update itself, ⟨θ − θ′, g⟩/‖g‖², so its decay is included) and any
+// HeavyBallBase. For other bases (Adam, ...), the SAM family with a normalized ascent (SAM, GNP, ASAM and
+// methods of other packages), Every(k > 1) (whose skip steps add a stored correction that does not scale
+// with θ), the check is off: SAM's ascent ρg₁/‖g₁‖ acts as γ = ρ/‖g₁‖, which shrinks as the iterate leaves
+// the stable region and the gradient grows, so the instability limits itself. λ̂ is a Rayleigh quotient,
+// at most the top eigenvalue of H, so the check can miss an instability (it warns late) but a warning means
+// the bound is exceeded along the gradient itself. Weight decay in the base adds its coefficient to the
+// curvature and is left out. The warning needs a trainer from NewTrainer (the graph hands the check's values
+// to a node logger that NewTrainer installs); with train.NewTrainer the check is off.
+// Cost: a few scalar operations per step and one scalar transferred to the host.
+func (c *Config) WarnUnstable(on bool) *Config {
+	c.noStabilityWarning = !on
+	return c
+}
+
+// stableAs declares that the method's combined gradient is g₁ + γHg₁ on a quadratic, with γ the
+// hyperparameter key: the stability check covers it.
+func (c *Config) stableAs(key string) *Config {
+	c.stabilityKey = key
+	return c
+}
+
+// stabilityMessage prefixes the logged node of the stability check.
+const stabilityMessage = "gradreg stability check"
+
+// watchStability adds the stability check to the training graph of prep's step, after the base optimizer
+// built its update (see Config.WarnUnstable).
+func (r *Regularized) watchStability(ctx *context.Context, g *graph.Graph, prep *prepared) {
+	s := prep.step
+	key := r.cfg.stabilityKey
+	if r.cfg.noStabilityWarning || key == "" || r.Every() > 1 || s.curvature == nil || s.pass == nil ||
+		s.pass.trainer == nil {
+		return
+	}
+	lr, beta, ok := baseStep(r.cfg.base, ctx, g, s, prep.grads)
+	if !ok {
+		return
+	}
+	gamma := s.Param(key)
+	if s.warm != nil { // γ_t = w_t·γ under WarmUp.
+		gamma = graph.Mul(gamma, castTo(s.warm, gamma))
+	}
+	sq := InnerProduct(s.grad, s.grad)
+	lambda := sharpness(s.curvature, sq)
+	lr = graph.ConvertDType(lr, lambda.DType())
+	// r = η·λ̂(1 + γλ̂)/(2(1 + β)).
+	ratio := graph.DivScalar(graph.Mul(lr, graph.Mul(lambda, graph.OnePlus(graph.Mul(gamma, lambda)))), 2*(1+beta))
+	violated := graph.GreaterThan(ratio, graph.Scalar(g, ratio.DType(), 1+StabilityMargin))
+	counter := ownVar(ctx, Scope+"/stability", MetricViolations, shapes.Make(lambda.DType()))
+	count := graph.Add(graph.MulScalar(counter.ValueGraph(g), 1-1.0/StabilityWindow),
+		graph.ConvertDType(violated, lambda.DType()))
+	counter.SetValueGraph(count)
+	report := graph.Stack([]*Node{count, ratio, lambda, lr, gamma, graph.Scalar(g, lambda.DType(), beta)}, 0)
+	report.SetLoggedf("%s: gr.%s", stabilityMessage, r.cfg.name)
+}
+
+// baseStep returns the learning rate η (a scalar of graph g) and momentum β of base, if the check knows
+// them: GoMLX's SGD (η = ⟨θ − θ′, g⟩/‖g‖² from the update just built, with g the gradient handed to it) or
+// a HeavyBallBase.
+func baseStep(base optimizers.Interface, ctx *context.Context, g *graph.Graph, s *Step, grads []*Node) (
+	lr *Node, momentum float64, ok bool) {
+	switch b := base.(type) {
+	case HeavyBallBase:
+		lr, momentum = b.HeavyBall(ctx, g)
+		return lr, momentum, true
+	case *optimizers.SGDConfig:
+		after := make([]*Node, len(s.vars))
+		for i, v := range s.vars {
+			after[i] = v.ValueGraph(g)
+		}
+		num := InnerProduct(SubVec(s.theta, after), grads)
+		den := InnerProduct(grads, grads)
+		zero := graph.ZerosLike(den)
+		isZero := graph.Equal(den, zero)
+		return graph.Where(isZero, zero, graph.Div(num, graph.Where(isZero, graph.OnesLike(den), den))), 0, true
+	}
+	return nil, 0, false
+}
+
+// stabilityWatch is the per-trainer state of the stability warning's node logger.
+type stabilityWatch struct {
+	once sync.Once
+}
+
+// watchStabilityLogs installs, on every training executor trainer creates, a node logger that handles the
+// stability check's logged node and passes the other logged nodes to the executor's previous logger.
+func watchStabilityLogs(trainer *train.Trainer) {
+	w := &stabilityWatch{}
+	trainer.OnExecCreation(func(exec *context.Exec, graphType train.GraphType) {
+		if graphType != train.TrainType {
+			return
+		}
+		previous := exec.GetNodeLogger()
+		exec.SetNodeLogger(func(g *graph.Graph, messages []string, values []*tensors.Tensor, nodes []graph.NodeId) {
+			var restMsg []string
+			var restValues []*tensors.Tensor
+			var restNodes []graph.NodeId
+			for i, msg := range messages {
+				if len(msg) >= len(stabilityMessage) && msg[:len(stabilityMessage)] == stabilityMessage {
+					w.check(msg[len(stabilityMessage)+2:], values[i])
+					continue
+				}
+				restMsg, restValues, restNodes = append(restMsg, msg), append(restValues, values[i]),
+					append(restNodes, nodes[i])
+			}
+			if len(restMsg) > 0 && previous != nil {
+				previous(g, restMsg, restValues, restNodes)
+			}
+		})
+	})
+}
+
+// check prints the warning the first time the count of the report passes StabilityWindow/2.
+func (w *stabilityWatch) check(method string, report *tensors.Tensor) {
+	var v []float64
+	switch x := report.Value().(type) { // The metric dtype: float32 or float64.
+	case []float32:
+		for _, xi := range x {
+			v = append(v, float64(xi))
+		}
+	case []float64:
+		v = x
+	default:
+		return
+	}
+	count, ratio, lambda, lr, gamma, beta := v[0], v[1], v[2], v[3], v[4], v[5]
+	if !(count > StabilityWindow/2) {
+		return
+	}
+	w.once.Do(func() {
+		bound := 2 * (1 + beta) / (lambda * (1 + gamma*lambda))
+		fmt.Fprintf(warnOutput, "gradreg: %s is past its edge of stability: η·λ̂(1 + γλ̂)/(2(1 + β)) = %.3g > %g "+
+			"on most of the last ~%d steps (now λ̂ = g₁ᵀHg₁/‖g₁‖² = %.4g, learning rate η = %.4g, γ = %.4g, "+
+			"momentum β = %.3g). Gradient regularization turns the curvature λ into λ(1 + γλ), so this learning "+
+			"rate, stable for the base optimizer up to λ = %.4g, is stable with γ only up to η = %.4g at the "+
+			"present λ̂; the loss can jump and accuracy collapse. Use a smaller learning rate (≤ %.3g), a smaller "+
+			"γ, or SAM (its normalized ascent limits itself); turn this check off with WarnUnstable(false) "+
+			"(%s=false).\n", method, ratio, 1+StabilityMargin, StabilityWindow, lambda, lr, gamma, beta,
+			2*(1+beta)/lr, bound, bound, ParamWarnUnstable)
+	})
+}
