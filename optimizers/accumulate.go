@@ -39,6 +39,9 @@ const guardCycleVar = "cycle_not_finite"
 // prepareFromLoss is the body of NewTrainer's loss function in a training graph: fnLoss is the loss
 // function's value. It computes the combined gradient (prepare) and returns the loss to give the trainer.
 func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) *Node {
+	if r.mustRefresh().none() {
+		return fnLoss
+	}
 	g := fnLoss.Graph()
 	if !fnLoss.Shape().IsScalar() {
 		fnLoss = graph.ReduceAllMean(fnLoss) // As train.Trainer does.
@@ -96,6 +99,10 @@ func cycleVar(ctx *context.Context, own string) *context.Variable {
 // prepared by NewTrainer's loss function (e.g. a trainer built by train.NewTrainer): the gradients would be
 // the plain ∇L and the step silently the base optimizer's.
 func (r *Regularized) UpdateGraphWithGradients(ctx *context.Context, grads []*Node, lossDType dtypes.DType) {
+	if r.mustRefresh().none() {
+		r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
+		return
+	}
 	if len(grads) == 0 {
 		panicf("gr.%s: UpdateGraphWithGradients got no gradients", r.cfg.name)
 	}

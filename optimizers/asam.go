@@ -7,16 +7,16 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
-// ParamEta is η, ASAM's offset of the normalization operator, read by FromContext. Default: DefaultEta.
-const ParamEta = "gr_eta"
+// ParamASAMEta is η, ASAM's offset of the normalization operator, read by FromContext. Default: DefaultASAMEta.
+const ParamASAMEta = "gr_asam_eta"
 
 const (
 	// DefaultASAMRho is ASAM's default ρ, 0.5, the default of the authors' code (github.com/SamsungLabs/ASAM).
 	// ASAM's ρ is larger than SAM's because the perturbation is measured relative to |θ|.
 	DefaultASAMRho = 0.5
 
-	// DefaultEta is ASAM's default η, 0.01, as in the paper and the authors' code.
-	DefaultEta = 0.01
+	// DefaultASAMEta is ASAM's default η, 0.01, as in the paper and the authors' code.
+	DefaultASAMEta = 0.01
 )
 
 func init() { Register("asam", ASAM) }
@@ -31,22 +31,22 @@ func init() { Register("asam", ASAM) }
 // norm = ‖grad‖ + 1e-16; e = ρ·t_w·grad/norm). Differences: the authors apply T to parameters whose name
 // contains "weight" only (biases get T = 1); here T applies to every trainable variable. δ = NormStabilizer
 // (1e-12) keeps a zero gradient finite (e = 0). With ρ = 0 it is exactly the base optimizer.
-// Hyperparameters: ρ (Rho), default DefaultASAMRho (0.5); η (Eta), default DefaultEta (0.01). Cost: two
+// Hyperparameters: ρ (Rho), default DefaultASAMRho (0.5); η (Eta), default DefaultASAMEta (0.01). Cost: two
 // gradient evaluations per step. Needs NewTrainer. Penalty metric: ρ‖Tg₁‖ (g ≈ g₁ + ρHT²g₁/‖Tg₁‖, its
 // gradient with T held fixed).
 func ASAM(base optimizers.Interface) *Config {
 	return NewMethod("ASAM", asamGrad)(base).Declare(rhoParam(DefaultASAMRho),
-		Hyperparameter{Key: ParamEta, Name: "Eta (η)", Default: DefaultEta, Max: math.Inf(1)}).Penalty(asamPenalty)
+		Hyperparameter{Key: ParamASAMEta, Name: "Eta (η)", Default: DefaultASAMEta, Max: math.Inf(1)}).Penalty(asamPenalty)
 }
 
-// Eta sets η, ASAM's offset in T = |θ| + η; valid range [0, +∞). Default: DefaultEta (0.01).
-func (c *Config) Eta(eta float64) *Config { return c.set(ParamEta, "Eta (η)", eta) }
+// Eta sets η, ASAM's offset in T = |θ| + η; valid range [0, +∞). Default: DefaultASAMEta (0.01).
+func (c *Config) Eta(eta float64) *Config { return c.set(ParamASAMEta, "Eta (η)", eta) }
 
 // asamT returns T = |θ| + η and Tg₁.
 func asamT(s *Step) (t, tg []*Node) {
 	t, tg = make([]*Node, len(s.Theta())), make([]*Node, len(s.Theta()))
 	for i, theta := range s.Theta() {
-		t[i] = graph.AddScalar(graph.Abs(theta), s.ParamFloat(ParamEta))
+		t[i] = graph.AddScalar(graph.Abs(theta), s.ParamFloat(ParamASAMEta))
 		tg[i] = graph.Mul(t[i], castTo(s.Grad()[i], theta))
 	}
 	return t, tg

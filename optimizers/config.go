@@ -7,14 +7,17 @@ import (
 	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
-	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/pkg/errors"
 )
 
 // Context hyperparameters read by FromContext, GoMLX style: set them with
-// `-set="gr_method=forward;gr_gamma=0.05;gr_epsilon=0.05"` in any program that uses GoMLX's commandline flags.
-// FromContext reads only the keys of the chosen method (ParamDefaults lists them); ParamKeys lists every key.
+// `-set="gr_method=forward;gr_gamma=0.05;gr_epsilon=0.05"` in any program that uses GoMLX's commandline flags,
+// after RegisterParams has made the keys known. Each key has one meaning: a key several methods read (gr_gamma,
+// gr_epsilon, gr_normalized, gr_rho and the options) means the same quantity for each of them, and a
+// method-specific hyperparameter has a key named after its method (gr_gnp_alpha, gr_asam_eta, ...), so one
+// settings file can hold values for every method. FromContext reads only the keys of the chosen method
+// (ParamDefaults lists them); ParamKeys lists every key.
 const (
 	// ParamMethod names the method: "none" (the base optimizer alone, the default), "db", "forward",
 	// "backward", "central", the SAM family "sam", "usam", "gnp", "asam", or a method added with Register
@@ -48,13 +51,22 @@ const (
 // Hyperparameter declares one hyperparameter of a method (Config.Declare): its context key, the method's
 // default and the valid range. A method has exactly the hyperparameters it declares: setting any other is
 // an error, and FromContext reads only the declared keys.
+//
+// Its type is the type of Default: float64, int (an integer hyperparameter: a value with a fractional part
+// is an error) or bool. Min and Max bound a float64 or an int: the range is [Min, Max], with MinOpen
+// (Min, Max], with MaxOpen [Min, Max); Max may be +Inf (then the range is open above).
+//
+// Several methods may declare the same key only for the same quantity, with the same type and range (Register
+// checks this); their defaults may differ (e.g. ρ of SAM and ASAM). A method's own hyperparameter gets a key
+// named after the method, e.g. "gr_gsam_alpha".
 type Hyperparameter struct {
 	Key     string  // context key read by FromContext, e.g. ParamRho ("gr_rho"); also the name for Config.Set
 	Name    string  // name in error messages, e.g. "Rho (ρ)"; Key when empty
-	Default any     // the method's default: a float64 or a bool (its type is the hyperparameter's type)
-	Min     float64 // valid range of a float64: [Min, Max], or (Min, Max] with MinOpen; Max may be +Inf
+	Default any     // the method's default: a float64, an int or a bool (its type is the hyperparameter's type)
+	Min     float64 // valid range of a float64 or int: [Min, Max]; Max may be +Inf
 	Max     float64
-	MinOpen bool
+	MinOpen bool // the range excludes Min
+	MaxOpen bool // the range excludes Max
 }
 
 func (h Hyperparameter) name() string {
@@ -73,7 +85,8 @@ func (h Hyperparameter) name() string {
 // and its valid range.
 type Config struct {
 	base    optimizers.Interface
-	name    string
+	name    string                // the method's name in messages, e.g. "SAM"; "none": the base optimizer alone
+	key     string                // the ParamMethod value FromContext built it from, e.g. "sam"; "" otherwise
 	fn      func(s *Step) []*Node // the combined gradient (full phase)
 	reuse   func(s *Step) []*Node // the gradient on the reuse steps of Every(k); nil: g₁ + stored correction
 	update  func(s *Step)         // state updates run on every step, after fn or reuse; nil: none
@@ -108,7 +121,7 @@ type Config struct {
 //	var newGSAM = gr.NewMethod("GSAM", gsamGrad)
 //
 //	func GSAM(base optimizers.Interface) *gr.Config {
-//		return newGSAM(base).Param(gr.ParamRho, 0.05, 0, math.Inf(1)).Param(gr.ParamAlpha, 0.4, 0, 1)
+//		return newGSAM(base).Param(gr.ParamRho, 0.05, 0, math.Inf(1)).Param("gr_gsam_alpha", 0.4, 0, 1)
 //	}
 //
 //	func init() { gr.Register("gsam", GSAM) }
@@ -128,17 +141,20 @@ func NewMethod(name string, fn func(s *Step) []*graph.Node) func(base optimizers
 
 // Declare declares hyperparameters of the method (for method authors): each gets its default value,
 // FromContext reads its key, and Set (or a named setter such as Rho) changes it. A default outside its range,
-// a type other than float64 or bool, or a key declared twice is an error reported by Build.
+// a type other than float64, int or bool, or a key declared twice is an error reported by Build (and a panic
+// of Register).
 func (c *Config) Declare(params ...Hyperparameter) *Config {
 	for _, h := range params {
 		switch {
 		case h.Key == "" || c.lookup(h.Key) != nil:
 			c.setErr(errors.Errorf("gr.%s: hyperparameter key %q is empty or declared twice", c.name, h.Key))
 			continue
-		case !isFloat(h.Default) && !isBool(h.Default):
-			c.setErr(errors.Errorf("gr.%s: the default of %s must be a float64 or a bool, got %T",
+		case !isFloat(h.Default) && !isInt(h.Default) && !isBool(h.Default):
+			c.setErr(errors.Errorf("gr.%s: the default of %s must be a float64, an int or a bool, got %T",
 				c.name, h.name(), h.Default))
 			continue
+		case h.Name == "":
+			h.Name = h.Key
 		}
 		c.params = append(c.params, h)
 		c.Set(h.Key, h.Default)
@@ -147,21 +163,29 @@ func (c *Config) Declare(params ...Hyperparameter) *Config {
 }
 
 // Param declares a float64 hyperparameter with context key key, default def and valid range [lo, hi]
-// (hi may be +Inf): Declare(Hyperparameter{Key: key, Default: def, Min: lo, Max: hi}).
+// (hi may be +Inf): Declare(Hyperparameter{Key: key, Default: def, Min: lo, Max: hi}). Use Declare for
+// integer or bool hyperparameters and open bounds.
 func (c *Config) Param(key string, def, lo, hi float64) *Config {
 	return c.Declare(Hyperparameter{Key: key, Default: def, Min: lo, Max: hi})
 }
 
-// Set sets the hyperparameter with context key key (a float64, or an int for a float64 hyperparameter, or a
-// bool). It is an error if the method does not declare key, if the type differs or if the value is out of
-// range.
+// Set sets the hyperparameter with context key key: a number for a float64 hyperparameter (float64, float32
+// or an integer type), an integer for an int hyperparameter (an integer type, or a float64 without a
+// fractional part, as JSON decoders give), a bool for a bool one. It is an error if the method does not
+// declare key, if the type differs or if the value is out of range.
 func (c *Config) Set(key string, value any) *Config {
 	return c.set(key, key, value)
 }
 
-// set is Set with the setter's name for the error of an undeclared hyperparameter.
+// set is Set with the setter's name: a hyperparameter the method declares under another key with that name
+// (e.g. "Alpha (α)" of a method's own α), and the name for the error of an undeclared hyperparameter.
 func (c *Config) set(key, name string, value any) *Config {
 	h := c.lookup(key)
+	for i := range c.params {
+		if h == nil && c.params[i].Name == name {
+			h, key = &c.params[i], c.params[i].Key
+		}
+	}
 	if h == nil {
 		keys := make([]string, len(c.params))
 		for i, p := range c.params {
@@ -180,21 +204,46 @@ func (c *Config) set(key, name string, value any) *Config {
 		c.values[key] = b
 		return c
 	}
-	var v float64
-	switch x := value.(type) {
-	case float64:
-		v = x
-	case float32:
-		v = float64(x)
-	case int:
-		v = float64(x)
-	default:
+	v, ok := toFloat(value)
+	if !ok {
 		c.setErr(errors.Errorf("gr.%s: %s must be a number, got %T %v", c.name, h.name(), value, value))
+		return c
+	}
+	if isInt(h.Default) {
+		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+			c.setErr(errors.Errorf("gr.%s: %s must be an integer in %s, got %v", c.name, h.name(), h.rangeString(), value))
+			return c
+		}
+		c.checkRange(h, v)
+		c.values[key] = int(v)
 		return c
 	}
 	c.checkRange(h, v)
 	c.values[key] = v
 	return c
+}
+
+// toFloat converts a number of any Go numeric type to float64.
+func toFloat(value any) (float64, bool) {
+	switch x := value.(type) {
+	case float64:
+		return x, true
+	case float32:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case uint:
+		return float64(x), true
+	case uint32:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	}
+	return 0, false
 }
 
 func (c *Config) lookup(key string) *Hyperparameter {
@@ -207,6 +256,7 @@ func (c *Config) lookup(key string) *Hyperparameter {
 }
 
 func isFloat(v any) bool { _, ok := v.(float64); return ok }
+func isInt(v any) bool   { _, ok := v.(int); return ok }
 func isBool(v any) bool  { _, ok := v.(bool); return ok }
 
 // setErr records the first error found.
@@ -218,23 +268,51 @@ func (c *Config) setErr(err error) {
 
 // checkRange records an error unless value is finite and in h's range.
 func (c *Config) checkRange(h *Hyperparameter, value float64) {
-	lo, hi := h.Min, h.Max
-	ok := !math.IsNaN(value) && !math.IsInf(value, 0) && value <= hi && (value > lo || (!h.MinOpen && value == lo))
-	if ok {
+	if h.inRange(value) {
 		return
 	}
-	bracket := "["
+	kind := "a finite number"
+	if isInt(h.Default) {
+		kind = "an integer"
+	}
+	c.setErr(errors.Errorf("gr.%s: %s must be %s in %s, got %g", c.name, h.name(), kind, h.rangeString(), value))
+}
+
+// inRange reports whether value is finite and in h's range.
+func (h *Hyperparameter) inRange(value float64) bool {
+	if math.IsNaN(value) || math.IsInf(value, 0) {
+		return false
+	}
+	aboveMin := value > h.Min || (!h.MinOpen && value == h.Min)
+	belowMax := value < h.Max || (!h.MaxOpen && value == h.Max)
+	return aboveMin && belowMax
+}
+
+// rangeString writes h's range as an interval, e.g. "[0, +∞)", "(0, 1]", "[0, 1)".
+func (h *Hyperparameter) rangeString() string {
+	lo, hi := "[", "]"
 	if h.MinOpen {
-		bracket = "("
+		lo = "("
 	}
-	hiStr := fmt.Sprint(hi)
-	if math.IsInf(hi, 1) {
-		hiStr = "+∞)"
-	} else {
-		hiStr += "]"
+	if h.MaxOpen || math.IsInf(h.Max, 1) {
+		hi = ")"
 	}
-	c.setErr(errors.Errorf("gr.%s: %s must be a finite number in %s%g, %s, got %g",
-		c.name, h.name(), bracket, lo, hiStr, value))
+	bound := func(v float64) string {
+		switch {
+		case math.IsInf(v, 1):
+			return "+∞"
+		case math.IsInf(v, -1):
+			return "−∞"
+		}
+		return fmt.Sprint(v)
+	}
+	return lo + bound(h.Min) + ", " + bound(h.Max) + hi
+}
+
+// sameRange reports whether h and o have the same type and valid range.
+func (h *Hyperparameter) sameRange(o *Hyperparameter) bool {
+	return fmt.Sprintf("%T", h.Default) == fmt.Sprintf("%T", o.Default) && h.Min == o.Min && h.Max == o.Max &&
+		h.MinOpen == o.MinOpen && h.MaxOpen == o.MaxOpen
 }
 
 // Reuse defines the method's gradient on the reuse steps of Every(k) (for method authors; Step.Phase is then
@@ -310,117 +388,4 @@ func (c *Config) Done() optimizers.Interface {
 		panic(err)
 	}
 	return opt
-}
-
-// Methods returns the values accepted by ParamMethod, in registration order ("none" first). The slice is a
-// copy: changing it changes nothing registered.
-func Methods() []string { return slices.Clone(methodNames) }
-
-// methodNames holds the registered method names, "none" first.
-var methodNames = []string{"none"}
-
-// method is a registered method: its constructor and its declared hyperparameters.
-type method struct {
-	constructor func(optimizers.Interface) *Config
-	params      []Hyperparameter
-}
-
-// methods maps a ParamMethod value to its method ("none" is handled by FromContext).
-var methods = map[string]method{}
-
-// Register makes a method available to FromContext (and to programs that list Methods) under name, the
-// value of ParamMethod. Call it from an init function. It panics if name is empty, "none" or taken.
-func Register(name string, constructor func(optimizers.Interface) *Config) {
-	if _, taken := methods[name]; taken || name == "" || name == "none" || constructor == nil {
-		panicf("gr.Register: method name %q is empty, \"none\" or already registered (or the constructor is nil)", name)
-	}
-	methods[name] = method{constructor: constructor, params: constructor(nil).params}
-	methodNames = append(methodNames, name)
-}
-
-// option is a setting every method has (Every, WarmUp, ZeroWarmUp, ...): its context key, default and
-// the FromContext hook that applies it.
-type option struct {
-	key   string
-	def   any
-	apply func(ctx *context.Context, c *Config)
-}
-
-var options []option
-
-// readParamIfSet registers an option read by FromContext: when the context sets param, set applies its
-// value; def is the option's default (ParamDefaults).
-func readParamIfSet[T any](param string, def T, set func(c *Config, value T) *Config) {
-	options = append(options, option{key: param, def: def, apply: func(ctx *context.Context, c *Config) {
-		if _, found := ctx.GetParam(param); found {
-			set(c, context.GetParamOr(ctx, param, def))
-		}
-	}})
-}
-
-// FromContext builds the optimizer named by the context hyperparameter ParamMethod around base. It reads
-// the hyperparameters the chosen method declares (each keeps the method's default when the context does not
-// set it; keys of other methods are not read) and the options every method has (ParamEvery, ParamWarmUp,
-// ParamZeroWarmUp, ...). With method "none" (the default) it returns base itself. Errors name the parameter
-// and its valid values.
-func FromContext(ctx *context.Context, base optimizers.Interface) (optimizers.Interface, error) {
-	name := context.GetParamOr(ctx, ParamMethod, "none")
-	if name == "none" || name == "" {
-		return base, nil
-	}
-	m, found := methods[name]
-	if !found {
-		return nil, errors.Errorf("gr.FromContext: unknown %s %q: valid values are %s",
-			ParamMethod, name, strings.Join(methodNames, "|"))
-	}
-	c := m.constructor(base)
-	for _, h := range c.params {
-		if value, found := ctx.GetParam(h.Key); found && value != nil {
-			c.Set(h.Key, value)
-		}
-	}
-	for _, o := range options {
-		o.apply(ctx, c)
-	}
-	return c.Build()
-}
-
-// ParamDefaults returns every context key FromContext reads for method (a ParamMethod value): ParamMethod
-// itself, the method's own hyperparameters with the method's defaults, and the options every method has
-// with their defaults. For "none" it is ParamMethod alone. Programs register these defaults so that flags
-// and -set follow the chosen method (e.g. ρ = 0.5 for asam, 0.1 for gnp).
-func ParamDefaults(method string) (map[string]any, error) {
-	out := map[string]any{ParamMethod: method}
-	if method == "none" {
-		return out, nil
-	}
-	m, found := methods[method]
-	if !found {
-		return nil, errors.Errorf("gr.ParamDefaults: unknown %s %q: valid values are %s",
-			ParamMethod, method, strings.Join(methodNames, "|"))
-	}
-	for _, h := range m.params {
-		out[h.Key] = h.Default
-	}
-	for _, o := range options {
-		out[o.key] = o.def
-	}
-	return out, nil
-}
-
-// ParamKeys returns, sorted, every context key that FromContext reads for some registered method or option.
-// Programs register all of them (GoMLX's -set rejects unknown keys), so that one config file serves every
-// method; FromContext then reads only the chosen method's keys.
-func ParamKeys() []string {
-	keys := []string{ParamMethod}
-	for _, o := range options {
-		keys = append(keys, o.key)
-	}
-	for _, m := range methods {
-		for _, h := range m.params {
-			keys = append(keys, h.Key)
-		}
-	}
-	slices.Sort(keys)
-	return slices.Compact(keys)
 }

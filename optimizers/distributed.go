@@ -10,10 +10,11 @@ import (
 //
 // gr.NewTrainer returns a plain *train.Trainer, so trainer.DistributedTrainStep(distributed.AutoSharding, ...)
 // and train.Loop with a train.DistributedDataset work with every method (XLA only: GoMLX's pure-Go backend
-// refuses shardings). DistributedTrainStep builds the same training graph as TrainStep, as one logical
-// program over the global batch that XLA's automatic sharding partitions: the perturbation is computed from
-// the global-batch g₁ (one g₁ and one perturbation for the whole batch, as on one device), and the result
-// equals the single-device step up to the order of floating-point reductions.
+// refuses shardings; on one machine XLA's CPU plugin makes several devices, grbackend.NewCPUDevices).
+// DistributedTrainStep builds the same training graph as TrainStep, as one logical program over the global
+// batch that XLA's automatic sharding partitions: the perturbation is computed from the global-batch g₁ (one
+// g₁ and one perturbation for the whole batch, as on one device), and the result equals the single-device
+// step up to the order of floating-point reductions.
 //
 // The anchors' per-device m-sharpness (google-research/sam perturbs each device with its own gradient) is
 // Groups(m) with m = the number of devices and the batch sharded contiguously along its first axis: the

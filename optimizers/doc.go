@@ -33,8 +33,15 @@
 // function of *Step (θ, g₁, GradAt, the method's hyperparameters, its state, the phase of Every) into a
 // constructor, Register makes it a ParamMethod value, and every option applies to it. Each method has only
 // the hyperparameters it declares (Config.Declare, Config.Param): setting another is an error naming the
-// method and the parameter, and FromContext reads only the chosen method's keys (ParamDefaults, ParamKeys).
-// github.com/gradreg/gradreg/examples/methods adds GSAM, LookSAM and FriendlySAM that way.
+// method and the parameter. github.com/gradreg/gradreg/examples/methods adds GSAM, LookSAM and FriendlySAM
+// that way.
+//
+// Programs configured GoMLX's way call RegisterParams(ctx) before parsing -set, so that every gr_* key is
+// known (each key has one meaning for every method that reads it; method-specific keys carry the method's
+// name, e.g. gr_gnp_alpha) and a key left unset keeps the chosen method's default; FromContext then builds
+// the optimizer named by gr_method, reading only that method's keys, and reads the context again when the
+// trainer builds its graph, so a run resumed from a checkpoint trains the checkpoint's method. Params
+// returns the effective value of every hyperparameter, to log.
 //
 // The finite-difference methods re-evaluate the model at a perturbed θ, so they need the model and loss
 // functions: build the trainer with NewTrainer, which has the signature of train.NewTrainer and returns a
@@ -49,9 +56,10 @@
 // same mask in both passes, and the first pass's updates of those variables are the ones kept. The loss
 // the trainer reports is L(θ); variables are back at θ when the base optimizer updates them.
 //
-// Gradient accumulation (train.Trainer.AccumulateGradients) is refused: the regularized optimizers do not
-// implement train.OptimizeWithGradients, because a GR step needs the model re-evaluated on the batch, which
-// accumulated gradients cannot provide. Use a larger batch instead.
+// Gradient accumulation (train.Trainer.AccumulateGradients) works with a trainer built by NewTrainer: the
+// method runs on each micro-batch (its perturbation from that micro-batch's g₁, its second evaluation on the
+// same micro-batch) and the accumulated gradient is the mean of the micro-batches' combined gradients, which
+// the base optimizer applies once per cycle. Every(k > 1) cannot be combined with it (an error says so).
 //
 // See docs/methods.md in the repository for each method's cost, memory and references.
 package gr

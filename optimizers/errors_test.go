@@ -45,7 +45,7 @@ func TestFromContext(t *testing.T) {
 	ctx := context.New()
 	opt, err := gr.FromContext(ctx, sgd(1))
 	require.NoError(t, err)
-	assert.IsType(t, sgd(1), opt, "gr_method defaults to none: the base optimizer itself")
+	assert.Equal(t, "none", opt.(*gr.Regularized).Method(), "gr_method defaults to none: the base optimizer alone")
 
 	ctx.SetParams(map[string]any{gr.ParamMethod: "central", gr.ParamGamma: 0.2, gr.ParamEpsilon: 0.01})
 	opt, err = gr.FromContext(ctx, sgd(1))

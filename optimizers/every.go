@@ -15,7 +15,7 @@ import (
 const ParamEvery = "gr_every"
 
 func init() {
-	readParamIfSet(ParamEvery, 1, (*Config).Every)
+	readParamIfSet(ParamEvery, 1, (*Config).Every, func(c *Config) int { return max(c.sched.every, 1) })
 }
 
 // schedule holds the settings of Every (every.go) and WarmUp/ZeroWarmUp (warmup.go).
@@ -52,7 +52,7 @@ func (c *Config) Every(k int) *Config {
 }
 
 // Every returns k of Config.Every (1 when not set).
-func (r *Regularized) Every() int { return max(r.cfg.sched.every, 1) }
+func (r *Regularized) Every() int { return max(r.config().sched.every, 1) }
 
 // everyPhase says which graph the trainer is building for an Every(k) optimizer.
 type everyPhase int
@@ -70,16 +70,17 @@ type everySpec struct {
 	phase everyPhase
 }
 
-// everyTrainers maps the trainers built by NewTrainer with an Every(k > 1) optimizer to k.
-var everyTrainers sync.Map // weak.Pointer[train.Trainer] → int
+// everyTrainers maps the trainers built by NewTrainer with an Every(k > 1) optimizer, or one built by
+// FromContext (whose k may change when a checkpoint loads), to the optimizer.
+var everyTrainers sync.Map // weak.Pointer[train.Trainer] → *Regularized
 
 func registerEveryTrainer(trainer *train.Trainer, optimizer optimizers.Interface) {
 	r, ok := optimizer.(*Regularized)
-	if !ok || r.Every() <= 1 {
+	if !ok || (r.Every() <= 1 && r.ctx == nil) {
 		return
 	}
 	key := weak.Make(trainer)
-	everyTrainers.Store(key, r.Every())
+	everyTrainers.Store(key, r)
 	runtime.AddCleanup(trainer, func(key weak.Pointer[train.Trainer]) { everyTrainers.Delete(key) }, key)
 }
 
@@ -88,12 +89,16 @@ func registerEveryTrainer(trainer *train.Trainer, optimizer optimizers.Interface
 // graph of the step (ascent or skip, from the trainer's global step), which NewTrainer's model function
 // unwraps before calling the model. It reads the global step from the trainer's context.
 func StepSpec(trainer *train.Trainer, spec any) any {
-	k, found := everyTrainers.Load(weak.Make(trainer))
+	r, found := everyTrainers.Load(weak.Make(trainer))
 	if !found {
 		return spec
 	}
+	k := r.(*Regularized).Every()
+	if k <= 1 {
+		return spec
+	}
 	phase := phaseSkip
-	if trainer.GlobalStep()%int64(k.(int)) == 0 {
+	if trainer.GlobalStep()%int64(k) == 0 {
 		phase = phaseAscent
 	}
 	return everySpec{spec: spec, phase: phase}

@@ -5,16 +5,16 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
-// ParamAlpha is α, GNP's weight of the perturbed gradient, read by FromContext. Default: DefaultAlpha.
-const ParamAlpha = "gr_alpha"
+// ParamGNPAlpha is α, GNP's weight of the perturbed gradient, read by FromContext. Default: DefaultGNPAlpha.
+const ParamGNPAlpha = "gr_gnp_alpha"
 
 const (
 	// DefaultGNPRho is GNP's default ρ (r in the paper), 0.1, from the authors' CIFAR recipes
 	// (github.com/zhaoyang-0204/gnp, recipes/resnet-cifar.sh).
 	DefaultGNPRho = 0.1
 
-	// DefaultAlpha is GNP's default α, 0.8, from the same recipes.
-	DefaultAlpha = 0.8
+	// DefaultGNPAlpha is GNP's default α, 0.8, from the same recipes.
+	DefaultGNPAlpha = 0.8
 )
 
 func init() { Register("gnp", GNP) }
@@ -27,22 +27,22 @@ func init() { Register("gnp", GNP) }
 //
 // δ = NormStabilizer (1e-12) keeps a zero gradient finite (e = 0, g = 0). α = 1 is exactly SAM with the
 // same ρ; α = 0 is exactly the base optimizer (the second gradient is still computed). Hyperparameters:
-// ρ (Rho), default DefaultGNPRho (0.1); α (Alpha), default DefaultAlpha (0.8). Cost: two gradient
+// ρ (Rho), default DefaultGNPRho (0.1); α (Alpha), default DefaultGNPAlpha (0.8). Cost: two gradient
 // evaluations per step. Needs NewTrainer. Penalty metric: λ‖g₁‖ = αρ‖g₁‖.
 func GNP(base optimizers.Interface) *Config {
 	return NewMethod("GNP", gnpGrad)(base).Declare(rhoParam(DefaultGNPRho),
-		Hyperparameter{Key: ParamAlpha, Name: "Alpha (α)", Default: DefaultAlpha, Max: 1}).Penalty(gnpPenalty)
+		Hyperparameter{Key: ParamGNPAlpha, Name: "Alpha (α)", Default: DefaultGNPAlpha, Max: 1}).Penalty(gnpPenalty)
 }
 
-// Alpha sets α (ParamAlpha), GNP's weight of the perturbed gradient; valid range [0, 1]. Default:
-// DefaultAlpha (0.8). Other methods that declare ParamAlpha (e.g. GSAM and LookSAM in examples/methods)
-// have their own α, range and default.
-func (c *Config) Alpha(alpha float64) *Config { return c.set(ParamAlpha, "Alpha (α)", alpha) }
+// Alpha sets α, the hyperparameter named "Alpha (α)" of the method: GNP's weight of the perturbed gradient
+// (ParamGNPAlpha; valid range [0, 1], default DefaultGNPAlpha, 0.8), or the α of another method that declares
+// one under that name with its own key (GSAM and LookSAM in examples/methods).
+func (c *Config) Alpha(alpha float64) *Config { return c.set(ParamGNPAlpha, "Alpha (α)", alpha) }
 
 func gnpGrad(s *Step) []*Node {
-	alpha := s.Param(ParamAlpha)
+	alpha := s.Param(ParamGNPAlpha)
 	return Axpby(graph.OneMinus(alpha), s.Grad(), alpha, s.GradAt(samPerturbation(s)))
 }
 
 // gnpPenalty is αρ‖g₁‖.
-func gnpPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamAlpha), samPenalty(s)) }
+func gnpPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamGNPAlpha), samPenalty(s)) }

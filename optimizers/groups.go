@@ -9,7 +9,7 @@ import (
 const ParamGroups = "gr_groups"
 
 func init() {
-	readParamIfSet(ParamGroups, 1, (*Config).Groups)
+	readParamIfSet(ParamGroups, 1, (*Config).Groups, func(c *Config) int { return max(c.groups, 1) })
 }
 
 // Groups splits each training batch into m equal contiguous groups — examples [k·B/m, (k+1)·B/m) form
@@ -44,7 +44,7 @@ func (c *Config) Groups(m int) *Config {
 }
 
 // Groups returns m of Config.Groups (1 when not set).
-func (r *Regularized) Groups() int { return max(r.cfg.groups, 1) }
+func (r *Regularized) Groups() int { return max(r.config().groups, 1) }
 
 func (c *Config) groupsOn() bool { return c.groups > 1 }
 

@@ -19,7 +19,7 @@ const (
 )
 
 func init() {
-	readParamIfSet(ParamGuardNonFinite, true, (*Config).GuardNonFinite)
+	readParamIfSet(ParamGuardNonFinite, true, (*Config).GuardNonFinite, (*Config).guardOn)
 }
 
 // GuardNonFinite turns the non-finite guard on or off. Default: on.

@@ -36,7 +36,7 @@ func TestHyperparameterOfAnotherMethod(t *testing.T) {
 	}
 	// Set by key is the named setter.
 	p := newProblem(21, 8, 3, 4, 0.01)
-	a, _ := p.trainSteps(t, gr.GNP(sgd(0.2)).Set(gr.ParamRho, 0.3).Set(gr.ParamAlpha, 0.5).Done(), false, 1)
+	a, _ := p.trainSteps(t, gr.GNP(sgd(0.2)).Set(gr.ParamRho, 0.3).Set(gr.ParamGNPAlpha, 0.5).Done(), false, 1)
 	b, _ := p.trainSteps(t, gr.GNP(sgd(0.2)).Rho(0.3).Alpha(0.5).Done(), false, 1)
 	assert.Equal(t, b, a)
 }
@@ -48,17 +48,17 @@ func TestFromContextReadsOnlyTheMethodsKeys(t *testing.T) {
 	p := newProblem(22, 8, 3, 4, 0.01)
 	ctx := context.New()
 	ctx.SetParams(map[string]any{gr.ParamMethod: "asam", gr.ParamGamma: -1.0, gr.ParamEpsilon: 0.0,
-		gr.ParamAlpha: 7.0, gr.ParamNormalized: true})
+		gr.ParamGNPAlpha: 7.0, gr.ParamNormalized: true})
 	opt, err := gr.FromContext(ctx, sgd(0.3))
 	require.NoError(t, err, "keys ASAM does not have are not read")
 	fromCtx, _ := p.trainSteps(t, opt, false, 1)
 	want, _ := p.trainSteps(t, gr.ASAM(sgd(0.3)).Done(), false, 1)
 	assert.Equal(t, want, fromCtx, "ASAM at its defaults ρ = 0.5, η = 0.01")
 	theta0 := p.theta0()
-	ref := axpy(-0.3, samReference(p, "asam", theta0, samParams{rho: gr.DefaultASAMRho, eta: gr.DefaultEta}), theta0)
+	ref := axpy(-0.3, samReference(p, "asam", theta0, samParams{rho: gr.DefaultASAMRho, eta: gr.DefaultASAMEta}), theta0)
 	assert.Less(t, relErr(fromCtx, ref), 1e-8)
 
-	ctx.SetParams(map[string]any{gr.ParamMethod: "gnp", gr.ParamAlpha: 0.5, gr.ParamRho: 0.2})
+	ctx.SetParams(map[string]any{gr.ParamMethod: "gnp", gr.ParamGNPAlpha: 0.5, gr.ParamRho: 0.2})
 	opt, err = gr.FromContext(ctx, sgd(0.3))
 	require.NoError(t, err)
 	fromCtx, _ = p.trainSteps(t, opt, false, 1)
@@ -75,8 +75,8 @@ func TestParamDefaults(t *testing.T) {
 		"forward": {gr.ParamGamma: gr.DefaultGamma, gr.ParamEpsilon: gr.DefaultEpsilon, gr.ParamNormalized: false},
 		"sam":     {gr.ParamRho: gr.DefaultRho},
 		"usam":    {gr.ParamRho: gr.DefaultUSAMRho},
-		"gnp":     {gr.ParamRho: gr.DefaultGNPRho, gr.ParamAlpha: gr.DefaultAlpha},
-		"asam":    {gr.ParamRho: gr.DefaultASAMRho, gr.ParamEta: gr.DefaultEta},
+		"gnp":     {gr.ParamRho: gr.DefaultGNPRho, gr.ParamGNPAlpha: gr.DefaultGNPAlpha},
+		"asam":    {gr.ParamRho: gr.DefaultASAMRho, gr.ParamASAMEta: gr.DefaultASAMEta},
 	} {
 		got, err := gr.ParamDefaults(method)
 		require.NoError(t, err)
@@ -93,7 +93,7 @@ func TestParamDefaults(t *testing.T) {
 			_, isOption := options[k]
 			if !isOwn && !isOption && k != gr.ParamMethod {
 				assert.NotContains(t, []string{gr.ParamGamma, gr.ParamEpsilon, gr.ParamNormalized, gr.ParamRho,
-					gr.ParamAlpha, gr.ParamEta}, k, "%s: a key of another method", method)
+					gr.ParamGNPAlpha, gr.ParamASAMEta}, k, "%s: a key of another method", method)
 			}
 		}
 	}
@@ -106,7 +106,7 @@ func TestParamDefaults(t *testing.T) {
 	keys := gr.ParamKeys()
 	assert.True(t, slices.IsSorted(keys))
 	for _, k := range []string{gr.ParamMethod, gr.ParamGamma, gr.ParamEpsilon, gr.ParamNormalized, gr.ParamRho,
-		gr.ParamAlpha, gr.ParamEta, gr.ParamEvery, gr.ParamWarmUp, gr.ParamZeroWarmUp} {
+		gr.ParamGNPAlpha, gr.ParamASAMEta, gr.ParamEvery, gr.ParamWarmUp, gr.ParamZeroWarmUp} {
 		assert.Contains(t, keys, k)
 	}
 }

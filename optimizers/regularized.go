@@ -1,6 +1,8 @@
 package gr
 
 import (
+	"sync"
+
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -16,7 +18,9 @@ import (
 // installs (in training graphs only), when the trainer asks for the loss; UpdateGraph then only applies it.
 // It also implements train.OptimizeWithGradients, so Trainer.AccumulateGradients works (accumulate.go).
 type Regularized struct {
+	mu  sync.Mutex
 	cfg *Config
+	ctx *context.Context // built by FromContext: the context it reads again at graph building; nil otherwise
 }
 
 var (
@@ -24,11 +28,46 @@ var (
 	_ train.OptimizeWithGradients = (*Regularized)(nil)
 )
 
-// Method returns the method's name ("db", "forward", ...).
-func (r *Regularized) Method() string { return r.cfg.name }
+// Method returns the method's name ("DoubleBackprop", "ForwardDifference", "SAM", ...; "none" for the base
+// optimizer alone built by FromContext).
+func (r *Regularized) Method() string { return r.config().name }
 
 // Base returns the wrapped base optimizer.
 func (r *Regularized) Base() optimizers.Interface { return r.cfg.base }
+
+// config returns the configuration: for an optimizer built by FromContext, the one the context describes now
+// (the last valid one if the context's values are invalid now); otherwise the one built.
+func (r *Regularized) config() *Config {
+	cfg, _ := r.refresh()
+	return cfg
+}
+
+// mustRefresh is config for graph building: for an optimizer built by FromContext it panics with the error if
+// the context's values are invalid now.
+func (r *Regularized) mustRefresh() *Config {
+	cfg, err := r.refresh()
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}
+
+// refresh reads the context again for an optimizer built by FromContext and returns the configuration it
+// describes (or the previous one and the error).
+func (r *Regularized) refresh() (*Config, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil {
+		return r.cfg, nil
+	}
+	cfg := configFromContext(r.ctx, r.cfg.base)
+	if cfg.err != nil {
+		return r.cfg, errors.WithMessagef(cfg.err, "gr: the context of the optimizer built by FromContext "+
+			"(method %q then) is invalid now", r.cfg.methodKey())
+	}
+	r.cfg = cfg
+	return cfg, nil
+}
 
 // Clear deletes the base optimizer's variables and this optimizer's own (everything under its Scope in
 // ctx: the stored correction of Every, the methods' state, the metrics, the guard's counters). It implements
@@ -47,6 +86,10 @@ func (r *Regularized) Clear(ctx *context.Context) error {
 // this graph, and is applied as is; with plain train.NewTrainer (methods that do not re-evaluate the model,
 // such as DoubleBackprop) it is computed here from loss.
 func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *Node) {
+	if r.mustRefresh().none() {
+		r.cfg.base.UpdateGraph(ctx, g, loss)
+		return
+	}
 	prep := preparedFor(ctx, g)
 	if prep == nil {
 		prep = r.prepare(ctx, g, loss, recordedPass(ctx, g), false)

@@ -79,8 +79,8 @@ func TestSAMFromContext(t *testing.T) {
 	hp := samParams{rho: 0.3, alpha: 0.4, eta: 0.2}
 	for _, method := range samMethods {
 		ctx := context.New()
-		ctx.SetParams(map[string]any{gr.ParamMethod: method, gr.ParamRho: hp.rho, gr.ParamAlpha: hp.alpha,
-			gr.ParamEta: hp.eta})
+		ctx.SetParams(map[string]any{gr.ParamMethod: method, gr.ParamRho: hp.rho, gr.ParamGNPAlpha: hp.alpha,
+			gr.ParamASAMEta: hp.eta})
 		opt, err := gr.FromContext(ctx, sgd(0.5))
 		require.NoError(t, err, method)
 		theta1, _ := p.trainSteps(t, opt, false, 1)
@@ -164,7 +164,7 @@ func TestSAMBadInput(t *testing.T) {
 		assert.Panics(t, func() { tc.cfg.Done() })
 	}
 	ctx := context.New()
-	ctx.SetParams(map[string]any{gr.ParamMethod: "gnp", gr.ParamAlpha: 2.0})
+	ctx.SetParams(map[string]any{gr.ParamMethod: "gnp", gr.ParamGNPAlpha: 2.0})
 	_, err := gr.FromContext(ctx, sgd(0.1))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "gr.GNP: Alpha (α)")

@@ -93,7 +93,9 @@ func TestTwoOptimizersOnSubContexts(t *testing.T) {
 func TestTwoOptimizersOneContext(t *testing.T) {
 	pa, pb := newProblem(43, 8, 3, 4, 0.01), newProblem(44, 8, 3, 4, 0.01)
 	in := func(scope string, fn train.ModelFn) train.ModelFn {
-		return func(ctx *context.Context, spec any, inputs []*gr.Node) []*gr.Node { return fn(ctx.In(scope), spec, inputs) }
+		return func(ctx *context.Context, spec any, inputs []*gr.Node) []*gr.Node {
+			return fn(ctx.In(scope), spec, inputs)
+		}
 	}
 	optA, optB := twoOptimizers("gr_a", "gr_b")
 	assert.Equal(t, "gr_a", optA.(*gr.Regularized).Scope())

@@ -33,7 +33,7 @@ const (
 const MetricViolations = "violations"
 
 func init() {
-	readParamIfSet(ParamWarnUnstable, true, (*Config).WarnUnstable)
+	readParamIfSet(ParamWarnUnstable, true, (*Config).WarnUnstable, func(c *Config) bool { return !c.noStabilityWarning })
 }
 
 // HeavyBallBase is implemented by a base optimizer whose update is heavy-ball SGD,

@@ -15,8 +15,16 @@ const (
 )
 
 func init() {
-	readParamIfSet(ParamWarmUp, 0, (*Config).WarmUp)
-	readParamIfSet(ParamZeroWarmUp, 0, (*Config).ZeroWarmUp)
+	readParamIfSet(ParamWarmUp, 0, (*Config).WarmUp, func(c *Config) int { return c.warmUpSteps(false) })
+	readParamIfSet(ParamZeroWarmUp, 0, (*Config).ZeroWarmUp, func(c *Config) int { return c.warmUpSteps(true) })
+}
+
+// warmUpSteps returns the steps of ZeroWarmUp (zero) or WarmUp (!zero): 0 unless that one is configured.
+func (c *Config) warmUpSteps(zero bool) int {
+	if c.sched.zeroWarmUp != zero {
+		return 0
+	}
+	return c.sched.warmUp
 }
 
 // WarmUp ramps the regularization linearly from 0 over the first steps steps (GR warm-up, Zhao, Zhang & Hu,

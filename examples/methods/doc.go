@@ -8,6 +8,15 @@
 // otherwise; δ = gr.NormStabilizer (1e-12) stabilizes every norm that divides.
 package methods
 
-import "math"
+import (
+	"math"
+
+	gr "github.com/gradreg/gradreg/optimizers"
+)
 
 var inf = math.Inf(1)
+
+// alpha declares a method's own α in [0, 1] under key, named "Alpha (α)" so that Config.Alpha sets it.
+func alpha(key string, def float64) gr.Hyperparameter {
+	return gr.Hyperparameter{Key: key, Name: "Alpha (α)", Default: def, Min: 0, Max: 1}
+}

@@ -6,6 +6,9 @@ import (
 	gr "github.com/gradreg/gradreg/optimizers"
 )
 
+// ParamLookSAMAlpha is the context key of LookSAM's α (Config.Alpha sets it too).
+const ParamLookSAMAlpha = "gr_looksam_alpha"
+
 func init() { gr.Register("looksam", LookSAM) }
 
 // LookSAM returns LookSAM (Liu et al., "Towards Efficient and Scalable Sharpness-Aware Minimization", CVPR
@@ -15,11 +18,11 @@ func init() { gr.Register("looksam", LookSAM) }
 //
 //	g = g₁ + α(‖g₁‖/(‖g_v‖ + δ))g_v
 //
-// Hyperparameters: ρ (gr_rho, default 0.1), α (gr_alpha, default 0.7, range [0, 1]), as pytorch_optimizer.
+// Hyperparameters: ρ (gr_rho, default 0.1), α (gr_looksam_alpha, default 0.7, range [0, 1]), as pytorch_optimizer.
 // Choice: global norms over all variables, as the paper's Algorithm 1 (pytorch_optimizer uses per-tensor
 // norms, the paper's layer-wise variant). Without Every(k) it is SAM. No penalty metric.
 func LookSAM(base optimizers.Interface) *gr.Config {
-	return newLookSAM(base).Param(gr.ParamRho, 0.1, 0, inf).Param(gr.ParamAlpha, 0.7, 0, 1).Reuse(lookSAMReuse)
+	return newLookSAM(base).Param(gr.ParamRho, 0.1, 0, inf).Declare(alpha(ParamLookSAMAlpha, 0.7)).Reuse(lookSAMReuse)
 }
 
 var newLookSAM = gr.NewMethod("LookSAM", func(s *gr.Step) []*Node {
@@ -32,5 +35,5 @@ var newLookSAM = gr.NewMethod("LookSAM", func(s *gr.Step) []*Node {
 
 func lookSAMReuse(s *gr.Step) []*Node {
 	gv := s.State("looksam_gv")
-	return gr.AddVec(s.Grad(), gr.Rescale(Mul(s.Param(gr.ParamAlpha), gr.GlobalNorm(s.Grad())), gv))
+	return gr.AddVec(s.Grad(), gr.Rescale(Mul(s.Param(ParamLookSAMAlpha), gr.GlobalNorm(s.Grad())), gv))
 }

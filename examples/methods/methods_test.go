@@ -226,8 +226,8 @@ func TestFriendlySAM(t *testing.T) {
 	for _, k := range []int{1, 2} {
 		want, _ := friendlyReference(p, lr, rho, sigma, lambda, k, 3)
 		for _, viaGR := range []bool{true, false} {
-			opt := methods.FriendlySAM(sgd(lr)).Rho(rho).Set(methods.ParamSigma, sigma).
-				Set(methods.ParamLambda, lambda).Every(k).Done()
+			opt := methods.FriendlySAM(sgd(lr)).Rho(rho).Set(methods.ParamFriendlySAMSigma, sigma).
+				Set(methods.ParamFriendlySAMLambda, lambda).Every(k).Done()
 			got, _ := p.run(t, context.New(), opt, 3, viaGR)
 			for step := range want {
 				assert.Less(t, relErr(got[step], want[step]), 1e-12, "k=%d viaGR=%v step %d", k, viaGR, step)
@@ -236,7 +236,7 @@ func TestFriendlySAM(t *testing.T) {
 	}
 	// σ = 0 is SAM; the default σ = 1 is not.
 	sam, _ := p.run(t, context.New(), gr.SAM(sgd(lr)).Rho(rho).Done(), 3, true)
-	f0, _ := p.run(t, context.New(), methods.FriendlySAM(sgd(lr)).Rho(rho).Set(methods.ParamSigma, 0.0).Done(), 3, true)
+	f0, _ := p.run(t, context.New(), methods.FriendlySAM(sgd(lr)).Rho(rho).Set(methods.ParamFriendlySAMSigma, 0.0).Done(), 3, true)
 	f1, _ := p.run(t, context.New(), methods.FriendlySAM(sgd(lr)).Rho(rho).Done(), 3, true)
 	assert.Less(t, relErr(f0[2], sam[2]), 1e-13)
 	assert.Greater(t, relErr(f1[2], sam[2]), 1e-6)
@@ -327,19 +327,19 @@ func TestRegistered(t *testing.T) {
 	}
 	p := newLogistic(6)
 	ctx := context.New()
-	ctx.SetParams(map[string]any{gr.ParamMethod: "friendlysam", methods.ParamSigma: 0.5, gr.ParamGamma: -1.0})
+	ctx.SetParams(map[string]any{gr.ParamMethod: "friendlysam", methods.ParamFriendlySAMSigma: 0.5, gr.ParamGamma: -1.0})
 	opt, err := gr.FromContext(ctx, sgd(0.5))
 	require.NoError(t, err)
 	got, _ := p.run(t, context.New(), opt, 2, true)
-	want, _ := p.run(t, context.New(), methods.FriendlySAM(sgd(0.5)).Set(methods.ParamSigma, 0.5).Done(), 2, true)
+	want, _ := p.run(t, context.New(), methods.FriendlySAM(sgd(0.5)).Set(methods.ParamFriendlySAMSigma, 0.5).Done(), 2, true)
 	assert.Equal(t, want, got)
 
 	defaults, err := gr.ParamDefaults("friendlysam")
 	require.NoError(t, err)
 	assert.Equal(t, 0.05, defaults[gr.ParamRho])
-	assert.Equal(t, 1.0, defaults[methods.ParamSigma])
-	assert.Equal(t, 0.9, defaults[methods.ParamLambda])
-	assert.Contains(t, gr.ParamKeys(), methods.ParamLambda)
+	assert.Equal(t, 1.0, defaults[methods.ParamFriendlySAMSigma])
+	assert.Equal(t, 0.9, defaults[methods.ParamFriendlySAMLambda])
+	assert.Contains(t, gr.ParamKeys(), methods.ParamFriendlySAMLambda)
 	_, err = methods.GSAM(sgd(0.1)).Eta(0.1).Build()
 	assert.ErrorContains(t, err, "GSAM has no hyperparameter Eta (η)")
 }

@@ -437,7 +437,8 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	_, isGR := opt.(*gr.Regularized)
+	reg, isGR := opt.(*gr.Regularized)
+	isGR = isGR && reg.Method() != "none" // gr.FromContext's optimizer for gr_method=none is the base one's steps
 	trainMetrics := []metrics.Interface{
 		metrics.NewBaseMetric("Batch Accuracy", "acc", "accuracy", metrics.SparseCategoricalAccuracyGraph, nil),
 		metrics.NewMovingAverageSparseCategoricalAccuracy("Moving Average Accuracy", "~acc", 0.01),

@@ -1,0 +1,346 @@
+package gr
+
+import (
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/pkg/errors"
+)
+
+// Methods returns the values accepted by ParamMethod, in registration order ("none" first). The slice is a
+// copy: changing it changes nothing registered.
+func Methods() []string { return slices.Clone(methodNames) }
+
+// methodNames holds the registered method names, "none" first.
+var methodNames = []string{"none"}
+
+// method is a registered method: its constructor, its name in messages and its declared hyperparameters.
+type method struct {
+	constructor func(optimizers.Interface) *Config
+	display     string // Config's name, e.g. "SAM" for "sam"
+	params      []Hyperparameter
+}
+
+// methods maps a ParamMethod value to its method ("none" is handled by FromContext).
+var methods = map[string]method{}
+
+// registrationBase is the base optimizer Register builds a method's Config with, to read its declarations.
+type registrationBase struct{ optimizers.Interface }
+
+// Register makes a method available to FromContext, RegisterParams and Methods under name, the value of
+// ParamMethod. Call it from an init function. It panics, naming the failed condition, if name is empty or
+// "none", if a method is already registered under name, if constructor is nil, if the method's declarations
+// are invalid (see Config.Declare), or if it declares a key that an already registered method declares with
+// another type or valid range (a key has one meaning: give a method-specific hyperparameter its own key).
+func Register(name string, constructor func(optimizers.Interface) *Config) {
+	switch {
+	case name == "":
+		panicf("gr.Register: the method name is empty")
+	case name == "none":
+		panicf(`gr.Register: the method name "none" is reserved (the base optimizer alone)`)
+	case constructor == nil:
+		panicf("gr.Register(%q): the constructor is nil", name)
+	}
+	if _, taken := methods[name]; taken {
+		panicf("gr.Register(%q): a method is already registered under this name", name)
+	}
+	cfg := constructor(registrationBase{})
+	if cfg == nil {
+		panicf("gr.Register(%q): the constructor returned a nil *Config", name)
+	}
+	if cfg.err != nil {
+		panicf("gr.Register(%q): the method's declarations are invalid: %v", name, cfg.err)
+	}
+	for i := range cfg.params {
+		h := &cfg.params[i]
+		for _, other := range methodNames[1:] {
+			o := methods[other].lookup(h.Key)
+			if o != nil && !h.sameRange(o) {
+				panicf("gr.Register(%q): key %s is declared as a %T in %s, but method %q declares it as a %T in %s: "+
+					"a key shared by several methods must mean the same quantity, with the same type and range "+
+					"(give a method-specific hyperparameter its own key, e.g. \"gr_%s_%s\")", name, h.Key,
+					h.Default, h.rangeString(), other, o.Default, o.rangeString(), name,
+					strings.TrimPrefix(h.Key, "gr_"))
+			}
+		}
+	}
+	methods[name] = method{constructor: constructor, display: cfg.name, params: cfg.params}
+	methodNames = append(methodNames, name)
+}
+
+func (m method) lookup(key string) *Hyperparameter {
+	for i := range m.params {
+		if m.params[i].Key == key {
+			return &m.params[i]
+		}
+	}
+	return nil
+}
+
+// option is a setting every method has (Every, WarmUp, ZeroWarmUp, ...): its context key, default, the
+// FromContext hook that applies it and the getter of its effective value (Regularized.Params).
+type option struct {
+	key   string
+	def   any
+	apply func(c *Config, value any)
+	get   func(c *Config) any
+}
+
+var options []option
+
+// readParamIfSet registers an option read by FromContext: when the context sets param, set applies its
+// value; def is the option's default (ParamDefaults, RegisterParams) and get returns the effective value of a
+// Config (Regularized.Params). T is int or bool.
+func readParamIfSet[T int | bool](param string, def T, set func(c *Config, value T) *Config, get func(c *Config) T) {
+	options = append(options, option{key: param, def: def,
+		apply: func(c *Config, value any) {
+			// The option's setter checks the range; here only the type.
+			h := Hyperparameter{Key: param, Default: def, Min: math.Inf(-1), Max: math.Inf(1)}
+			v, err := convertValue(&h, value)
+			if err != nil {
+				c.setErr(errors.WithMessagef(err, "gr.%s", c.name))
+				return
+			}
+			set(c, v.(T))
+		},
+		get: func(c *Config) any { return get(c) }})
+}
+
+// Unset is the value RegisterParams gives a key whose default depends on the method (ParamRho): FromContext
+// treats it as not set, so the chosen method keeps its own default. Any value set with -set (a string, which
+// FromContext parses as the key's type) or with Context.SetParam (of the key's type) replaces it.
+const Unset = ""
+
+// RegisterParams makes every context key of gradreg known to ctx, so that GoMLX's -set flag
+// (commandline.ParseContextSettings) and settings files accept them: ParamMethod ("none"), each registered
+// method's hyperparameters and the options every method has. A key keeps a value ctx already has (a
+// program's own default). A key registered here does not fix any method's default: a key with the same
+// default for every method that reads it (gr_gamma, gr_epsilon, the options) gets that default, with its type
+// (so -set parses and checks it); a key whose default depends on the method (gr_rho: 0.05 for SAM, 0.5 for
+// ASAM) gets Unset, "", so that a run that does not set it keeps the chosen method's default; a value given
+// with -set is then a string, which FromContext parses as the key's type. Call it after every method is
+// registered (Register runs in init functions, so anywhere in main), before commandline.CreateContextSettingsFlag:
+//
+//	ctx := context.New()
+//	gr.RegisterParams(ctx)
+//	settings := commandline.CreateContextSettingsFlag(ctx, "")
+//	flag.Parse()
+//	paramsSet := must.M1(commandline.ParseContextSettings(ctx, *settings)) // e.g. -set="gr_method=sam;gr_rho=0.1"
+//	opt := must.M1(gr.FromContext(ctx, optimizers.FromContext(ctx)))
+func RegisterParams(ctx *context.Context) {
+	for key, value := range registeredValues() {
+		if _, found := ctx.GetParam(key); !found {
+			ctx.SetParam(key, value)
+		}
+	}
+}
+
+// registeredValues returns the value RegisterParams gives each key.
+func registeredValues() map[string]any {
+	out := map[string]any{ParamMethod: "none"}
+	for _, o := range options {
+		out[o.key] = o.def
+	}
+	for _, name := range methodNames[1:] {
+		for _, h := range methods[name].params {
+			if prev, found := out[h.Key]; found && prev != h.Default {
+				out[h.Key] = Unset
+			} else if !found {
+				out[h.Key] = h.Default
+			}
+		}
+	}
+	return out
+}
+
+// FromContext builds the optimizer named by the context hyperparameter ParamMethod around base. It reads
+// the hyperparameters the chosen method declares (each keeps the method's default when the context does not
+// set it or holds Unset; keys of other methods are not read) and the options every method has (ParamEvery,
+// ParamWarmUp, ParamZeroWarmUp, ParamGroups, ParamGuardNonFinite). Errors name the key and its valid values.
+//
+// The returned *Regularized reads ctx again each time a trainer builds a training graph with it, so a
+// program that builds its optimizer before a checkpoint loads its parameters into ctx (GoMLX's examples do:
+// checkpoints.Build(ctx)...Done() after train.NewTrainer) trains the checkpoint's method with the
+// checkpoint's hyperparameters, not the ones ctx held when FromContext ran. Invalid values found then panic
+// at graph building, with the same message FromContext returns. With method "none" the optimizer applies the
+// base optimizer's steps exactly (it delegates to base); Regularized.Method then returns "none".
+func FromContext(ctx *context.Context, base optimizers.Interface) (optimizers.Interface, error) {
+	cfg := configFromContext(ctx, base)
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	return &Regularized{cfg: cfg, ctx: ctx}, nil
+}
+
+// configFromContext builds the Config ctx describes; errors are in its err field.
+func configFromContext(ctx *context.Context, base optimizers.Interface) *Config {
+	nameAny, _ := ctx.GetParam(ParamMethod)
+	name, ok := nameAny.(string)
+	if nameAny != nil && !ok {
+		c := &Config{base: base, name: "none"}
+		c.setErr(errors.Errorf("gr.FromContext: %s must be a string, got %T %v", ParamMethod, nameAny, nameAny))
+		return c
+	}
+	if name == "none" || name == "" {
+		c := &Config{base: base, name: "none", values: map[string]any{}}
+		if base == nil {
+			c.setErr(errors.Errorf("gr.FromContext: base optimizer is nil: pass a GoMLX optimizer, e.g. " +
+				"optimizers.StochasticGradientDescent()"))
+		}
+		return c
+	}
+	m, found := methods[name]
+	if !found {
+		c := &Config{base: base, name: "none"}
+		c.setErr(errors.Errorf("gr.FromContext: unknown %s %q: valid values are %s",
+			ParamMethod, name, strings.Join(methodNames, "|")))
+		return c
+	}
+	c := m.constructor(base)
+	c.key = name
+	for i := range c.params {
+		if value, found := ctx.GetParam(c.params[i].Key); found {
+			c.fromContextValue(&c.params[i], value)
+		}
+	}
+	// An option at its default changes nothing (RegisterParams registers every option at its default).
+	set := map[string]bool{}
+	for _, o := range options {
+		if value, found := ctx.GetParam(o.key); found && value != nil && value != Unset && value != o.def {
+			o.apply(c, value)
+			set[o.key] = true
+		}
+	}
+	if set[ParamWarmUp] && set[ParamZeroWarmUp] {
+		c.setErr(errors.Errorf("gr.FromContext: %s and %s are both set (%v, %v): set one of them",
+			ParamWarmUp, ParamZeroWarmUp, context.GetParamOr(ctx, ParamWarmUp, 0),
+			context.GetParamOr(ctx, ParamZeroWarmUp, 0)))
+	}
+	return c
+}
+
+// fromContextValue sets h from a context value: nil and Unset keep the default, anything else is converted to
+// h's type (convertValue) and set.
+func (c *Config) fromContextValue(h *Hyperparameter, value any) {
+	if value == nil || value == Unset {
+		return
+	}
+	v, err := convertValue(h, value)
+	if err != nil {
+		c.setErr(errors.WithMessagef(err, "gr.%s", c.name))
+		return
+	}
+	c.set(h.Key, h.Key, v)
+}
+
+// convertValue converts a context value to h's type: a string (a value given with -set for a key registered as
+// Unset) is parsed; a float64 without fractional part becomes an int for an int hyperparameter (JSON
+// decoders give float64); a number becomes a float64 for a float64 one.
+func convertValue(h *Hyperparameter, value any) (any, error) {
+	wrongType := func() error {
+		return errors.Errorf("%s (%s) must be a %T, got %T %v", h.name(), h.Key, h.Default, value, value)
+	}
+	if s, isString := value.(string); isString {
+		var parsed any
+		var err error
+		switch h.Default.(type) {
+		case bool:
+			parsed, err = strconv.ParseBool(s)
+		case int:
+			parsed, err = strconv.Atoi(strings.ReplaceAll(s, "_", ""))
+		default:
+			parsed, err = strconv.ParseFloat(s, 64)
+		}
+		if err != nil {
+			return nil, errors.Errorf("%s (%s) must be a %T, got %q", h.name(), h.Key, h.Default, s)
+		}
+		return parsed, nil
+	}
+	switch h.Default.(type) {
+	case bool:
+		if _, ok := value.(bool); !ok {
+			return nil, wrongType()
+		}
+		return value, nil
+	case int:
+		f, ok := toFloat(value)
+		if !ok || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
+			return nil, wrongType()
+		}
+		return int(f), nil
+	}
+	f, ok := toFloat(value)
+	if !ok {
+		return nil, wrongType()
+	}
+	return f, nil
+}
+
+// Params returns the effective value of every hyperparameter and option of the optimizer, by context key:
+// ParamMethod (the registered name, e.g. "sam"; the Config's name for a method that is not registered), the
+// method's hyperparameters and the options every method has (ParamEvery, ParamWarmUp, ...). It is what to log
+// to know what was trained; with method "none" it holds ParamMethod alone. For an optimizer built by
+// FromContext it reflects the context now (see FromContext).
+func (r *Regularized) Params() map[string]any {
+	c := r.config()
+	if c.none() {
+		return map[string]any{ParamMethod: "none"}
+	}
+	out := map[string]any{ParamMethod: c.methodKey()}
+	for _, h := range c.params {
+		out[h.Key] = c.values[h.Key]
+	}
+	for _, o := range options {
+		out[o.key] = o.get(c)
+	}
+	return out
+}
+
+// methodKey returns the ParamMethod value of c's method, or its name if it is not registered.
+func (c *Config) methodKey() string {
+	if c.key != "" {
+		return c.key
+	}
+	for _, name := range methodNames[1:] {
+		if methods[name].display == c.name {
+			return name
+		}
+	}
+	return c.name
+}
+
+// none reports whether c is method "none" (FromContext): the base optimizer alone.
+func (c *Config) none() bool { return c.fn == nil }
+
+// ParamDefaults returns every context key FromContext reads for method (a ParamMethod value): ParamMethod
+// itself, the method's own hyperparameters with the method's defaults, and the options every method has
+// with their defaults. For "none" it is ParamMethod alone.
+func ParamDefaults(method string) (map[string]any, error) {
+	out := map[string]any{ParamMethod: method}
+	if method == "none" {
+		return out, nil
+	}
+	m, found := methods[method]
+	if !found {
+		return nil, errors.Errorf("gr.ParamDefaults: unknown %s %q: valid values are %s",
+			ParamMethod, method, strings.Join(methodNames, "|"))
+	}
+	for _, h := range m.params {
+		out[h.Key] = h.Default
+	}
+	for _, o := range options {
+		out[o.key] = o.def
+	}
+	return out, nil
+}
+
+// ParamKeys returns, sorted, every context key that FromContext reads for some registered method or option:
+// the keys RegisterParams registers.
+func ParamKeys() []string {
+	return slices.Sorted(maps.Keys(registeredValues()))
+}
