@@ -260,21 +260,30 @@ type row struct {
 	RelativeCPU float64 `json:"step_cpu_relative"`
 }
 
-func frontier(file, png string) error {
+// point is one entry of the frontier: k, CPU cost relative to the reference (x), gain in points (y) and
+// the half-width of its 95 % interval (0 when undefined).
+type point struct {
+	k         int
+	x, y, err float64
+}
+
+// frontierPoints reads the comparison's JSON and returns the points by method label (entries whose only
+// setting is gr_every, or none); ref is the first entry's label.
+func frontierPoints(file string) (series map[string][]point, err error) {
+	series, _, err = readFrontier(file)
+	return series, err
+}
+
+func readFrontier(file string) (map[string][]point, string, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	var rep struct {
 		Rows []row `json:"rows"`
 	}
-	if err := json.Unmarshal(data, &rep); err != nil {
-		return errors.Wrapf(err, "-frontier: %s is not a comparison's JSON", file)
-	}
-	type point struct {
-		k              int
-		x, y, err      float64
-		entry, variant string
+	if err := json.Unmarshal(data, &rep); err != nil || len(rep.Rows) == 0 {
+		return nil, "", errors.Errorf("-frontier: %s is not a comparison's JSON (%v)", file, err)
 	}
 	series := map[string][]point{}
 	for _, r := range rep.Rows[1:] {
@@ -285,7 +294,7 @@ func frontier(file, png string) error {
 		k := 1
 		if v, ok := strings.CutPrefix(settings, "gr_every="); ok {
 			if k, err = strconv.Atoi(v); err != nil {
-				return errors.Errorf("-frontier: entry %q: cannot read k", r.Entry)
+				return nil, "", errors.Errorf("-frontier: entry %q: cannot read k", r.Entry)
 			}
 		} else if settings != "" {
 			continue
@@ -297,12 +306,23 @@ func frontier(file, png string) error {
 		series[name] = append(series[name], point{k: k, x: r.RelativeCPU, y: 100 * r.Diff.Mean, err: 100 * half})
 	}
 	if len(series) == 0 {
-		return errors.Errorf("-frontier: %s has no entries with a difference to %s and a CPU time", file,
+		return nil, "", errors.Errorf("-frontier: %s has no entries with a difference to %s and a CPU time", file,
 			rep.Rows[0].Entry)
 	}
+	for _, pts := range series {
+		sort.Slice(pts, func(a, b int) bool { return pts[a].k < pts[b].k })
+	}
+	return series, rep.Rows[0].Entry, nil
+}
+
+func frontier(file, png string) error {
+	series, ref, err := readFrontier(file)
+	if err != nil {
+		return err
+	}
 	p := plot.New()
-	p.Title.Text = "Every(k): gain over " + rep.Rows[0].Entry + " vs step cost (labels: k)"
-	p.X.Label.Text = "CPU time per step / " + rep.Rows[0].Entry + "'s"
+	p.Title.Text = "Every(k): gain over " + ref + " vs step cost (labels: k)"
+	p.X.Label.Text = "CPU time per step / " + ref + "'s"
 	p.Y.Label.Text = "test accuracy gain (points, 95% CI)"
 	p.Add(plotter.NewGrid())
 	colors := []color.NRGBA{{R: 0xd6, G: 0x27, B: 0x28, A: 255}, {R: 0x1f, G: 0x77, B: 0xb4, A: 255},
@@ -314,7 +334,6 @@ func frontier(file, png string) error {
 	sort.Strings(names)
 	for i, name := range names {
 		pts := series[name]
-		sort.Slice(pts, func(a, b int) bool { return pts[a].k < pts[b].k })
 		xys := make(plotter.XYs, len(pts))
 		errs := make(plotter.YErrors, len(pts))
 		labels := make([]string, len(pts))
