@@ -172,6 +172,10 @@ func modelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
 
 func main() {
 	flag.Parse()
+	if err := checkFlags(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(exitUsage)
+	}
 	if mainSoak() {
 		return
 	}
@@ -286,28 +290,28 @@ func main() {
 	}
 }
 
-// newBackends creates the backends of -backend (grbackend.New's choice when empty).
+// newBackends creates the backends of -backend (grbackend.New's choice when empty), each through
+// newBackend (flags.go), which exits naming the setting on error.
 func newBackends() []backends.Backend {
-	configs := []string{""}
-	if *flagBackend != "" {
-		configs = strings.Split(*flagBackend, ",")
-	}
 	var bes []backends.Backend
-	for _, config := range configs {
+	for _, config := range backendConfigs() {
 		if config != "" {
 			if err := os.Setenv(backends.ConfigEnvVar, config); err != nil {
 				fmt.Fprintf(os.Stderr, "bench: -backend=%q: %v\n", config, err)
 				os.Exit(1)
 			}
 		}
-		be, err := grbackend.New()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench: -backend=%q: %v\n", *flagBackend, err)
-			os.Exit(1)
-		}
-		bes = append(bes, be)
+		bes = append(bes, newBackend())
 	}
 	return bes
+}
+
+// backendConfigs splits -backend; [""] (grbackend.New's choice) when it is empty.
+func backendConfigs() []string {
+	if *flagBackend == "" {
+		return []string{""}
+	}
+	return strings.Split(*flagBackend, ",")
 }
 
 // peakHeap returns the peak Go heap above the post-GC heap while f runs, without GC.

@@ -5,7 +5,7 @@
 //
 // The default run is the setting where GR is known to matter on a CPU budget: a random 2000-image subset
 // with 40 % of its labels replaced by a wrong class, trained long enough to memorize the noise; it compares
-// SGD and F-GR over several seeds and prints the paired table (see the README for the measured one):
+// SGD and F-GR over several seeds and prints the paired table (the measured one is in README.md and docs/examples.md):
 //
 //	go run ./examples/mnist                                           # the main job: SGD vs F-GR, noisy labels
 //	go run ./examples/mnist -label_noise=0                            # the clean setting
@@ -107,6 +107,9 @@ func parseHidden(s string) ([]int, error) {
 				"separated by commas, e.g. 256,128", f, paramHidden, s)
 		}
 		sizes = append(sizes, n)
+	}
+	if len(sizes) == 0 {
+		return nil, errors.Errorf("-hidden (%s) is empty: give the hidden layer sizes, e.g. 64 or 256,128", paramHidden)
 	}
 	return sizes, nil
 }

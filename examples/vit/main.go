@@ -8,7 +8,7 @@
 // The default run trains the base optimizer alone (labelled SGD by the runner; Adam, lr 0.01, since plain
 // SGD and momentum leave this ViT at chance for hundreds of steps) and F-GR side by side on 10,000 training
 // images for 600 steps, and prints the table of test accuracy, losses and time
-// per step, and writes the curves as PNG to examples/vit/out/ (measured results in the README):
+// per step, and writes the curves as PNG to examples/vit/out/ (measured results in docs/examples.md):
 //
 //	go run ./examples/vit                                         # SGD vs F-GR
 //	go run ./examples/vit -compare=sgd,forward,db,sam -seeds=3
