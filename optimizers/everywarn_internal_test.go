@@ -2,13 +2,18 @@ package gr
 
 import (
 	"bytes"
-	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+	"weak"
+
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
@@ -65,5 +70,60 @@ func TestEveryWarnsOncePerTrainer(t *testing.T) {
 	run(ForwardDifference(sgd()).Every(5).Done(), false, 2)
 	if n := strings.Count(buf.String(), "gr.ForwardDifference with Every(5)"); n != 2 {
 		t.Fatalf("%d messages after a second trainer, want 2", n)
+	}
+}
+
+// TestTrainerRegistriesForgetCollectedTrainers: the package's two registries of trainers (everyTrainers, for
+// StepSpec; warnedTrainers, for the both-branches message) hold weak pointers and drop a trainer's entry once
+// it is collected, so programs that build many trainers do not grow them.
+func TestTrainerRegistriesForgetCollectedTrainers(t *testing.T) {
+	saved := warnOutput
+	warnOutput = &bytes.Buffer{}
+	defer func() { warnOutput = saved }()
+	backend, err := grbackend.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []weak.Pointer[train.Trainer]
+	present := func() (every, warned int) {
+		for _, key := range keys {
+			if _, found := everyTrainers.Load(key); found {
+				every++
+			}
+			if _, found := warnedTrainers.Load(key); found {
+				warned++
+			}
+		}
+		return
+	}
+	func() {
+		modelFn := func(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
+			w := ctx.VariableWithValue("w", []float64{0.5, -0.3}).ValueGraph(inputs[0].Graph())
+			return []*graph.Node{graph.Dot(inputs[0], w)}
+		}
+		lossFn := func(labels, predictions []*graph.Node) *graph.Node {
+			return graph.Square(graph.Sub(predictions[0], labels[0]))
+		}
+		x := tensors.FromValue([][]float64{{1, 2}, {3, 4}})
+		y := tensors.FromValue([]float64{1, 0})
+		for range 3 {
+			opt := ForwardDifference(optimizers.StochasticGradientDescent().Done()).Every(3).Done()
+			trainer := NewTrainer(backend, context.New(), modelFn, lossFn, opt, nil, nil)
+			if _, err := trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{y}); err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, weak.Make(trainer))
+		}
+	}()
+	if every, warned := present(); every != 3 || warned != 3 {
+		t.Fatalf("registered: everyTrainers %d, warnedTrainers %d of the 3 trainers", every, warned)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for every, warned := present(); every+warned > 0; every, warned = present() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after GC: everyTrainers still holds %d, warnedTrainers %d of the 3 trainers", every, warned)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
 }

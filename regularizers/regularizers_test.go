@@ -178,3 +178,24 @@ func catch(fn func()) (err error) {
 	fn()
 	return nil
 }
+
+// TestBoolLabelsAreNotAMask: labels[0] are the labels even when they are boolean (binary classification):
+// only labels[1:] can be the mask, so the mean runs over every example. Kills the mutant "a boolean
+// labels[0] is taken as the mask" (every other test has float labels).
+func TestBoolLabelsAreNotAMask(t *testing.T) {
+	const b = 0.25
+	labels := []bool{true, false, true, false, false}
+	for name, wrapped := range map[string]train.LossFn{
+		"Flooding": regularizers.Flooding(identity, b), "IFlood": regularizers.IFlood(identity, b),
+		"SoftAD": regularizers.SoftAD(identity, b, 0.3),
+	} {
+		wantValue, wantGrad := eval(t, wrapped, losses, nil)
+		fn := func(x, y *Node) (*Node, *Node) {
+			loss := wrapped([]*Node{y}, []*Node{x})
+			return loss, Gradient(loss, x)[0]
+		}
+		out := MustExecOnceN(grbackend.MustNew(), fn, losses, labels)
+		assert.InDelta(t, wantValue, tensors.ToScalar[float64](out[0]), 1e-15, name)
+		assert.InDeltaSlice(t, wantGrad, tensors.MustCopyFlatData[float64](out[1]), 1e-15, name)
+	}
+}

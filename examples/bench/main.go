@@ -37,7 +37,6 @@ import (
 	more "github.com/gradreg/gradreg/examples/methods"
 	vit "github.com/gradreg/gradreg/examples/vit/model"
 	gr "github.com/gradreg/gradreg/optimizers"
-	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -138,10 +137,14 @@ func modelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
 
 func main() {
 	flag.Parse()
+	if err := checkFlags(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(exitUsage)
+	}
 	if mainSoak() {
 		return
 	}
-	backend := grbackend.MustNew()
+	backend := newBackend()
 	model, description := modelFn, func() string {
 		return fmt.Sprintf("MLP %d→%d→%d→%d", *flagIn, *flagHidden, *flagHidden, *flagOut)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/gradreg/gradreg/examples/internal/mnistdata"
 	gr "github.com/gradreg/gradreg/optimizers"
-	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
 var (
@@ -46,7 +45,7 @@ func soak() error {
 	if err != nil {
 		return err
 	}
-	backend := grbackend.MustNew()
+	backend := newBackend()
 	names := gr.Methods()
 	if *flagSoakOnly != "" {
 		names = strings.Split(*flagSoakOnly, ",")

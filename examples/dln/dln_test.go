@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
@@ -202,4 +206,61 @@ func closeOrSameNaN(a, b float64) bool {
 		return math.IsNaN(a) && math.IsNaN(b)
 	}
 	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b))
+}
+
+// Every flag is checked before any work: a bad value exits with code 2 and a message naming the flag; a
+// single α (a log axis of one point) plots.
+func TestCommandLine(t *testing.T) {
+	out := t.TempDir()
+	file := filepath.Join(out, "plain-file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args  []string
+		code  int
+		words []string
+	}{
+		{[]string{"-d=0"}, 2, []string{"-d", "≥ 1", "got 0"}},
+		{[]string{"-d=10", "-k=20"}, 2, []string{"-k", "at most -d = 10", "got 20"}},
+		{[]string{"-seeds=0"}, 2, []string{"-seeds", "got 0"}},
+		{[]string{"-n=0"}, 2, []string{"-n", "got 0"}},
+		{[]string{"-max_steps=0"}, 2, []string{"-max_steps", "got 0"}},
+		{[]string{"-lr=0"}, 2, []string{"-lr", "> 0", "got 0"}},
+		{[]string{"-lr=Inf"}, 2, []string{"-lr", "finite"}},
+		{[]string{"-lr_scale=-1"}, 2, []string{"-lr_scale"}},
+		{[]string{"-noise=-1"}, 2, []string{"-noise", "≥ 0", "got -1"}},
+		{[]string{"-gamma=NaN"}, 2, []string{"-gamma", "NaN"}},
+		{[]string{"-tol=0"}, 2, []string{"-tol", "> 0"}},
+		{[]string{"-alphas=0.1,x"}, 2, []string{"-alphas", "\"x\""}},
+		{[]string{"-alphas=-1"}, 2, []string{"-alphas", "positive"}},
+		{[]string{"-eps=0"}, 2, []string{"-eps", "positive"}},
+		{[]string{"-methods=gd,sgd"}, 2, []string{"-methods", "sgd", "gd,db,forward,backward,central"}},
+		{[]string{"-methods=gd,gd"}, 2, []string{"-methods", "twice"}},
+		{[]string{"-bogus"}, 2, []string{"-bogus"}},
+		{[]string{"-d=x"}, 2, []string{"-d"}},
+		{[]string{"extra"}, 2, []string{"unexpected arguments"}},
+		{[]string{"-out=" + file}, 2, []string{"-out", "plain-file"}},
+		{[]string{"-alphas=0.1", "-d=10", "-n=5", "-k=2", "-seeds=1", "-max_steps=20", "-methods=gd,forward",
+			"-eps=0.1", "-out=" + out}, 0, nil},
+	} {
+		var stderr bytes.Buffer
+		code := runMain(c.args, &stderr)
+		if code != c.code {
+			t.Errorf("%q: exit code %d, want %d: %s", c.args, code, c.code, stderr.String())
+		}
+		for _, w := range c.words {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%q: message lacks %q: %s", c.args, w, stderr.String())
+			}
+		}
+		if strings.Contains(stderr.String(), "goroutine ") {
+			t.Errorf("%q: a stack trace: %s", c.args, stderr.String())
+		}
+	}
+	for _, name := range []string{"dln.csv", "dln_test_error.png", "dln_alpha_eff.png"} {
+		if fi, err := os.Stat(filepath.Join(out, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v (size %v): want a non-empty file", name, err, fi)
+		}
+	}
 }

@@ -18,9 +18,11 @@ import (
 	"encoding/csv"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +32,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/gradreg/gradreg/optimizers/grcheckpoint"
 )
 
 // Config is the whole experiment.
@@ -100,58 +103,136 @@ func Run(backend backends.Backend, c Config) ([]*Result, error) {
 	return all, nil
 }
 
-func main() {
+func main() { os.Exit(runMain(os.Args[1:], os.Stderr)) }
+
+// Exit codes of runMain.
+const (
+	exitError = 1 // training or writing failed
+	exitUsage = 2 // a bad flag, named by the message
+)
+
+// runMain is the command: it parses args, validates every flag before any work, trains, prints the
+// summary, and writes the CSV and the PNGs (all-or-nothing each). It returns the exit code.
+func runMain(args []string, stderr io.Writer) (code int) {
+	fail := func(code int, err error) int {
+		fmt.Fprintln(stderr, "dln:", err)
+		return code
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			code = fail(exitError, fmt.Errorf("internal error: %v", p))
+		}
+	}()
 	c := DefaultConfig()
-	alphas := flag.String("alphas", floats(c.Alphas), "initialization scales α")
-	eps := flag.String("eps", floats(c.Epsilons), "finite-difference steps ε of F-GR, B-GR and C-GR")
-	methods := flag.String("methods", strings.Join(c.Methods, ","), "methods: gd,db,forward,backward,central")
-	flag.Float64Var(&c.Gamma, "gamma", c.Gamma, "γ of every GR method")
-	flag.IntVar(&c.Seeds, "seeds", c.Seeds, "data seeds")
-	flag.IntVar(&c.D, "d", c.D, "dimension")
-	flag.IntVar(&c.N, "n", c.N, "training points")
-	flag.IntVar(&c.K, "k", c.K, "non-zero entries of w*")
-	flag.Float64Var(&c.Noise, "noise", 0, "standard deviation of label noise")
-	flag.Float64Var(&c.Tol, "tol", c.Tol, "stop a model when its training loss is below this")
-	flag.IntVar(&c.MaxSteps, "max_steps", c.MaxSteps, "step cap")
-	flag.Float64Var(&c.LRMax, "lr", c.LRMax, "largest step size")
-	flag.Float64Var(&c.LRScale, "lr_scale", c.LRScale, "step size = min(lr, lr_scale/(λ(1+γλ)))")
-	out := flag.String("out", filepath.Join("examples", "dln", "out"), "output folder")
-	flag.Parse()
+	fs := flag.NewFlagSet("dln", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	alphas := fs.String("alphas", floats(c.Alphas), "initialization scales α (positive, comma-separated)")
+	eps := fs.String("eps", floats(c.Epsilons), "finite-difference steps ε of F-GR, B-GR and C-GR (positive)")
+	methods := fs.String("methods", strings.Join(c.Methods, ","), "methods: gd,db,forward,backward,central")
+	fs.Float64Var(&c.Gamma, "gamma", c.Gamma, "γ of every GR method (≥ 0)")
+	fs.IntVar(&c.Seeds, "seeds", c.Seeds, "data seeds (≥ 1)")
+	fs.IntVar(&c.D, "d", c.D, "dimension (≥ 1)")
+	fs.IntVar(&c.N, "n", c.N, "training points (≥ 1)")
+	fs.IntVar(&c.K, "k", c.K, "non-zero entries of w* (1 to -d)")
+	fs.Float64Var(&c.Noise, "noise", 0, "standard deviation of label noise (≥ 0)")
+	fs.Float64Var(&c.Tol, "tol", c.Tol, "stop a model when its training loss is below this (> 0)")
+	fs.IntVar(&c.MaxSteps, "max_steps", c.MaxSteps, "step cap (≥ 1)")
+	fs.Float64Var(&c.LRMax, "lr", c.LRMax, "largest step size (> 0)")
+	fs.Float64Var(&c.LRScale, "lr_scale", c.LRScale, "step size = min(lr, lr_scale/(λ(1+γλ))) (> 0)")
+	out := fs.String("out", filepath.Join("examples", "dln", "out"), "output folder")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return fail(exitUsage, errors.Errorf("unexpected arguments %q: flags only", fs.Args()))
+	}
 	var err error
-	if c.Alphas, err = parseFloats(*alphas); err == nil {
-		c.Epsilons, err = parseFloats(*eps)
+	if c.Alphas, err = parseFloats("-alphas", *alphas); err == nil {
+		c.Epsilons, err = parseFloats("-eps", *eps)
 	}
 	if err != nil {
-		fail(err)
+		return fail(exitUsage, err)
 	}
 	c.Methods = strings.Split(*methods, ",")
-	backend, err := grbackend.New()
+	if err := c.Validate(); err != nil {
+		return fail(exitUsage, err)
+	}
+	if err := grcheckpoint.ProbeDir(*out); err != nil { // Before the work, not after it.
+		return fail(exitUsage, errors.WithMessage(err, "-out"))
+	}
+	var backend backends.Backend
+	err = func() (err error) {
+		defer func() { // GoMLX panics on an unknown backend name ($GOMLX_BACKEND=bogus).
+			if p := recover(); p != nil {
+				err = errors.Errorf("backend ($GOMLX_BACKEND=%q): %v", os.Getenv(backends.ConfigEnvVar), p)
+			}
+		}()
+		backend, err = grbackend.New()
+		return err
+	}()
 	if err != nil {
-		fail(err)
+		return fail(exitUsage, err)
 	}
 	start := time.Now()
 	results, err := Run(backend, c)
 	if err != nil {
-		fail(err)
+		return fail(exitError, err)
 	}
 	fmt.Printf("\nd=%d n=%d k=%d noise=%g γ=%g, %d seeds, tol %g, cap %d steps; %s in all\n", c.D, c.N, c.K,
 		c.Noise, c.Gamma, c.Seeds, c.Tol, c.MaxSteps, time.Since(start).Round(time.Second))
 	fmt.Print(Summary(c, results))
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		fail(err)
-	}
 	if err := WriteCSV(filepath.Join(*out, "dln.csv"), results); err != nil {
-		fail(err)
+		return fail(exitError, err)
 	}
 	if err := Plot(*out, c, results); err != nil {
-		fail(err)
+		return fail(exitError, err)
 	}
 	fmt.Printf("wrote %s/dln.csv, dln_test_error.png, dln_alpha_eff.png\n", *out)
+	return 0
 }
 
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "dln:", err)
-	os.Exit(1)
+// Validate checks every setting, naming the flag and its valid range.
+func (c Config) Validate() error {
+	for _, v := range []struct {
+		flag     string
+		val, min int
+	}{{"seeds", c.Seeds, 1}, {"d", c.D, 1}, {"n", c.N, 1}, {"k", c.K, 1}, {"max_steps", c.MaxSteps, 1}} {
+		if v.val < v.min {
+			return errors.Errorf("-%s must be ≥ %d, got %d", v.flag, v.min, v.val)
+		}
+	}
+	if c.K > c.D {
+		return errors.Errorf("-k (non-zero entries of w*) must be at most -d = %d, got %d", c.D, c.K)
+	}
+	for _, v := range []struct {
+		flag     string
+		val      float64
+		positive bool
+	}{{"gamma", c.Gamma, false}, {"noise", c.Noise, false}, {"tol", c.Tol, true}, {"lr", c.LRMax, true},
+		{"lr_scale", c.LRScale, true}} {
+		if math.IsNaN(v.val) || math.IsInf(v.val, 0) || v.val < 0 || (v.positive && v.val == 0) {
+			want := "a finite number ≥ 0"
+			if v.positive {
+				want = "a finite number > 0"
+			}
+			return errors.Errorf("-%s must be %s, got %g", v.flag, want, v.val)
+		}
+	}
+	valid := []string{"gd", "db", "forward", "backward", "central"}
+	seen := map[string]bool{}
+	for _, m := range c.Methods {
+		if !slices.Contains(valid, m) {
+			return errors.Errorf("unknown method %q in -methods: valid values are %s", m, strings.Join(valid, ","))
+		}
+		if seen[m] {
+			return errors.Errorf("-methods lists %q twice", m)
+		}
+		seen[m] = true
+	}
+	return nil
 }
 
 func floats(xs []float64) string {
@@ -162,12 +243,13 @@ func floats(xs []float64) string {
 	return strings.Join(s, ",")
 }
 
-func parseFloats(s string) ([]float64, error) {
+func parseFloats(flag, s string) ([]float64, error) {
 	var out []float64
 	for _, f := range strings.Split(s, ",") {
 		x, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || x <= 0 {
-			return nil, errors.Errorf("invalid positive number %q in %q", f, s)
+		if err != nil || !(x > 0) || math.IsInf(x, 0) {
+			return nil, errors.Errorf("invalid value %q in %s=%q: want positive finite numbers separated by commas",
+				f, flag, s)
 		}
 		out = append(out, x)
 	}
@@ -240,12 +322,12 @@ func Summary(c Config, results []*Result) string {
 	return b.String()
 }
 
-// WriteCSV writes one row per run.
+// WriteCSV writes one row per run (all-or-nothing: an earlier file stays when the write fails).
 func WriteCSV(path string, results []*Result) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
+	return grcheckpoint.WriteFile(path, func(f io.Writer) error { return writeCSV(f, results) })
+}
+
+func writeCSV(f io.Writer, results []*Result) error {
 	w := csv.NewWriter(f)
 	_ = w.Write([]string{"method", "epsilon", "alpha", "seed", "lr", "steps", "converged", "diverged",
 		"train_loss", "test_error", "alpha_eff", "alpha_eff_support", "alpha_eff_off_support"})
@@ -256,9 +338,5 @@ func WriteCSV(path string, results []*Result) error {
 			g(r.TrainLoss), g(r.TestError), g(r.AlphaEff), g(r.AlphaEffS), g(r.AlphaEffS0)})
 	}
 	w.Flush()
-	if err := w.Error(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return w.Error()
 }

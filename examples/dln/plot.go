@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"image/color"
+	"io"
 	"math"
 	"path/filepath"
 
@@ -10,6 +11,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/gradreg/gradreg/optimizers/grcheckpoint"
 )
 
 // Plot writes dln_test_error.png and dln_alpha_eff.png: against α (log scale), one curve per method.
@@ -65,7 +68,24 @@ func plotMetric(path, title, ylabel string, logY bool, methods []Method, cells [
 	}
 	p.Legend.Top = true
 	p.Legend.Left = true
-	return p.Save(6*vg.Inch, 4.2*vg.Inch, path)
+	// A log axis needs a range: one α (or one value) gets a decade around it.
+	if p.X.Min == p.X.Max {
+		p.X.Min, p.X.Max = p.X.Min/3, p.X.Max*3
+	}
+	if logY && p.Y.Min == p.Y.Max {
+		p.Y.Min, p.Y.Max = p.Y.Min/3, p.Y.Max*3
+	}
+	if logY && !(p.Y.Min > 0) { // No positive value to draw on a log axis.
+		p.Y.Scale, p.Y.Tick.Marker = plot.LinearScale{}, plot.DefaultTicks{}
+	}
+	wt, err := p.WriterTo(6*vg.Inch, 4.2*vg.Inch, "png")
+	if err != nil {
+		return err
+	}
+	return grcheckpoint.WriteFile(path, func(w io.Writer) error {
+		_, err := wt.WriteTo(w)
+		return err
+	})
 }
 
 var palette = []color.NRGBA{

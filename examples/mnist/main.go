@@ -108,6 +108,9 @@ func parseHidden(s string) ([]int, error) {
 		}
 		sizes = append(sizes, n)
 	}
+	if len(sizes) == 0 {
+		return nil, errors.Errorf("-hidden (%s) is empty: give the hidden layer sizes, e.g. 64 or 256,128", paramHidden)
+	}
 	return sizes, nil
 }
 

@@ -215,7 +215,7 @@ func TestLabelNoise(t *testing.T) {
 	}{{2000, 0.4, 800}, {999, 0.25, 250}, {10, 0.05, 1}} {
 		size := fmt.Sprint("-train_size=", c.n)
 		noise := fmt.Sprint("-label_noise=", c.p)
-		noisy, clean := trainLabels(t, 5, "-method=sgd", size, noise)
+		noisy, clean := trainLabels(t, 5, "-method=sgd", size, noise, "-batch=8")
 		if len(noisy) != c.n {
 			t.Fatalf("%d training labels, want %d", len(noisy), c.n)
 		}
@@ -231,7 +231,7 @@ func TestLabelNoise(t *testing.T) {
 		if flipped != c.want {
 			t.Errorf("n=%d, p=%g: %d labels flipped, want %d", c.n, c.p, flipped, c.want)
 		}
-		other, _ := trainLabels(t, 5, "-method=forward", size, noise)
+		other, _ := trainLabels(t, 5, "-method=forward", size, noise, "-batch=8")
 		if !slices.Equal(noisy, other) {
 			t.Errorf("n=%d, p=%g: the noisy labels differ between sgd and forward with the same seed", c.n, c.p)
 		}

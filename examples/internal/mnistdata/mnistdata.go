@@ -264,12 +264,13 @@ const (
 )
 
 // RandomSubset returns n examples drawn without replacement from (seed, streamSubset), in the drawn
-// order; all of them, unchanged, when n is 0 or at least Len. n < 0 is an error.
+// order; all of them, unchanged, when n is 0 or Len. n < 0 or n > Len is an error.
 func (s *Split) RandomSubset(n int, seed int64) (*Split, error) {
-	if n < 0 {
-		return nil, errors.Errorf("-train_size (%s) must be >= 0 (0: all %d), got %d", ParamTrainSize, s.Len(), n)
+	if n < 0 || n > s.Len() {
+		return nil, errors.Errorf("-train_size (%s) must be in [0, %d] (0: all %d), got %d", ParamTrainSize, s.Len(),
+			s.Len(), n)
 	}
-	if n == 0 || n >= s.Len() {
+	if n == 0 || n == s.Len() {
 		return s, nil
 	}
 	idx := rand.New(rand.NewPCG(uint64(seed), streamSubset)).Perm(s.Len())[:n]
@@ -396,6 +397,10 @@ func Data(ctx *context.Context, seed int64) (*run.Data, error) {
 	trainData, valData, err := trainData.HoldOut(valFraction, seed)
 	if err != nil {
 		return nil, err
+	}
+	if batch > trainData.Len() {
+		return nil, errors.Errorf("-batch (%s) %d is larger than the %d training examples (-train_size, less -val)",
+			run.ParamBatch, batch, trainData.Len())
 	}
 	desc := fmt.Sprintf("MNIST, %d training examples (of %d)", trainData.Len(), trainAll.Len())
 	if p > 0 {

@@ -2,7 +2,9 @@ package run
 
 import (
 	"encoding/json"
+	stderrors "errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/pkg/errors"
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/gradreg/gradreg/optimizers/grcheckpoint"
 )
 
 // Entry is one method of a comparison with its own settings.
@@ -116,6 +120,9 @@ type Row struct {
 	// its ratio to the first entry's: on a shared machine the CPU time is the fairer measure of cost.
 	StepCPU     time.Duration `json:"step_cpu_ns"`
 	RelativeCPU float64       `json:"step_cpu_relative"`
+	// Warnings name the seeds whose result is not fully the method's (guard fallbacks, divergence): the
+	// table marks the row with ⚠ and lists them below.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Summary is a mean and a sample standard deviation over seeds.
@@ -195,11 +202,15 @@ func (r *runner) compare() (*Report, error) {
 	start := time.Now()
 	rep := &Report{Entries: r.entries, Results: make([][]*Result, len(r.entries)), Backend: r.backend.Name(),
 		Command: strings.Join(os.Args, " ")}
+	var writeErr error
 	for s := range r.opts.Seeds {
 		seed := r.opts.Seed + int64(s)
 		for i, e := range r.entries {
 			res, err := r.trainOne(e, seed)
 			if err != nil {
+				if len(rep.Rows) > 0 { // What was computed is not lost: the table so far.
+					fmt.Printf("\n%s, the runs before the failed one:\n%s", r.ex.Name, FormatTable(rep.Rows))
+				}
 				return nil, errors.WithMessagef(err, "%s, seed %d", e.Label(), seed)
 			}
 			fmt.Printf("%s, seed %d: test accuracy %.4f%s, train loss %.4f, train accuracy %.4f, %s/step (mean), "+
@@ -209,15 +220,19 @@ func (r *runner) compare() (*Report, error) {
 			rep.Results[i] = append(rep.Results[i], res)
 			rep.Wall = time.Since(start).Round(time.Second).String()
 			rep.Rows = Rows(r.entries, rep.Results)
-			if err := r.writeReport(rep, s+1); err != nil {
-				return nil, err
+			if err := r.writeReport(rep, s+1); err != nil && writeErr == nil {
+				// Training goes on; the table is printed at the end, and the command exits with an error.
+				writeErr = err
+				fmt.Fprintf(r.stderr, "%s: %v; training goes on, the table will be printed\n", r.ex.Name, err)
 			}
 		}
 	}
 	fmt.Printf("\n%s, %d seed(s) from %d, backend %s, %s wall:\n%s", r.ex.Name, r.opts.Seeds, r.opts.Seed,
 		rep.Backend, rep.Wall, FormatTable(rep.Rows))
-	fmt.Printf("wrote %s.md, .json, _accuracy.png, _metrics.png\n", filepath.Join(r.opts.Out, r.ex.Name+"_compare"))
-	return rep, nil
+	if writeErr == nil {
+		fmt.Printf("wrote %s.md, .json, _accuracy.png, _metrics.png\n", filepath.Join(r.opts.Out, r.ex.Name+"_compare"))
+	}
+	return rep, stderrors.Join(writeErr, notTheMethod(rep))
 }
 
 // merge combines the comparisons saved in the JSON files (e.g. one per seed) into one report; an entry
@@ -227,17 +242,31 @@ func (r *runner) merge(files []string) (*Report, error) {
 	rep := &Report{Backend: "", Command: strings.Join(os.Args, " ")}
 	index := map[string]int{}
 	seen := map[string]bool{}
+	if err := r.checkMergeOutputs(files); err != nil {
+		return nil, err
+	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, errors.WithMessage(err, "-merge")
+			return nil, asUsage(errors.WithMessage(err, "-merge"))
 		}
 		var saved struct {
 			Backend string      `json:"backend"`
 			Runs    [][]*Result `json:"runs"`
 		}
 		if err := json.Unmarshal(data, &saved); err != nil {
-			return nil, errors.WithMessagef(err, "-merge: %s is not a comparison's JSON", f)
+			return nil, usagef("-merge: %s is not a comparison's JSON (%v)", f, err)
+		}
+		n := 0
+		for _, runs := range saved.Runs {
+			n += len(runs)
+		}
+		if n == 0 {
+			return nil, usagef("-merge: %s holds no runs", f)
+		}
+		if rep.Backend != "" && saved.Backend != rep.Backend {
+			return nil, usagef("-merge: %s ran on backend %q, an earlier file on %q: their step times are not "+
+				"comparable", f, saved.Backend, rep.Backend)
 		}
 		rep.Backend = saved.Backend
 		for _, runs := range saved.Runs {
@@ -247,8 +276,13 @@ func (r *runner) merge(files []string) (*Report, error) {
 				}
 				key := fmt.Sprintf("%s/%d", res.Spec, res.Seed)
 				if seen[key] {
-					return nil, errors.Errorf("-merge: %s with seed %d appears twice", res.Spec, res.Seed)
+					return nil, usagef("-merge: %s with seed %d appears twice", res.Spec, res.Seed)
 				}
+				if res.Settings == nil {
+					return nil, usagef("-merge: %s was written without the runs' settings (by an older version): "+
+						"it cannot be checked to be comparable; run it again", f)
+				}
+				res.file = f
 				seen[key] = true
 				i, ok := index[res.Spec]
 				if !ok {
@@ -263,7 +297,10 @@ func (r *runner) merge(files []string) (*Report, error) {
 		}
 	}
 	if len(rep.Entries) == 0 {
-		return nil, errors.Errorf("-merge: no runs in %q", files)
+		return nil, usagef("-merge: no runs in %q", files)
+	}
+	if err := checkComparable(rep); err != nil {
+		return nil, err
 	}
 	for _, rs := range rep.Results {
 		slices.SortFunc(rs, func(a, b *Result) int { return int(a.Seed - b.Seed) })
@@ -274,32 +311,29 @@ func (r *runner) merge(files []string) (*Report, error) {
 		for _, e := range r.entries {
 			i, ok := index[e.String()]
 			if !ok {
-				return nil, errors.Errorf("-merge: no runs of -compare entry %q in %q", e.String(), files)
+				return nil, usagef("-merge: no runs of -compare entry %q in %q", e.String(), files)
 			}
 			entries, results = append(entries, rep.Entries[i]), append(results, rep.Results[i])
 		}
 		rep.Entries, rep.Results = entries, results
 	}
 	rep.Rows = Rows(rep.Entries, rep.Results)
-	if err := r.writeReport(rep, len(rep.Results[0])); err != nil {
-		return nil, err
-	}
 	fmt.Printf("%s, %d seed(s), backend %s, merged from %d file(s):\n%s", r.ex.Name, len(rep.Results[0]), rep.Backend,
 		len(files), FormatTable(rep.Rows))
-	return rep, nil
+	return rep, r.writeReport(rep, len(rep.Results[0]))
 }
 
 // writeReport writes the table of the first seeds seeds as Markdown and JSON, and the PNGs.
 func (r *runner) writeReport(rep *Report, seeds int) error {
 	if err := os.MkdirAll(r.opts.Out, 0o755); err != nil {
-		return err
+		return errors.Wrap(err, "-out")
 	}
 	if len(rep.Results[0]) == 0 {
 		return nil // Nothing to compare to yet.
 	}
 	base := filepath.Join(r.opts.Out, r.ex.Name+"_compare")
 	table := FormatTable(rep.Rows)
-	if err := os.WriteFile(base+".md", []byte(table), 0o644); err != nil {
+	if err := writeFile(base+".md", []byte(table)); err != nil {
 		return err
 	}
 	js, err := json.MarshalIndent(struct {
@@ -309,7 +343,7 @@ func (r *runner) writeReport(rep *Report, seeds int) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(base+".json", js, 0o644); err != nil {
+	if err := writeFile(base+".json", js); err != nil {
 		return err
 	}
 	title := fmt.Sprintf("%s, %d seed(s)", r.ex.Name, seeds)
@@ -350,6 +384,11 @@ func Rows(entries []Entry, results [][]*Result) []Row {
 			TrainLoss: MeanStd(get(rs, func(r *Result) float64 { return r.TrainLoss })),
 			TrainAcc:  MeanStd(get(rs, func(r *Result) float64 { return r.TrainAccuracy })),
 			StepTime:  meanOf(rs, wall), StepCPU: meanOf(rs, cpu)}
+		for _, r := range rs {
+			if w := r.warning(); w != "" {
+				rows[i].Warnings = append(rows[i].Warnings, fmt.Sprintf("seed %d: %s", r.Seed, w))
+			}
+		}
 		if ref > 0 {
 			rows[i].Relative = float64(rows[i].StepTime) / float64(ref)
 		}
@@ -397,32 +436,29 @@ func FormatTable(rows []Row) string {
 			}
 			pos = fmt.Sprintf("%d/%d", d.Positive, d.N)
 		}
-		fmt.Fprintf(&b, "| %s | %.2f%% ± %.2f | %s | %s | %.2f%% | %.4f | %s (%.2f×) | %s |\n", r.Entry,
+		entry := r.Entry
+		if len(r.Warnings) > 0 {
+			entry += " ⚠"
+		}
+		fmt.Fprintf(&b, "| %s | %.2f%% ± %.2f | %s | %s | %.2f%% | %.4f | %s (%.2f×) | %s |\n", entry,
 			100*r.TestAccuracy.Mean, 100*r.TestAccuracy.Std, diff, pos, 100*r.TrainAcc.Mean, r.TrainLoss.Mean,
 			r.StepTime.Round(time.Millisecond/10), r.Relative, cpu)
+	}
+	for _, r := range rows {
+		for _, w := range r.Warnings {
+			fmt.Fprintf(&b, "\n⚠ %s, %s", r.Entry, w)
+		}
+	}
+	if strings.Contains(b.String(), "\n⚠") {
+		b.WriteString("\n")
 	}
 	return b.String()
 }
 
-const curveFile = "curves.json"
-
-// loadCurve reads the curve saved with a checkpoint (none if absent).
-func loadCurve(dir string) []Point {
-	data, err := os.ReadFile(filepath.Join(dir, curveFile))
-	if err != nil {
-		return nil
-	}
-	var points []Point
-	if json.Unmarshal(data, &points) != nil {
-		return nil
-	}
-	return points
-}
-
-func saveCurve(dir string, points []Point) error {
-	data, err := json.Marshal(points)
-	if err != nil {
+// writeFile writes a file all-or-nothing (an earlier version stays when the write fails).
+func writeFile(path string, data []byte) error {
+	return grcheckpoint.WriteFile(path, func(w io.Writer) error {
+		_, err := w.Write(data)
 		return err
-	}
-	return os.WriteFile(filepath.Join(dir, curveFile), data, 0o644)
+	})
 }

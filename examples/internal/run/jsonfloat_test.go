@@ -3,7 +3,6 @@ package run
 import (
 	"encoding/json"
 	"math"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -47,13 +46,15 @@ func TestJSONNonFinite(t *testing.T) {
 		t.Errorf("point 1: got %+v", p1)
 	}
 
-	// The checkpointed curve goes through the same path.
-	dir := t.TempDir()
-	if err := saveCurve(dir, res.Curve); err != nil {
-		t.Fatalf("saveCurve: %v", err)
+	// The curve saved with a checkpoint goes through the same path.
+	rec, err := json.Marshal(&checkpointRecord{Curve: res.Curve, FirstLoss: jsonFloat(nan)})
+	if err != nil {
+		t.Fatalf("marshal checkpoint record: %v", err)
 	}
-	if got := loadCurve(dir); len(got) != 2 || !math.IsInf(got[1].TestLoss, 1) {
-		t.Errorf("loadCurve(%s) = %+v", filepath.Join(dir, curveFile), got)
+	var got checkpointRecord
+	if err := json.Unmarshal(rec, &got); err != nil || len(got.Curve) != 2 || !math.IsInf(got.Curve[1].TestLoss, 1) ||
+		!math.IsNaN(float64(got.FirstLoss)) {
+		t.Errorf("checkpoint record %s read back as %+v (%v)", rec, got, err)
 	}
 
 	// Rows and summaries of a diverged entry.

@@ -2,6 +2,7 @@ package run
 
 import (
 	"image/color"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/gradreg/gradreg/optimizers/grcheckpoint"
 )
 
 var palette = []color.NRGBA{
@@ -86,15 +89,10 @@ func savePanels(path string, panels []*plot.Plot) error {
 	for i, p := range panels {
 		p.Draw(canvases[0][i])
 	}
-	f, err := os.Create(path)
-	if err != nil {
+	return grcheckpoint.WriteFile(path, func(w io.Writer) error {
+		_, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w)
 		return err
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
+	})
 }
 
 // curveSeries is one value of a run's curve against the step (points where get returns NaN are left out).

@@ -28,8 +28,11 @@
 package run
 
 import (
+	stderrors "errors"
 	"flag"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +42,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
-	"github.com/gomlx/gomlx/pkg/ml/context/checkpoints"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
@@ -50,6 +52,7 @@ import (
 	_ "github.com/gradreg/gradreg/examples/methods" // GSAM, LookSAM, FriendlySAM: -method values
 	gr "github.com/gradreg/gradreg/optimizers"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/gradreg/gradreg/optimizers/grcheckpoint"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -134,23 +137,16 @@ type runner struct {
 	entries  []Entry
 	single   bool // one method, one seed: no comparison table
 	backend  backends.Backend
+	stderr   io.Writer // warnings (os.Stderr; Exec's writer)
 }
 
-// Main parses the command line and runs; it exits with status 1 on error.
-func Main(ex *Example) {
-	r, err := Parse(ex, flag.CommandLine, os.Args[1:])
-	if err == nil {
-		_, err = r.Run()
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", ex.Name, err)
-		os.Exit(1)
-	}
-}
+// Main parses the command line and runs (Exec); it exits with Exec's code: 0, ExitUsage (2) for a usage
+// error, ExitError (1) for any other.
+func Main(ex *Example) { os.Exit(Exec(ex, flag.CommandLine, os.Args[1:], os.Stderr)) }
 
 // Parse registers the runner's flags and the example's on fs and parses args.
 func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
-	r := &runner{ex: ex, explicit: map[string]bool{}}
+	r := &runner{ex: ex, explicit: map[string]bool{}, stderr: os.Stderr}
 	settings := runnerSettings()
 	for i, s := range settings {
 		if d, ok := ex.Defaults[s.Key]; ok {
@@ -221,7 +217,14 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 	}
 	// Build every entry's context once, so that bad settings fail before any training.
 	for _, e := range r.entries {
-		if _, err := r.newContext(e, o.Seed); err != nil {
+		ctx, err := r.newContext(e, o.Seed)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkSettings(ctx); err != nil {
+			if len(r.entries) > 1 {
+				err = errors.WithMessagef(err, "-compare entry %q", e.String())
+			}
 			return nil, err
 		}
 	}
@@ -240,6 +243,11 @@ func (r *Runner) Run() (*Report, error) {
 	if r.opts.Merge != "" {
 		return r.merge(strings.Split(r.opts.Merge, ","))
 	}
+	// Every output folder is created and written to before any training: a bad -out, -checkpoint or -plot
+	// costs nothing.
+	if err := r.probeOutputs(); err != nil {
+		return nil, err
+	}
 	if err := r.initBackend(); err != nil {
 		return nil, err
 	}
@@ -253,23 +261,60 @@ func (r *Runner) Run() (*Report, error) {
 			res.TestAccuracy, res.TestLoss, res.valText(), res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
 			float64(res.StepTime.Microseconds())/1000, res.StepCPU.Round(time.Microsecond), res.Params)
 		rep := &Report{Results: [][]*Result{{res}}, Entries: r.entries}
-		if r.opts.Plot != "" {
-			path := r.opts.Plot
-			if !filepath.IsAbs(path) {
-				dir := r.opts.Out
-				if r.opts.Checkpoint != "" {
-					dir = r.opts.Checkpoint
-				}
-				path = filepath.Join(dir, path)
+		var writeErr error
+		if path := r.plotPath(); path != "" {
+			if writeErr = plotRun(path, r.ex.Name+" "+r.entries[0].Label(), res); writeErr == nil {
+				fmt.Println("wrote", path)
 			}
-			if err := plotRun(path, r.ex.Name+" "+r.entries[0].Label(), res); err != nil {
-				return nil, err
-			}
-			fmt.Println("wrote", path)
 		}
-		return rep, nil
+		return rep, stderrors.Join(res.saveErr, writeErr, notTheMethod(rep))
 	}
 	return r.compare()
+}
+
+// plotPath is the path of a single run's PNG ("" for none): -plot, relative to -checkpoint when given,
+// else to -out.
+func (r *runner) plotPath() string {
+	path := r.opts.Plot
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	dir := r.opts.Out
+	if r.opts.Checkpoint != "" {
+		dir = r.opts.Checkpoint
+	}
+	return filepath.Join(dir, path)
+}
+
+// probeOutputs creates the folders the run writes to and checks that files can be written there.
+func (r *runner) probeOutputs() error {
+	type output struct{ flag, dir string }
+	var outs []output
+	if r.single {
+		if p := r.plotPath(); p != "" {
+			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+				return usagef("-plot %q is a folder: give a file name", r.opts.Plot)
+			}
+			flag := "-plot (relative to -out)"
+			if filepath.IsAbs(r.opts.Plot) {
+				flag = "-plot"
+			} else if r.opts.Checkpoint != "" {
+				flag = "-plot (relative to -checkpoint)"
+			}
+			outs = append(outs, output{flag, filepath.Dir(p)})
+		}
+		if r.opts.Checkpoint != "" {
+			outs = append(outs, output{"-checkpoint", r.opts.Checkpoint})
+		}
+	} else {
+		outs = append(outs, output{"-out", r.opts.Out})
+	}
+	for _, o := range outs {
+		if err := grcheckpoint.ProbeDir(o.dir); err != nil {
+			return usageError{errors.WithMessage(err, o.flag)}
+		}
+	}
+	return nil
 }
 
 func (r *runner) initBackend() error {
@@ -285,9 +330,14 @@ func (r *runner) initBackend() error {
 	if r.ex.NewBackend != nil {
 		newBackend = r.ex.NewBackend
 	}
-	be, err := newBackend()
+	var be backends.Backend
+	var err error
+	if perr := Catch(func() { be, err = newBackend() }); perr != nil {
+		err = perr
+	}
 	if err != nil {
-		return err
+		return usageError{errors.WithMessagef(err, "backend (-backend=%q, $%s=%q)", r.opts.Backend,
+			backends.ConfigEnvVar, os.Getenv(backends.ConfigEnvVar))}
 	}
 	r.backend = be
 	return nil
@@ -324,9 +374,18 @@ type Result struct {
 	Params        int           `json:"params"`                 // trainable scalars
 	Fallbacks     int           `json:"fallbacks"`              // steps the non-finite guard ran as base steps
 	Skipped       int           `json:"skipped"`                // steps the non-finite guard skipped
-	Curve         []Point       `json:"curve"`
+	// Diverged: the final training loss is not finite or above 10 times the first step's (the run's result
+	// is not a trained model; marked in the table, and the command exits with ExitError).
+	Diverged bool    `json:"diverged,omitempty"`
+	Curve    []Point `json:"curve"`
+	// Settings are the run's hyperparameters (context parameters, as JSON text): -merge pools only runs
+	// whose settings agree.
+	Settings map[string]string `json:"settings,omitempty"`
 
-	Ctx *context.Context `json:"-"` // the run's context (variables, hyperparameters) for tests and tools
+	Ctx       *context.Context `json:"-"` // the run's context (variables, hyperparameters) for tests and tools
+	firstLoss float64          // training loss of the first step (NaN when unknown)
+	saveErr   error            // the first checkpoint save that failed (training went on)
+	file      string           // -merge: the file it was read from
 }
 
 // valText is ", validation accuracy A, validation loss L" with -val, "" without.
@@ -402,12 +461,13 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	startParams := runParams(ctx)
 	var data *Data
 	if err := Catch(func() { data, err = r.ex.Data(r.backend, ctx, seed) }); err != nil {
 		return nil, err
 	}
 	if err != nil {
-		return nil, err
+		return nil, asUsage(err) // The data's settings or files: the user's inputs.
 	}
 	if val := context.GetParamOr(ctx, ParamVal, 0.0); val != 0 && data.Val == nil {
 		return nil, errors.Errorf("-val (%s) = %g: example %s does not hold out a validation split", ParamVal, val,
@@ -458,15 +518,33 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 		return nil, err
 	}
 
-	res = &Result{Entry: e.Label(), Spec: e.String(), Method: e.Method, Seed: seed, Steps: total, Ctx: ctx}
-	var ckpt *checkpoints.Handler
+	res = &Result{Entry: e.Label(), Spec: e.String(), Method: e.Method, Seed: seed, Steps: total, Ctx: ctx,
+		Settings: startParams, firstLoss: math.NaN()}
+	var ckpt *grcheckpoint.Handler
 	if r.opts.Checkpoint != "" {
-		// The flags stay the source of truth for the hyperparameters: they are not read back.
-		ckpt, err = checkpoints.Build(ctx).Dir(r.opts.Checkpoint).Keep(2).ExcludeAllParams().Done()
-		if err != nil {
-			return nil, errors.WithMessagef(err, "checkpoint folder %q", r.opts.Checkpoint)
+		// The flags stay the source of truth for the hyperparameters: they are checked against the
+		// checkpoint's record, not read back.
+		if ckpt, err = grcheckpoint.Build(ctx).Dir(r.opts.Checkpoint).Keep(2).Done(); err != nil {
+			return nil, asUsage(errors.WithMessage(err, "-checkpoint"))
 		}
-		res.Curve = loadCurve(r.opts.Checkpoint)
+		for _, b := range ckpt.Skipped() {
+			fmt.Fprintf(r.stderr, "%s: %v: resuming from the newest intact one, %s\n", r.ex.Name, b, ckpt.Loaded())
+		}
+		if ckpt.Loaded() != "" {
+			var rec checkpointRecord
+			ok, err := ckpt.Meta(&rec)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, usagef("checkpoint %s in -checkpoint %q has no record of its run's settings (it was not "+
+					"written by this program): give another folder", ckpt.Loaded(), r.opts.Checkpoint)
+			}
+			if err := r.checkResume(&rec, e, seed, ctx, startParams, total); err != nil {
+				return nil, err
+			}
+			res.Curve, res.firstLoss = rec.Curve, float64(rec.FirstLoss)
+		}
 	}
 	startStep := int(optimizers.GetGlobalStep(ctx))
 	if startStep > 0 {
@@ -482,7 +560,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	if sk, ok := data.Train.(Seeker); ok {
 		sk.Seek(startStep)
 	} else if startStep > 0 {
-		fmt.Fprintf(os.Stderr, "%s: the training data restarts at its first batch (the dataset cannot seek)\n",
+		fmt.Fprintf(r.stderr, "%s: the training data restarts at its first batch (the dataset cannot seek)\n",
 			r.ex.Name)
 	}
 	if !r.opts.Quiet {
@@ -526,6 +604,9 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			res.Fallbacks, res.Skipped = int(scalar(m[trainAt[metricFallbacks]])), int(scalar(m[trainAt[metricSkipped]]))
 		}
 		step := int(loop.LoopStep) + 1
+		if step == 1 {
+			res.firstLoss = scalar(m[trainAt[metricTrainLoss]])
+		}
 		if step%evalEvery == 0 || step == total {
 			if err := evaluate(step, &avg); err != nil {
 				return err
@@ -533,11 +614,12 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			avg = stepAverages{}
 		}
 		if ckpt != nil && (step%saveEvery == 0 || step == total) {
-			if err := ckpt.Save(); err != nil {
-				return err
-			}
-			if err := saveCurve(r.opts.Checkpoint, res.Curve); err != nil {
-				return err
+			ckpt.SetMeta(&checkpointRecord{Example: r.ex.Name, Spec: e.String(), Seed: seed, Steps: total, Step: step,
+				Params: startParams, FirstLoss: jsonFloat(res.firstLoss), Curve: res.Curve})
+			if err := ckpt.Save(); err != nil && res.saveErr == nil {
+				// Training goes on (its result is still worth having); the command exits with an error.
+				res.saveErr = err
+				fmt.Fprintf(r.stderr, "%s: %v; training goes on\n", r.ex.Name, err)
 			}
 		}
 		hookTime = append(hookTime, time.Since(t0))
@@ -572,14 +654,16 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 		if err != nil {
 			return nil, err
 		}
-		res.TrainLoss, res.TrainAccuracy = scalar(m[1]), scalar(m[len(m)-1])
+		res.TrainLoss, res.TrainAccuracy = scalar(m[evalAt[metricEvalLoss]]), scalar(m[evalAt[metricEvalAccuracy]])
 	}
+	res.Diverged = math.IsNaN(res.TrainLoss) || math.IsInf(res.TrainLoss, 0) ||
+		(res.firstLoss > 0 && res.TrainLoss > 10*res.firstLoss)
 	if data.Val != nil {
 		m, err := trainer.Eval(resetting(data.Val))
 		if err != nil {
 			return nil, err
 		}
-		loss, acc := scalar(m[1]), scalar(m[len(m)-1])
+		loss, acc := scalar(m[evalAt[metricEvalLoss]]), scalar(m[evalAt[metricEvalAccuracy]])
 		res.ValLoss, res.ValAccuracy = &loss, &acc
 	}
 	for v := range ctx.IterVariables() {
@@ -587,9 +671,8 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			res.Params += v.Shape().Size()
 		}
 	}
-	if res.Fallbacks > 0 || res.Skipped > 0 {
-		fmt.Printf("%s, seed %d: the non-finite guard ran %d step(s) as base steps and skipped %d\n", e.Label(),
-			seed, res.Fallbacks, res.Skipped)
+	if w := res.warning(); w != "" {
+		fmt.Printf("%s, seed %d: %s\n", e.Label(), seed, w)
 	}
 	res.Wall = time.Since(start)
 	return res, nil

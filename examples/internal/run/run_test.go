@@ -22,7 +22,8 @@ func parse(t *testing.T, args ...string) (*Runner, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	ex := &Example{Name: "test", Settings: []Setting{{Key: "test_width", Flag: "width", Default: 8, Usage: "w"}}}
+	ex := &Example{Name: "test", Settings: []Setting{{Key: "test_width", Flag: "width", Default: 8, Usage: "w"}},
+		Defaults: map[string]any{ParamSteps: 10}}
 	return Parse(ex, fs, args)
 }
 
@@ -94,15 +95,13 @@ func mustDefaults(t *testing.T, method string) map[string]any {
 // Flags, -set and entries all write the same context key; bad values and keys the method does not read
 // are errors naming them.
 func TestSettingsFlagsAndErrors(t *testing.T) {
-	r := mustParse(t, "-method=forward", "-gamma=0.2", "-width=16", "-lr=0.01", "-set=gr_every=5;gr_warmup=10",
-		"-flood_level=0.3")
+	r := mustParse(t, "-method=forward", "-gamma=0.2", "-width=16", "-lr=0.01", "-set=gr_every=5;gr_warmup=10")
 	ctx, err := r.Context()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for key, want := range map[string]any{gr.ParamGamma: 0.2, gr.ParamEpsilon: gr.DefaultEpsilon, "test_width": 16,
-		ParamLearningRate: 0.01, gr.ParamEvery: 5, gr.ParamWarmUp: 10, gr.ParamMethod: "forward",
-		"flood_level": 0.3} {
+		ParamLearningRate: 0.01, gr.ParamEvery: 5, gr.ParamWarmUp: 10, gr.ParamMethod: "forward"} {
 		if got, _ := ctx.GetParam(key); got != want {
 			t.Errorf("%s = %v (%T), want %v (%T)", key, got, got, want, want)
 		}
@@ -121,6 +120,8 @@ func TestSettingsFlagsAndErrors(t *testing.T) {
 		{[]string{"-set=unknown_key=1"}, "unknown_key"},
 		{[]string{"-seeds=0"}, "-seeds"},
 		{[]string{"-compare=sgd,forward", "-checkpoint=/tmp/x"}, "single run"},
+		{[]string{"-method=forward", "-flood=0.3"}, "flood_level (-flood) is read by the loss wrappers"},
+		{[]string{"-compare=sgd,flooding:softad_sigma=0.1"}, "softad_sigma is read by the loss wrappers"},
 	} {
 		if _, err := parse(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: error %v, want one containing %q", c.args, err, c.want)
@@ -210,6 +211,7 @@ func TestMerge(t *testing.T) {
 		rep := &Report{Entries: entries, Results: make([][]*Result, 2)}
 		for i, e := range entries {
 			res := &Result{Entry: e.Label(), Spec: e.String(), Method: e.Method, Seed: seed,
+				Settings:     map[string]string{ParamSteps: "10", "gr_every": fmt.Sprint(5 * i)},
 				TestAccuracy: acc[seed][i], StepTime: time.Duration(i+1) * time.Millisecond,
 				Curve: []Point{{Step: 10, TestAccuracy: acc[seed][i]}}}
 			rep.Results[i] = []*Result{res}

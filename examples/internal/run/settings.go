@@ -319,6 +319,27 @@ func (r *runner) newContext(e Entry, seed int64) (*context.Context, error) {
 		return nil, errors.Errorf("%s is not a hyperparameter of method %s (its gr_* keys: %s): remove it",
 			key, e.Method, has)
 	}
+	// Likewise the loss wrappers' keys: -flood is read by flooding|iflood|softad only, softad_sigma by softad.
+	floodMethod := context.GetParamOr(ctx, regularizers.ParamFloodMethod, "none")
+	for i, key := range append(slices.Clip(shared), entryKeys...) {
+		var reads func(flood string) bool
+		switch key {
+		case regularizers.ParamFloodLevel:
+			reads = func(flood string) bool { return flood != "none" && flood != "" }
+		case regularizers.ParamSoftADSigma:
+			reads = func(flood string) bool { return flood == "softad" }
+		default:
+			continue
+		}
+		if reads(floodMethod) || (i < len(shared) && slices.ContainsFunc(r.entries, func(o Entry) bool {
+			_, f, _ := methodParams(o.Method)
+			return reads(f)
+		})) {
+			continue
+		}
+		return nil, errors.Errorf("%s is read by the loss wrappers (-method=flooding|iflood|softad or "+
+			"-flood_method), not by method %s: remove it", r.settingName(key), e.Method)
+	}
 	return ctx, nil
 }
 

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Re-apply the mutants that once survived the test suite and check that each now fails a test.
+
+Usage (from anywhere in the repository): python3 .ci/mutants.py [M1 M2 ...]
+
+Each mutant is one exact text replacement in one file: the script applies it, runs the tests of the packages
+it names, records the failing tests, and restores the file (also on Ctrl-C). A mutant whose text is no longer
+found is reported as STALE: update its entry when the code it mutates changes. Exit status 1 when a mutant
+survives or is stale. Add the mutant of every bug a new test is written for.
+"""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+# (id, what the bug is, file, original text, mutated text, packages to test)
+MUTANTS = [
+    ("M1", "Groups: g1 summed over the groups instead of averaged", "optimizers/groups.go",
+     "\ts.grad = s.meanOf(sum)\n", "\ts.grad = sum\n", ["./optimizers"]),
+    ("M2", "state keyed by variable name only (not its scope)", "optimizers/state.go",
+     "\t\tif v.Scope() != context.RootScope {\n\t\t\tsc += v.Scope()\n\t\t}\n", "", ["./optimizers"]),
+    ("M3", "bfloat16 gradients not widened to float32", "optimizers/lowprec.go",
+     "\t\tif isLowPrecision(xi.DType()) {\n\t\t\tout[i] = graph.ConvertDType(xi, dtypes.Float32)\n\t\t}\n", "",
+     ["./optimizers"]),
+    ("M4", "theta + o summed in bfloat16 (o rounded first)", "optimizers/lowprec.go",
+     "\t\t\tout[i] = graph.ConvertDType(graph.Add(graph.ConvertDType(theta, o.DType()), o), theta.DType())\n",
+     "\t\t\tout[i] = graph.Add(theta, graph.ConvertDType(o, theta.DType()))\n", ["./optimizers"]),
+    ("M5", "guard tests the loss but not the gradient", "optimizers/compose.go",
+     "prep.ok = graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(grads...))",
+     "prep.ok = allFinite(s.stepLoss())", ["./optimizers"]),
+    ("M6", "both-branch Every graph: curvature of the full branch published on reuse steps",
+     "optimizers/compose.go", "\ts.publishMetrics(ascent)\n", "\ts.publishMetrics(nil)\n", ["./optimizers"]),
+    ("M7", "NaN-loss steps counted as fallbacks (equivalent: the guard restores the counter on skipped steps)",
+     "optimizers/compose.go", "graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(s.grad...)))",
+     "allFinite(s.grad...))", ["./optimizers"]),
+    ("M8", "flooding/iFlood/SoftAD: boolean labels[0] taken as the mask", "regularizers/common.go",
+     "if i == 0 || extra == nil", "if _ = i; extra == nil", ["./regularizers"]),
+]
+
+# Mutants that cannot change any result (kept in the list so that the reason stays written down).
+EQUIVALENT = {"M7"}
+
+
+def main():
+    wanted = set(sys.argv[1:])
+    bad = 0
+    for mid, what, path, old, new, pkgs in MUTANTS:
+        if wanted and mid not in wanted:
+            continue
+        full = os.path.join(ROOT, path)
+        with open(full, encoding="utf-8") as f:
+            src = f.read()
+        if src.count(old) != 1:
+            print(f"{mid} STALE ({what}): the text to mutate occurs {src.count(old)} times in {path}")
+            bad += 1
+            continue
+        try:
+            with open(full, "w", encoding="utf-8") as f:
+                f.write(src.replace(old, new))
+            run = subprocess.run(["go", "test", "-count=1", *pkgs], cwd=ROOT, capture_output=True, text=True)
+        finally:
+            with open(full, "w", encoding="utf-8") as f:
+                f.write(src)
+        out = run.stdout + run.stderr
+        failing = sorted({t for t in re.findall(r"--- FAIL: (\S+)", out) if "/" not in t})
+        if run.returncode == 0:
+            status = "EQUIVALENT (survives, as expected)" if mid in EQUIVALENT else "SURVIVED"
+            bad += mid not in EQUIVALENT
+        elif "build failed" in out or "[setup failed]" in out:
+            status = "BUILD FAILED (fix the mutant's text)"
+            bad += 1
+        else:
+            status = "killed by " + (", ".join(failing) or "a failing test run")
+        print(f"{mid} {what}: {status}")
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
