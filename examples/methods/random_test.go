@@ -142,7 +142,9 @@ func TestRWPResumeAndEvery(t *testing.T) {
 	_, resumed := p.resume(t, newOpt, 2, 4)
 	assert.Equal(t, uninterrupted[3], resumed)
 
-	every := func() optimizers.Interface { return methods.RWP(sgd(0.5)).Set(methods.ParamRWPSigma, 0.2).Every(2).Done() }
+	every := func() optimizers.Interface {
+		return methods.RWP(sgd(0.5)).Set(methods.ParamRWPSigma, 0.2).Every(2).Done()
+	}
 	perPhase, _ := p.run(t, seeded(6), every(), 5, true)
 	bothPhases, _ := p.run(t, seeded(6), every(), 5, false)
 	assert.Equal(t, perPhase, bothPhases)
