@@ -189,13 +189,16 @@ func (s *Step) Gamma() *Node { return s.Param(ParamGamma) }
 // Epsilon returns ε (ParamEpsilon) as a scalar (Param); it panics if the method has no ε.
 func (s *Step) Epsilon() *Node { return s.Param(ParamEpsilon) }
 
-// Param returns the method's float64 hyperparameter with context key key as a scalar of the compute dtype
-// (the loss dtype, float32 for a half-precision loss). It panics if the method does not declare key.
+// Param returns the method's float64 hyperparameter with context key key for this step, as a scalar of the
+// compute dtype (the loss dtype, float32 for a half-precision loss): the configured value, or with
+// Config.Schedule the schedule's value for this step. The value is also written to the hyperparameter's
+// variable (schedule.go), so checkpoints save it and other graph code can read it. It panics if the method does
+// not declare key.
 func (s *Step) Param(key string) *Node {
 	if n, found := s.params[key]; found {
 		return n
 	}
-	n := s.Scalar(s.ParamFloat(key))
+	n := s.scheduled(key, s.Scalar(s.ParamFloat(key)), s.cfg.schedules[key])
 	s.params[key] = n
 	return n
 }
