@@ -565,7 +565,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	}
 	if !r.opts.Quiet {
 		fmt.Printf("%s, seed %d: %s; %s, %d steps, batch %d, on %s\n", e.Label(), seed, data.Description,
-			describeOptimizer(ctx), total, batch, r.backend.Name())
+			describeOptimizer(ctx), total, batch, grbackend.Describe(r.backend))
 	}
 
 	evaluate := func(step int, acc *stepAverages) error {
