@@ -192,6 +192,9 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 		return nil, errors.Errorf("unexpected arguments %q: flags only", fs.Args())
 	}
 	fs.Visit(func(f *flag.Flag) { r.explicit[f.Name] = true })
+	if err := r.checkFlagUse(); err != nil {
+		return nil, err
+	}
 	if o.Seeds <= 0 {
 		return nil, errors.Errorf("-seeds must be a positive integer, got %d", o.Seeds)
 	}
