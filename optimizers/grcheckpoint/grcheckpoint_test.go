@@ -306,7 +306,7 @@ func TestFullDisk(t *testing.T) {
 	state(ctx, 1000, 2)
 	h.SetMeta(record{2})
 	err = h.Save()
-	if err == nil || !strings.Contains(err.Error(), "earlier ones are intact") {
+	if err == nil || !strings.Contains(err.Error(), "already there, if any, are intact") {
 		t.Fatalf("save on a full disk: %v, want an error saying the earlier checkpoints are intact", err)
 	}
 	if _, step, err := open(t, dir, 1000); err != nil || step != 1 {
