@@ -635,7 +635,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 			if r.ex.ExplainError != nil {
 				runErr = r.ex.ExplainError(runErr)
 			}
-			if startStep > 0 { // A variable of another shape, e.g.: say where it came from.
+			if startStep > 0 && ckpt != nil { // A variable of another shape, e.g.: say where it came from.
 				runErr = errors.WithMessagef(runErr, "resumed from checkpoint %s of -checkpoint %q at step %d",
 					ckpt.Loaded(), r.opts.Checkpoint, startStep)
 			}
