@@ -62,7 +62,7 @@ func (r *Regularized) refresh() (*Config, error) {
 	}
 	cfg := configFromContext(r.ctx, r.cfg.base)
 	if cfg.err != nil {
-		return r.cfg, errors.WithMessagef(cfg.err, "gr: the context of the optimizer built by FromContext "+
+		return r.cfg, errors.WithMessagef(cfg.err, "gr.FromContext: the context of the optimizer it built "+
 			"(method %q then) is invalid now", r.cfg.methodKey())
 	}
 	r.cfg = cfg
@@ -169,6 +169,9 @@ type stepGraph struct {
 	theta  []*Node             // their values θ at the start of the step
 	params map[string]*Node    // hyperparameters as scalars (Param), built once
 	own    string              // absolute scope of the optimizer's variables (Config.Scope)
+
+	rngVar *context.Variable // the context's random-number state, once a draw needs it (rng.go)
+	rng    *Node             // its state after the last draw of the phase being built; nil: no draw yet
 }
 
 // Theta returns θ, the values of the trainable variables at the start of the step, in context order.
@@ -262,12 +265,23 @@ func (s *Step) fdStep() *Node {
 // With Groups, a group's GradAt evaluates that group of the batch only. With low-precision variables
 // θ + offset is summed in float32 and rounded once, and the gradient is returned in float32 (lowprec.go).
 //
+// GradAt gives no curvature metric (see Metrics): a method whose offset is a multiple of g₁ calls GradAlong
+// instead, and one that knows g₁ᵀHg₁ otherwise sets it with SetCurvature.
+//
 // It needs the trainer built by NewTrainer, and panics with a message saying so otherwise.
 func (s *Step) GradAt(offset []*Node) []*Node {
 	s.needPass("it evaluates the model a second time at perturbed weights")
 	perturbed := s.perturb(offset)
 	loss := s.evaluate(s.pass, perturbed)
-	grads := widen(graph.Gradient(loss, perturbed...))
+	return widen(graph.Gradient(loss, perturbed...))
+}
+
+// GradAlong returns ∇L(θ + h·g₁) for the scalar h (any sign, 0 included): GradAt with the offset h·g₁ along
+// the gradient. The first GradAlong of the full phase also gives the curvature metric g₁ᵀHg₁ (see Metrics):
+// g₁ᵀ[∇L(θ + hg₁) − g₁]/h, 0 when h·‖g₁‖² = 0.
+func (s *Step) GradAlong(h *Node) []*Node {
+	offset := ScaleVec(h, s.grad)
+	grads := s.GradAt(offset)
 	s.recordCurvature(offset, grads)
 	return grads
 }

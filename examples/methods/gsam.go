@@ -38,7 +38,7 @@ func GSAMScheduled(base optimizers.Interface, lrMax, lrMin, rhoMin float64) *gr.
 
 var newGSAM = gr.NewMethod("GSAM", func(s *gr.Step) []*Node {
 	g1 := s.Grad()
-	gp := s.GradAt(gr.Rescale(s.Param(gr.ParamRho), g1))
+	gp := s.GradAlong(gr.RescaleFactor(s.Param(gr.ParamRho), g1))
 	proj := Div(gr.InnerProduct(g1, gp), AddScalar(gr.InnerProduct(gp, gp), gr.NormStabilizer))
 	vertical := gr.Axpby(s.Scalar(1), g1, Neg(proj), gp) // g₁ − proj·g_p
 	return gr.Axpby(s.Scalar(1), gp, Neg(s.Param(ParamGSAMAlpha)), vertical)
