@@ -255,8 +255,12 @@ func main() {
 		}
 	}
 
-	// Memory: peak heap above the post-GC heap while running 10 steps (so Every's both graphs run).
+	// Memory: peak heap above the post-GC heap while running 10 steps (so Every's both graphs run); not
+	// with -json, which reports times only.
 	for _, ms := range runs {
+		if *flagJSON {
+			break
+		}
 		for _, m := range ms {
 			m.peak = peakHeap(func() {
 				for range 10 {

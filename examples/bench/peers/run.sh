@@ -39,7 +39,10 @@ for block in $(seq "$blocks"); do
     "$bin/bench" "${args[@]}" -backend=go,xla:cpu -only=ForwardDifference,SAM,DoubleBackprop \
       -rounds="$rounds" -warmup=2 -json >>"$out"
     echo "block $block/$blocks, $model: PyTorch, JAX (load $(cut -d' ' -f1 /proc/loadavg))" >&2
-    "$venv/bin/python" examples/bench/peers/peers.py --models "$model" --rounds "$rounds" --warmup 2 >>"$out"
+    # PASSIVE: PyTorch's OpenMP threads sleep instead of spinning while they wait, so that on a loaded
+    # machine its process CPU time counts work, not spinning.
+    OMP_WAIT_POLICY=PASSIVE "$venv/bin/python" examples/bench/peers/peers.py --models "$model" \
+      --rounds "$rounds" --warmup 2 >>"$out"
   done
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
