@@ -62,7 +62,7 @@ func (r *Regularized) refresh() (*Config, error) {
 	}
 	cfg := configFromContext(r.ctx, r.cfg.base)
 	if cfg.err != nil {
-		return r.cfg, errors.WithMessagef(cfg.err, "gr: the context of the optimizer built by FromContext "+
+		return r.cfg, errors.WithMessagef(cfg.err, "gr.FromContext: the context of the optimizer it built "+
 			"(method %q then) is invalid now", r.cfg.methodKey())
 	}
 	r.cfg = cfg
