@@ -20,6 +20,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors/images"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/layers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/stretchr/testify/require"
 )
 
@@ -72,11 +73,12 @@ func TestNoteDotGradientMaterializesProduct(t *testing.T) {
 	}
 }
 
-// BenchmarkNoteDotGradient: forward and backward of a dense layer [64, 784]·[784, 128] on the pure-Go
-// backend: GoMLX's gradient (autodiff) against the same two gradients written as matrix products.
+// BenchmarkNoteDotGradient: forward and backward of a dense layer [64, 784]·[784, 128] on grbackend.New's
+// backend (pure Go by default; GOMLX_BACKEND=xla:cpu for XLA's CPU plugin): GoMLX's gradient (autodiff)
+// against the same two gradients written as matrix products.
 func BenchmarkNoteDotGradient(b *testing.B) {
 	const batch, in, out = 64, 784, 128
-	backend, err := simplego.New("ops_sequential")
+	backend, err := grbackend.New()
 	if err != nil {
 		b.Fatal(err)
 	}
