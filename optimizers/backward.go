@@ -21,6 +21,6 @@ func BackwardDifference(base optimizers.Interface) *Config {
 func backwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
-	descent := s.GradAt(ScaleVec(graph.Neg(h), s.Grad()))
+	descent := s.GradAlong(graph.Neg(h))
 	return Axpby(graph.OnePlus(c), s.Grad(), graph.Neg(c), descent)
 }

@@ -21,7 +21,7 @@ func CentralDifference(base optimizers.Interface) *Config {
 func centralGrad(s *Step) []*Node {
 	h := s.fdStep()
 	half := graph.MulScalar(s.fdCoefficient(h), 0.5) // γ/2h
-	ascent := s.GradAt(ScaleVec(h, s.Grad()))
-	descent := s.GradAt(ScaleVec(graph.Neg(h), s.Grad()))
+	ascent := s.GradAlong(h)
+	descent := s.GradAlong(graph.Neg(h))
 	return AddVec(s.Grad(), ScaleVec(half, SubVec(ascent, descent)))
 }

@@ -101,6 +101,7 @@ func (c *Config) combine(s *Step) []*Node {
 		}
 		g, corr := s.branch(branch, store)
 		s.commit(s.pending, nil, nil)
+		s.commitRNG(s.rng, nil, nil)
 		s.publishMetrics(nil)
 		return s.warmed(g, corr)
 	}
@@ -108,11 +109,12 @@ func (c *Config) combine(s *Step) []*Node {
 	// Unknown phase: both branches, selected by t % k == 0.
 	s.warnBothBranches() // Once per trainer (everywarn.go).
 	gFull, corrFull := s.branch(PhaseFull, store)
-	full, curvature := s.pending, s.curvature
+	full, curvature, rngFull := s.pending, s.curvature, s.rng
 	gReuse, corrReuse := s.branch(PhaseReuse, store)
 	step := s.GlobalStep()
 	ascent := graph.Equal(graph.ModScalar(step, k), graph.ScalarZero(s.g, step.DType()))
 	s.commit(full, s.pending, ascent)
+	s.commitRNG(rngFull, s.rng, ascent)
 	if s.fallback != nil { // Counted when the full phase is the step's.
 		s.fallback = graph.LogicalAnd(s.fallback, ascent)
 	}
@@ -129,7 +131,7 @@ func (c *Config) combine(s *Step) []*Node {
 // correction g − g₁ (nil otherwise). With store, the full phase writes the correction and the reuse phase
 // returns g₁ + it.
 func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
-	s.phase, s.pending = phase, map[string][]*Node{}
+	s.phase, s.pending, s.rng = phase, map[string][]*Node{}, nil
 	switch {
 	case phase == PhaseFull:
 		g = s.withFallback(s.groupsGrad()) // Steps 2 and 3.

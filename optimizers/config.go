@@ -95,7 +95,8 @@ type Config struct {
 	params []Hyperparameter // declared, in order
 	values map[string]any   // current values, by key
 
-	sched schedule // Every, WarmUp, ZeroWarmUp (every.go, warmup.go)
+	sched     cadence             // Every, WarmUp, ZeroWarmUp (every.go, warmup.go)
+	schedules map[string]Schedule // Schedule, by key (schedule.go)
 
 	groups  int    // Groups (groups.go); 0 or 1: the whole batch
 	scope   string // Scope (state.go); "": DefaultScope

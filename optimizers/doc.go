@@ -33,8 +33,10 @@
 // function of *Step (θ, g₁, GradAt, the method's hyperparameters, its state, the phase of Every) into a
 // constructor, Register makes it a ParamMethod value, and every option applies to it. Each method has only
 // the hyperparameters it declares (Config.Declare, Config.Param): setting another is an error naming the
-// method and the parameter. github.com/gradreg/gradreg/examples/methods adds GSAM, LookSAM and FriendlySAM
-// that way.
+// method and the parameter. A method draws random numbers from the context's generator with
+// Step.RandomNormal and Step.RandomUniform, and declares a perturbation along g₁ with Step.GradAlong (which
+// gives the curvature metric). github.com/gradreg/gradreg/examples/methods adds GSAM, LookSAM, FriendlySAM,
+// WSAM and random weight perturbation (RWP) that way.
 //
 // Programs configured GoMLX's way call RegisterParams(ctx) before parsing -set, so that every gr_* key is
 // known (each key has one meaning for every method that reads it; method-specific keys carry the method's

@@ -18,8 +18,8 @@ func init() {
 	readParamIfSet(ParamEvery, 1, (*Config).Every, func(c *Config) int { return max(c.sched.every, 1) })
 }
 
-// schedule holds the settings of Every (every.go) and WarmUp/ZeroWarmUp (warmup.go).
-type schedule struct {
+// cadence holds the settings of Every (every.go) and WarmUp/ZeroWarmUp (warmup.go).
+type cadence struct {
 	every      int  // k of Every; 0 or 1: every step
 	warmUp     int  // warm-up steps; 0: none
 	zeroWarmUp bool // step function instead of the linear ramp

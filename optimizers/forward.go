@@ -23,6 +23,6 @@ func ForwardDifference(base optimizers.Interface) *Config {
 func forwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
-	ascent := s.GradAt(ScaleVec(h, s.Grad()))
+	ascent := s.GradAlong(h)
 	return Axpby(graph.OneMinus(c), s.Grad(), c, ascent)
 }

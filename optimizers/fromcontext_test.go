@@ -31,6 +31,8 @@ var documentedDefaults = map[string]map[string]any{
 	"gsam":        {gr.ParamRho: 0.05, methods.ParamGSAMAlpha: 0.4},
 	"looksam":     {gr.ParamRho: 0.1, methods.ParamLookSAMAlpha: 0.7},
 	"friendlysam": {gr.ParamRho: 0.05, methods.ParamFriendlySAMSigma: 1.0, methods.ParamFriendlySAMLambda: 0.9},
+	"wsam":        {gr.ParamRho: 0.05, methods.ParamWSAMGamma: 0.9},
+	"rwp":         {methods.ParamRWPSigma: 0.01, methods.ParamRWPLambda: 0.5},
 }
 
 // optionDefaults are the documented defaults of the options every method has.

@@ -41,7 +41,7 @@ func (c *Config) Alpha(alpha float64) *Config { return c.set(ParamGNPAlpha, "Alp
 
 func gnpGrad(s *Step) []*Node {
 	alpha := s.Param(ParamGNPAlpha)
-	return Axpby(graph.OneMinus(alpha), s.Grad(), alpha, s.GradAt(samPerturbation(s)))
+	return Axpby(graph.OneMinus(alpha), s.Grad(), alpha, s.GradAlong(samStep(s)))
 }
 
 // gnpPenalty is αρ‖g₁‖.

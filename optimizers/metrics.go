@@ -30,11 +30,13 @@ const (
 //     backward, central); for the SAM family, which has no γ, its own definition: ρ‖g₁‖ (SAM), (ρ/2)‖g₁‖²
 //     (USAM), αρ‖g₁‖ (GNP), ρ‖Tg₁‖ (ASAM). A custom method defines it with Config.Penalty, or gets
 //     (γ/2)‖g₁‖² when it declares γ; otherwise the penalty is not reported (the metric keeps its last value).
-//   - "GR curvature" (gHg): g₁ᵀHg₁, free from the method's first perturbed gradient ∇L(θ + o) (o = h·g₁
-//     along the gradient, e.g. o = εg₁ for F-GR, −εg₁ for B-GR, ρg₁/‖g₁‖ for SAM):
+//   - "GR curvature" (gHg): g₁ᵀHg₁, free from the method's first perturbed gradient along g₁, Step.GradAlong
+//     (o = h·g₁, e.g. o = εg₁ for F-GR, −εg₁ for B-GR, ρg₁/‖g₁‖ for SAM, USAM, GNP, GSAM, LookSAM, WSAM):
 //     g₁ᵀ[∇L(θ + o) − g₁]·‖g₁‖²/(g₁ᵀo), which is g₁ᵀ[∇L(θ + εg₁) − g₁]/ε for F-GR, and exactly g₁ᵀHg₁ on a
-//     quadratic loss. DoubleBackprop gives the exact g₁ᵀHg₁. It is 0 when g₁ᵀo = 0. On the steps that
-//     compute no perturbed gradient (the skip steps of Every) it keeps its last value.
+//     quadratic loss. DoubleBackprop gives the exact g₁ᵀHg₁ (Step.SetCurvature). It is 0 when g₁ᵀo = 0. A
+//     method whose perturbation is not along g₁ (Step.GradAt: ASAM, FriendlySAM, RWP) does not report it
+//     unless it sets it (the metric keeps its last value, 0 at first). On the steps that compute no
+//     perturbed gradient (the skip steps of Every) it keeps its last value.
 //   - "GR sharpness" (λ̂): g₁ᵀHg₁/‖g₁‖², the curvature along the gradient (a Rayleigh quotient of H, so
 //     at most its largest eigenvalue; at the edge of stability the gradient turns towards the top
 //     eigenvector and λ̂ approaches it). It is the curvature metric divided by ‖g₁‖², no extra pass; 0 when

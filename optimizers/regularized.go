@@ -169,6 +169,9 @@ type stepGraph struct {
 	theta  []*Node             // their values θ at the start of the step
 	params map[string]*Node    // hyperparameters as scalars (Param), built once
 	own    string              // absolute scope of the optimizer's variables (Config.Scope)
+
+	rngVar *context.Variable // the context's random-number state, once a draw needs it (rng.go)
+	rng    *Node             // its state after the last draw of the phase being built; nil: no draw yet
 }
 
 // Theta returns θ, the values of the trainable variables at the start of the step, in context order.
@@ -186,13 +189,16 @@ func (s *Step) Gamma() *Node { return s.Param(ParamGamma) }
 // Epsilon returns ε (ParamEpsilon) as a scalar (Param); it panics if the method has no ε.
 func (s *Step) Epsilon() *Node { return s.Param(ParamEpsilon) }
 
-// Param returns the method's float64 hyperparameter with context key key as a scalar of the compute dtype
-// (the loss dtype, float32 for a half-precision loss). It panics if the method does not declare key.
+// Param returns the method's float64 hyperparameter with context key key for this step, as a scalar of the
+// compute dtype (the loss dtype, float32 for a half-precision loss): the configured value, or with
+// Config.Schedule the schedule's value for this step. The value is also written to the hyperparameter's
+// variable (schedule.go), so checkpoints save it and other graph code can read it. It panics if the method does
+// not declare key.
 func (s *Step) Param(key string) *Node {
 	if n, found := s.params[key]; found {
 		return n
 	}
-	n := s.Scalar(s.ParamFloat(key))
+	n := s.scheduled(key, s.Scalar(s.ParamFloat(key)), s.cfg.schedules[key])
 	s.params[key] = n
 	return n
 }
@@ -259,12 +265,23 @@ func (s *Step) fdStep() *Node {
 // With Groups, a group's GradAt evaluates that group of the batch only. With low-precision variables
 // θ + offset is summed in float32 and rounded once, and the gradient is returned in float32 (lowprec.go).
 //
+// GradAt gives no curvature metric (see Metrics): a method whose offset is a multiple of g₁ calls GradAlong
+// instead, and one that knows g₁ᵀHg₁ otherwise sets it with SetCurvature.
+//
 // It needs the trainer built by NewTrainer, and panics with a message saying so otherwise.
 func (s *Step) GradAt(offset []*Node) []*Node {
 	s.needPass("it evaluates the model a second time at perturbed weights")
 	perturbed := s.perturb(offset)
 	loss := s.evaluate(s.pass, perturbed)
-	grads := widen(graph.Gradient(loss, perturbed...))
+	return widen(graph.Gradient(loss, perturbed...))
+}
+
+// GradAlong returns ∇L(θ + h·g₁) for the scalar h (any sign, 0 included): GradAt with the offset h·g₁ along
+// the gradient. The first GradAlong of the full phase also gives the curvature metric g₁ᵀHg₁ (see Metrics):
+// g₁ᵀ[∇L(θ + hg₁) − g₁]/h, 0 when h·‖g₁‖² = 0.
+func (s *Step) GradAlong(h *Node) []*Node {
+	offset := ScaleVec(h, s.grad)
+	grads := s.GradAt(offset)
 	s.recordCurvature(offset, grads)
 	return grads
 }

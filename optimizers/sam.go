@@ -41,11 +41,11 @@ func rhoParam(def float64) Hyperparameter {
 }
 
 func samGrad(s *Step) []*Node {
-	return s.GradAt(samPerturbation(s))
+	return s.GradAlong(samStep(s))
 }
 
-// samPerturbation returns e = ρ g₁/(‖g₁‖ + δ).
-func samPerturbation(s *Step) []*Node { return Rescale(s.Param(ParamRho), s.Grad()) }
+// samStep returns h = ρ/(‖g₁‖ + δ), so that h·g₁ = e = ρ g₁/(‖g₁‖ + δ) (Rescale(ρ, g₁)).
+func samStep(s *Step) *Node { return RescaleFactor(s.Param(ParamRho), s.Grad()) }
 
 // samPenalty is ρ‖g₁‖.
 func samPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamRho), GlobalNorm(s.Grad())) }

@@ -26,7 +26,7 @@ func USAM(base optimizers.Interface) *Config {
 }
 
 func usamGrad(s *Step) []*Node {
-	return s.GradAt(ScaleVec(s.Param(ParamRho), s.Grad()))
+	return s.GradAlong(s.Param(ParamRho))
 }
 
 // usamPenalty is (ρ/2)‖g₁‖².

@@ -89,6 +89,11 @@ func GlobalNorm(x []*Node) *Node {
 // Rescale returns r·x/(‖x‖ + δ), δ = NormStabilizer: x rescaled to the norm r (0 for x = 0), e.g. SAM's
 // perturbation ρg₁/(‖g₁‖ + δ).
 func Rescale(r *Node, x []*Node) []*Node {
+	return ScaleVec(RescaleFactor(r, x), x)
+}
+
+// RescaleFactor returns r/(‖x‖ + δ), the scalar by which Rescale multiplies x, e.g. for Step.GradAlong.
+func RescaleFactor(r *Node, x []*Node) *Node {
 	n := GlobalNorm(x)
-	return ScaleVec(graph.Div(castTo(r, n), graph.AddScalar(n, NormStabilizer)), x)
+	return graph.Div(castTo(r, n), graph.AddScalar(n, NormStabilizer))
 }

@@ -1,7 +1,6 @@
 package gr
 
 import (
-	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/pkg/errors"
 )
 
@@ -39,6 +38,10 @@ func (c *Config) warmUpSteps(zero bool) int {
 // γ ramp, γ_t = w_t·γ (the paper's λ-warm-up). For the SAM family it ramps the weight of the perturbed
 // gradient (for GNP, α_t = w_t·α), not ρ. The first step (w = 0) is a plain base-optimizer step; the extra
 // gradient is still computed. It replaces a previous ZeroWarmUp.
+//
+// w_t is the schedule LinearWarmUp(steps) of a weight 1, on the mechanism of Config.Schedule: its value is
+// written to the variable "warmup_weight" under Config.Scope + "/hyperparameters" (HyperparameterVar). To ramp
+// a hyperparameter itself instead, e.g. SAM's ρ, use Schedule(ParamRho, LinearWarmUp(steps)).
 func (c *Config) WarmUp(steps int) *Config {
 	c.checkWarmUp("WarmUp", steps)
 	c.sched.warmUp, c.sched.zeroWarmUp = steps, false
@@ -49,7 +52,7 @@ func (c *Config) WarmUp(steps int) *Config {
 // zero-warm-up (Zhao, Zhang & Hu 2024), meant to span the learning-rate warm-up, during which an adaptive
 // optimizer then accumulates its statistics from plain gradients; valid range [0, +∞). Default: 0 (none).
 // With t the global step before the step, g = g₁ for t < steps and the method's gradient g₁ + c for
-// t ≥ steps. It replaces a previous WarmUp.
+// t ≥ steps. It replaces a previous WarmUp. w_t is the schedule StepWarmUp(steps) of a weight 1 (see WarmUp).
 func (c *Config) ZeroWarmUp(steps int) *Config {
 	c.checkWarmUp("ZeroWarmUp", steps)
 	c.sched.warmUp, c.sched.zeroWarmUp = steps, true
@@ -62,16 +65,20 @@ func (c *Config) checkWarmUp(param string, steps int) {
 	}
 }
 
-// warmUpFactor returns w_t as a scalar of the loss dtype, or nil without warm-up.
+// warmUpWeight is the name of the variable (schedule.go) of w_t, the weight of the correction under WarmUp or
+// ZeroWarmUp.
+const warmUpWeight = "warmup_weight"
+
+// warmUpFactor returns w_t as a scalar of the compute dtype — the schedule LinearWarmUp (WarmUp) or StepWarmUp
+// (ZeroWarmUp) of a weight 1, written to its variable like a hyperparameter — or nil without warm-up.
 func warmUpFactor(s *Step) *Node {
 	steps := s.cfg.sched.warmUp
 	if steps <= 0 {
 		return nil
 	}
-	dtype := computeDType(s.loss.DType())
-	t := graph.ConvertDType(s.GlobalStep(), dtype)
+	fn := LinearWarmUp(steps)
 	if s.cfg.sched.zeroWarmUp {
-		return graph.ConvertDType(graph.GreaterOrEqual(t, s.Scalar(float64(steps))), dtype)
+		fn = StepWarmUp(steps)
 	}
-	return graph.MinScalar(graph.DivScalar(t, float64(steps)), 1.0)
+	return s.scheduled(warmUpWeight, s.Scalar(1), fn)
 }

@@ -36,8 +36,13 @@ func checkFlags() error {
 	if lr := *flagSoakLR; !(lr > 0) || math.IsInf(lr, 0) {
 		return errors.Errorf("-soak_lr must be a finite number > 0, got %g", lr)
 	}
-	if m := *flagModel; m != "mlp" && m != "vit" {
-		return errors.Errorf("unknown -model=%q: valid values are mlp|vit", m)
+	if m := *flagModel; m != "mlp" && m != "vit" && m != "cnn" {
+		return errors.Errorf("unknown -model=%q: valid values are mlp|vit|cnn", m)
+	}
+	for _, config := range backendConfigs() {
+		if *flagBackend != "" && strings.TrimSpace(config) == "" {
+			return errors.Errorf("-backend=%q: an empty backend in the comma-separated list", *flagBackend)
+		}
 	}
 	if *flagOnly != "" {
 		var names []string

@@ -10,11 +10,18 @@
 // second-order methods cheaply; this command benchmarks the MLP, or with -model=vit the ViT of examples/vit
 // (its default architecture on [batch, 784] inputs).
 //
+// -model=cnn is the small CNN built on examples/cifar/dconv (twice differentiable, so DB runs) on [batch, 32, 32,
+// 3] inputs. -backend takes several backends, comma-separated: each gets its own trainers, and the rounds
+// interleave all of them; each table names its backend. -json prints the per-step times as JSON lines for
+// the side-by-side run with PyTorch and JAX (examples/bench/peers/run.sh).
+//
 //	go run ./examples/bench -rounds=30 -batch=128 -hidden=256
 //	go run ./examples/bench -model=vit -rounds=20 -batch=64
+//	go run ./examples/bench -backend=go,xla:cpu -model=cnn -batch=32 -only=ForwardDifference,SAM,DoubleBackprop
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -25,18 +32,23 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/context/initializers"
 	"github.com/gomlx/gomlx/pkg/ml/layers"
 	"github.com/gomlx/gomlx/pkg/ml/layers/activations"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/losses"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/examples/cifar/dconv"
 	more "github.com/gradreg/gradreg/examples/methods"
 	vit "github.com/gradreg/gradreg/examples/vit/model"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -48,8 +60,14 @@ var (
 	flagHidden = flag.Int("hidden", 256, "hidden units (two hidden layers)")
 	flagOut    = flag.Int("out", 10, "classes")
 	flagOnly   = flag.String("only", "", "run only the methods with these comma-separated names (and the base)")
-	flagModel  = flag.String("model", "mlp", "model: mlp (two tanh hidden layers of -hidden) or vit (the default "+
-		"ViT of examples/vit on -batch random 28×28 images; -in, -hidden and -out are ignored)")
+	flagModel  = flag.String("model", "mlp", "model: mlp (two tanh hidden layers of -hidden), vit (the default "+
+		"ViT of examples/vit on -batch random 28×28 images; -in, -hidden and -out are ignored) or cnn (the dconv "+
+		"CNN on random 32×32×3 images: conv3×3(16) relu maxpool2, conv3×3(32) relu maxpool2, dense 128 relu, "+
+		"dense -out; -in and -hidden are ignored)")
+	flagBackend = flag.String("backend", "", "GoMLX backends, comma-separated, run interleaved (go, xla:cpu, "+
+		"xla:cuda, xla:/path/plugin.so); default: $GOMLX_BACKEND, else an installed XLA plugin, else go")
+	flagJSON = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
+		"method instead of the tables (for examples/bench/peers/run.sh)")
 )
 
 // method is one benchmarked configuration.
@@ -66,6 +84,8 @@ type method struct {
 	times   []time.Duration
 	cpu     []time.Duration // process CPU time of each timed step
 	peak    uint64
+	backend backends.Backend
+	x, y    *tensors.Tensor // the batch, on backend
 }
 
 func sgd() optimizers.Interface {
@@ -126,6 +146,21 @@ func crossEntropy(labels, logits []*Node) *Node {
 	return losses.SparseCategoricalCrossEntropyLogits(labels, logits)
 }
 
+// cnnModelFn is the small CNN of -model=cnn, built on dconv (twice differentiable) so that every method,
+// DB included, runs on every backend: conv3×3(16, no bias) relu maxpool2, conv3×3(32) relu maxpool2, dense
+// 128 relu, dense -out.
+func cnnModelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
+	x := inputs[0]
+	for i, ch := range []int{16, 32} {
+		cctx := ctx.In(fmt.Sprintf("conv_%d", i)).WithInitializer(initializers.HeFn(ctx))
+		kernel := cctx.VariableWithShape("weights", shapes.Make(x.DType(), 3, 3, x.Shape().Dimensions[3], ch))
+		x = dconv.MaxPool(activations.Relu(dconv.Conv2D(x, kernel.ValueGraph(x.Graph()), 1, 1)), 2)
+	}
+	x = Reshape(x, x.Shape().Dimensions[0], -1)
+	x = activations.Relu(layers.DenseWithBias(ctx.In("dense"), x, 128))
+	return []*Node{layers.DenseWithBias(ctx.In("logits"), x, *flagOut)}
+}
+
 func modelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
 	x := inputs[0]
 	for i := range 2 {
@@ -144,22 +179,28 @@ func main() {
 	if mainSoak() {
 		return
 	}
-	backend := newBackend()
 	model, description := modelFn, func() string {
 		return fmt.Sprintf("MLP %d→%d→%d→%d", *flagIn, *flagHidden, *flagHidden, *flagOut)
 	}
+	inShape := func() []int { return []int{*flagBatch, *flagIn} }
 	switch *flagModel {
 	case "mlp":
 	case "vit":
 		*flagIn, *flagOut = 28*28, 10
 		model = vit.ModelFn // the default architecture: the context sets none of its parameters
 		description = func() string { return vit.DefaultConfig().String() }
+	case "cnn":
+		model, description = cnnModelFn, func() string {
+			return fmt.Sprintf("dconv CNN 32×32×3→conv16→pool→conv32→pool→128→%d", *flagOut)
+		}
+		inShape = func() []int { return []int{*flagBatch, 32, 32, 3} }
 	default:
-		fmt.Fprintf(os.Stderr, "bench: unknown -model=%q: valid values are mlp|vit\n", *flagModel)
+		fmt.Fprintf(os.Stderr, "bench: unknown -model=%q: valid values are mlp|vit|cnn\n", *flagModel)
 		os.Exit(1)
 	}
+	bes := newBackends()
 	rng := rand.New(rand.NewPCG(1, 2))
-	xs := make([]float32, *flagBatch**flagIn)
+	xs := make([]float32, shapes.Make(dtypes.Float32, inShape()...).Size())
 	for i := range xs {
 		xs[i] = float32(rng.NormFloat64())
 	}
@@ -167,88 +208,147 @@ func main() {
 	for i := range ys {
 		ys[i] = int32(rng.IntN(*flagOut))
 	}
-	x := tensors.FromFlatDataAndDimensions(xs, *flagBatch, *flagIn)
-	y := tensors.FromFlatDataAndDimensions(ys, *flagBatch, 1)
 
-	all := methods()
-	var ms []*method
-	for _, m := range all {
-		if *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
-			ms = append(ms, m)
+	// One list of methods per backend; all of them are interleaved below.
+	var runs [][]*method
+	for _, be := range bes {
+		all := methods()
+		var ms []*method
+		for _, m := range all {
+			if *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
+				// A tensor used on one backend cannot be fed to another: each backend has its own.
+				m.backend = be
+				m.x = tensors.FromFlatDataAndDimensions(xs, inShape()...)
+				m.y = tensors.FromFlatDataAndDimensions(ys, *flagBatch, 1)
+				ms = append(ms, m)
+			}
 		}
+		runs = append(runs, ms)
 	}
 	step := func(m *method) {
-		if _, err := gr.TrainStep(m.trainer, nil, []*tensors.Tensor{x}, []*tensors.Tensor{y}); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %+v\n", m.name, err)
+		if _, err := gr.TrainStep(m.trainer, nil, []*tensors.Tensor{m.x}, []*tensors.Tensor{m.y}); err != nil {
+			fmt.Fprintf(os.Stderr, "%s on %s: %+v\n", m.name, grbackend.Describe(m.backend), err)
 			os.Exit(1)
 		}
 	}
-	for _, m := range ms {
-		m.ctx = context.New()
-		lossFn := m.lossFn
-		if lossFn == nil {
-			lossFn = crossEntropy
-		}
-		mModel := model
-		if m.model != nil {
-			mModel = m.model(model)
-		}
-		m.trainer = gr.NewTrainer(backend, m.ctx, mModel, lossFn, m.opt(), nil, nil)
-		if m.acc > 0 {
-			if err := m.trainer.AccumulateGradients(m.acc); err != nil {
-				fmt.Fprintf(os.Stderr, "%s: %+v\n", m.name, err)
-				os.Exit(1)
+	for _, ms := range runs {
+		for _, m := range ms {
+			m.ctx = context.New()
+			lossFn := m.lossFn
+			if lossFn == nil {
+				lossFn = crossEntropy
 			}
-		}
-		for range *flagWarmUp {
-			step(m)
+			mModel := model
+			if m.model != nil {
+				mModel = m.model(model)
+			}
+			m.trainer = gr.NewTrainer(m.backend, m.ctx, mModel, lossFn, m.opt(), nil, nil)
+			if m.acc > 0 {
+				if err := m.trainer.AccumulateGradients(m.acc); err != nil {
+					fmt.Fprintf(os.Stderr, "%s: %+v\n", m.name, err)
+					os.Exit(1)
+				}
+			}
+			for range *flagWarmUp {
+				step(m)
+			}
 		}
 	}
 
 	// Memory: peak heap above the post-GC heap while running 10 steps (so Every's both graphs run).
-	for _, m := range ms {
-		runtime.GC()
-		var st runtime.MemStats
-		runtime.ReadMemStats(&st)
-		base := st.HeapAlloc
-		var peak atomic.Uint64
-		done := make(chan struct{})
-		go func() {
-			var s runtime.MemStats
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				runtime.ReadMemStats(&s)
-				if s.HeapAlloc > peak.Load() {
-					peak.Store(s.HeapAlloc)
-				}
-				time.Sleep(200 * time.Microsecond)
-			}
-		}()
-		old := debugSetGCPercent(-1) // No GC during the steps: the peak is everything allocated.
-		for range 10 {
-			step(m)
-		}
-		debugSetGCPercent(old)
-		close(done)
-		if p := peak.Load(); p > base {
-			m.peak = (p - base) / 10
-		}
-	}
-
-	// Time: interleaved rounds.
-	for range *flagRounds {
+	for _, ms := range runs {
 		for _, m := range ms {
-			start, startCPU := time.Now(), processCPU()
-			step(m)
-			m.times = append(m.times, time.Since(start))
-			m.cpu = append(m.cpu, processCPU()-startCPU)
+			m.peak = peakHeap(func() {
+				for range 10 {
+					step(m)
+				}
+			}) / 10
 		}
 	}
 
+	// Time: interleaved rounds, every method on every backend in turn.
+	for range *flagRounds {
+		for _, ms := range runs {
+			for _, m := range ms {
+				start, startCPU := time.Now(), processCPU()
+				step(m)
+				m.times = append(m.times, time.Since(start))
+				m.cpu = append(m.cpu, processCPU()-startCPU)
+			}
+		}
+	}
+
+	if *flagJSON {
+		printJSON(runs, description())
+		return
+	}
+	for i, ms := range runs {
+		if i > 0 {
+			fmt.Println()
+		}
+		printTable(ms, description())
+	}
+}
+
+// newBackends creates the backends of -backend (grbackend.New's choice when empty), each through
+// newBackend (flags.go), which exits naming the setting on error.
+func newBackends() []backends.Backend {
+	var bes []backends.Backend
+	for _, config := range backendConfigs() {
+		if config != "" {
+			if err := os.Setenv(backends.ConfigEnvVar, config); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: -backend=%q: %v\n", config, err)
+				os.Exit(1)
+			}
+		}
+		bes = append(bes, newBackend())
+	}
+	return bes
+}
+
+// backendConfigs splits -backend; [""] (grbackend.New's choice) when it is empty.
+func backendConfigs() []string {
+	if *flagBackend == "" {
+		return []string{""}
+	}
+	return strings.Split(*flagBackend, ",")
+}
+
+// peakHeap returns the peak Go heap above the post-GC heap while f runs, without GC.
+func peakHeap(f func()) uint64 {
+	runtime.GC()
+	var st runtime.MemStats
+	runtime.ReadMemStats(&st)
+	base := st.HeapAlloc
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	go func() {
+		var s runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			runtime.ReadMemStats(&s)
+			if s.HeapAlloc > peak.Load() {
+				peak.Store(s.HeapAlloc)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	old := debugSetGCPercent(-1) // No GC during the steps: the peak is everything allocated.
+	f()
+	debugSetGCPercent(old)
+	close(done)
+	if p := peak.Load(); p > base {
+		return p - base
+	}
+	return 0
+}
+
+// printTable prints one backend's Markdown table.
+func printTable(ms []*method, description string) {
 	var params int64
 	for v := range ms[0].ctx.IterVariables() {
 		if v.Trainable {
@@ -257,7 +357,7 @@ func main() {
 	}
 	baseT, baseC, baseM := stepTime(ms[0], ms[0].times), stepTime(ms[0], ms[0].cpu), float64(ms[0].peak)
 	fmt.Printf("%s, batch %d, float32, %d parameter bytes; backend %s; %d rounds, median.\n\n",
-		description(), *flagBatch, params, backend.Name(), *flagRounds)
+		description, *flagBatch, params, grbackend.Describe(ms[0].backend), *flagRounds)
 	fmt.Println("| method | time/step | × base | CPU/step | × base (CPU) | target | heap alloc/step | × base | extra ÷ param bytes |")
 	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|")
 	for _, m := range ms {
@@ -266,6 +366,35 @@ func main() {
 			float64(t.Microseconds())/1000, float64(t)/float64(baseT),
 			float64(c.Microseconds())/1000, float64(c)/float64(max(baseC, 1)), m.target,
 			float64(m.peak)/(1<<20), float64(m.peak)/baseM, (float64(m.peak)-baseM)/float64(params))
+	}
+}
+
+// printJSON prints one JSON object per backend and method: the per-step CPU and wall times in ms (blocks of
+// k steps for Every(k) and accumulation, as in the tables).
+func printJSON(runs [][]*method, description string) {
+	ms := func(m *method, ts []time.Duration) []float64 {
+		k := max(m.every, 1)
+		var out []float64
+		for i := 0; i+k <= len(ts); i += k {
+			var sum time.Duration
+			for _, t := range ts[i : i+k] {
+				sum += t
+			}
+			out = append(out, float64(sum)/float64(k)/1e6)
+		}
+		return out
+	}
+	for _, r := range runs {
+		for _, m := range r {
+			line, err := json.Marshal(map[string]any{
+				"framework": "gradreg", "backend": grbackend.Describe(m.backend), "model": *flagModel,
+				"description": description, "batch": *flagBatch, "method": m.name,
+				"threads": runtime.NumCPU(), "cpu_ms": ms(m, m.cpu), "wall_ms": ms(m, m.times)})
+			if err != nil {
+				panic(err)
+			}
+			fmt.Println(string(line))
+		}
 	}
 }
 

@@ -21,6 +21,7 @@ func newGrowingXLABackend() (backends.Backend, error) {
 	if os.Getenv("GRADREG_XLA_PREALLOCATE") != "false" || !strings.HasPrefix(config, "xla:") {
 		return nil, nil
 	}
+	xla.EnableAutoInstall(false) // as grbackend.New: nothing is downloaded at run time
 	be, err := xla.NewWithOptions(strings.TrimPrefix(config, "xla:"), pjrt.NamedValuesMap{"preallocate": false})
 	if err != nil {
 		return nil, err

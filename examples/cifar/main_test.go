@@ -137,6 +137,14 @@ func TestErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "c10|c100") {
 		t.Errorf("bad -dataset: %v", err)
 	}
+	_, err = data(be, ctxFor("-model=mlp", "-eval_examples=-1", "-data="+t.TempDir()), 1)
+	if err == nil || !strings.Contains(err.Error(), "-eval_examples") {
+		t.Errorf("negative -eval_examples: %v", err)
+	}
+	_, err = data(be, ctxFor("-model=mlp", "-batch=60000", "-data="+t.TempDir()), 1)
+	if err == nil || !strings.Contains(err.Error(), "50000 training examples") {
+		t.Errorf("-batch above the training set: %v", err)
+	}
 }
 
 // buildParams builds the model graph (training mode, as in a train step) on a batch of 2 and returns

@@ -100,6 +100,14 @@ func data(be backends.Backend, ctx *context.Context, seed int64) (*run.Data, err
 	default:
 		return nil, errors.Errorf("unknown -dataset (%s) %q: valid values are c10|c100", paramDataset, dataset)
 	}
+	if evalExamples < 0 {
+		return nil, errors.Errorf("-eval_examples (%s) must be ≥ 0 (0: the whole test set), got %d", paramEvalExamples,
+			evalExamples)
+	}
+	if batch > gcifar.NumTrainExamples {
+		return nil, errors.Errorf("-batch (%s) %d is larger than the %d training examples", run.ParamBatch, batch,
+			gcifar.NumTrainExamples)
+	}
 	ctx.SetParam(paramNumClasses, numClasses)
 	d := &run.Data{StepsPerEpoch: gcifar.NumTrainExamples / batch,
 		Description: fmt.Sprintf("%s on %s, conv=%s", model, dataset, conv)}

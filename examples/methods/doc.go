@@ -1,11 +1,13 @@
-// Package methods adds three SAM-family methods to gradreg from outside package optimizers, through its
-// public method API (gr.NewMethod, gr.Register, gr.Step): GSAM, LookSAM and FriendlySAM. Each is one file of
-// at most 40 lines, and gets every option of gradreg (Every, WarmUp, ZeroWarmUp, Metrics, checkpoints of its
-// state, the second pass's hygiene) without its code knowing. Importing the package registers them as
-// gr_method values "gsam", "looksam" and "friendlysam".
+// Package methods adds five methods to gradreg from outside package optimizers, through its public method API
+// (gr.NewMethod, gr.Register, gr.Step): GSAM, LookSAM, FriendlySAM, WSAM and random weight perturbation
+// (RWP, which draws its perturbation from the context's random-number generator with Step.RandomNormal).
+// Each is one file of 33–54 lines, and gets every option of gradreg (Every, WarmUp, ZeroWarmUp, Groups,
+// Metrics, checkpoints of its state, the second pass's hygiene) without its code knowing. Importing the
+// package registers them as gr_method values "gsam", "looksam", "friendlysam", "wsam" and "rwp"; each
+// hyperparameter that is a method's own has a key named after it (e.g. gr_gsam_alpha).
 //
-// Defaults follow kozistr/pytorch_optimizer (sam.py: GSAM, LookSAM, FriendlySAM) unless a doc comment says
-// otherwise; δ = gr.NormStabilizer (1e-12) stabilizes every norm that divides.
+// Defaults follow kozistr/pytorch_optimizer (sam.py: GSAM, LookSAM, FriendlySAM) or the authors' code (WSAM,
+// RWP) unless a doc comment says otherwise; δ = gr.NormStabilizer (1e-12) stabilizes every norm that divides.
 package methods
 
 import (

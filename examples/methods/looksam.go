@@ -27,7 +27,7 @@ func LookSAM(base optimizers.Interface) *gr.Config {
 
 var newLookSAM = gr.NewMethod("LookSAM", func(s *gr.Step) []*Node {
 	g1 := s.Grad()
-	gs := s.GradAt(gr.Rescale(s.Param(gr.ParamRho), g1))
+	gs := s.GradAlong(gr.RescaleFactor(s.Param(gr.ParamRho), g1))
 	proj := Div(gr.InnerProduct(g1, gs), AddScalar(gr.InnerProduct(g1, g1), gr.NormStabilizer))
 	s.SetState("looksam_gv", gr.Axpby(s.Scalar(1), gs, Neg(proj), g1))
 	return gs

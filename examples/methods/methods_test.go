@@ -246,7 +246,7 @@ func TestFriendlySAM(t *testing.T) {
 // after the last step.
 func (p *logistic) resume(t *testing.T, newOpt func() optimizers.Interface, first, steps int) (*context.Context, []float64) {
 	dir := t.TempDir()
-	ctx1 := context.New()
+	ctx1 := seeded(resumeSeed)
 	handler, err := checkpoints.Build(ctx1).Dir(dir).Done()
 	require.NoError(t, err)
 	p.run(t, ctx1, newOpt(), first, true)
@@ -294,7 +294,7 @@ func customUSAM(base optimizers.Interface) *gr.Config {
 }
 
 var newUSAM = gr.NewMethod("USAM", func(s *gr.Step) []*Node {
-	return s.GradAt(gr.ScaleVec(s.Param(gr.ParamRho), s.Grad()))
+	return s.GradAlong(s.Param(gr.ParamRho))
 })
 
 // TestCustomUSAMIsUSAM: USAM written outside the package is bit-identical to gr.USAM, alone and with

@@ -29,8 +29,10 @@ func execCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	saved := os.Stdout
 	os.Stdout = f
 	var errBuf bytes.Buffer
-	code = run.Exec(example, flag.NewFlagSet("mnist", flag.ContinueOnError), append(append([]string{}, cliTiny...),
-		args...), &errBuf)
+	if !strings.HasPrefix(args[0], "-merge=") { // -merge takes no training flags.
+		args = append(append([]string{}, cliTiny...), args...)
+	}
+	code = run.Exec(example, flag.NewFlagSet("mnist", flag.ContinueOnError), args, &errBuf)
 	os.Stdout = saved
 	_ = f.Close()
 	out, _ := os.ReadFile(f.Name())
@@ -113,7 +115,7 @@ func TestCommandLines(t *testing.T) {
 		{"wd negative", []string{"-method=sgd", "-wd=-1"}, 2, []string{"-wd", ">= 0"}, nil},
 		{"momentum 1", []string{"-method=sgd", "-base=momentum", "-momentum=1"}, 2, []string{"-momentum", "[0, 1)"}, nil},
 		{"eval_every negative", []string{"-method=sgd", "-eval_every=-3"}, 2, []string{"-eval_every", "got -3"}, nil},
-		{"save_every negative", []string{"-method=sgd", "-save_every=-1"}, 2, []string{"-save_every"}, nil},
+		{"save_every negative", []string{"-method=sgd", "-save_every=-1", "-checkpoint=" + filepath.Join(dir, "se")}, 2, []string{"-save_every"}, nil},
 		{"steps negative", []string{"-method=sgd", "-steps=-1"}, 2, []string{"-steps", "got -1"}, nil},
 		{"no steps nor epochs", []string{"-method=sgd", "-steps=0", "-epochs=0"}, 2, []string{"-steps", "-epochs"}, nil},
 		{"train_size above MNIST", []string{"-method=sgd", "-train_size=100000"}, 2, []string{"-train_size", "60000", "100000"}, nil},
@@ -159,6 +161,9 @@ func TestCommandLines(t *testing.T) {
 		{"merge an empty JSON", []string{"-merge=" + jsonOf("a") + "," + empty, "-out=" + filepath.Join(dir, "m2")}, 2, []string{"empty.json", "holds no runs"}, nil},
 		{"merge a garbled JSON", []string{"-merge=" + garbled, "-out=" + filepath.Join(dir, "m3")}, 2, []string{"garbled.json", "not a comparison's JSON"}, nil},
 		{"merge a missing file", []string{"-merge=" + filepath.Join(dir, "none.json"), "-out=" + filepath.Join(dir, "m4")}, 2, []string{"none.json"}, nil},
+		{"merge with a training flag", []string{"-merge=" + jsonOf("a"), "-steps=3", "-out=" + filepath.Join(dir, "m6")}, 2, []string{"-merge trains nothing", "-steps"}, nil},
+		{"save_every without checkpoint", []string{"-method=sgd", "-save_every=1"}, 2, []string{"-save_every", "-checkpoint"}, nil},
+		{"plot with a comparison", []string{"-compare=sgd,forward", "-plot=x.png"}, 2, []string{"-plot", "single run"}, nil},
 		{"merge comparable runs", []string{"-merge=" + jsonOf("a") + "," + jsonOf("c"), "-out=" + filepath.Join(dir, "m5")}, 0, nil, []string{"2 seed(s)", "| F-GR |"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -118,12 +118,26 @@ const PureGoConfig = "go:ops_sequential"
 // announced holds the lines already printed: each backend configuration is named once per process.
 var announced sync.Map
 
+// described maps the backends created here to their description (Describe).
+var described sync.Map // backends.Backend → string
+
+// Describe names a backend for a report's table: for one created by New or NewCPUDevices on XLA, "XLA, PJRT
+// plugin <path> (PJRT C API vX.Y), N devices"; for the pure-Go backend (and any backend not created here)
+// its Name(), e.g. "SimpleGo (go)".
+func Describe(backend backends.Backend) string {
+	if d, ok := described.Load(backend); ok {
+		return d.(string)
+	}
+	return backend.Name()
+}
+
 // announce prints the backend line once per configuration.
 func announce(backend backends.Backend, config, source string) {
 	what := backend.Name()
 	if d := describeXLA(backend, config); d != "" {
 		what = d
 	}
+	described.Store(backend, what)
 	line := fmt.Sprintf("gradreg: backend %s (%q, %s)", what, config, source)
 	if _, seen := announced.LoadOrStore(line, true); !seen {
 		fmt.Fprintln(os.Stderr, line)

@@ -226,11 +226,11 @@ func (h *Handler) Save() error {
 	name, err := h.stage()
 	if err != nil {
 		_ = h.resetStaging()
-		return errors.WithMessagef(err, "checkpoint not saved in %q (the earlier ones are intact)", h.dir)
+		return errors.WithMessagef(err, "checkpoint not saved in %q (the checkpoints already there, if any, are intact)", h.dir)
 	}
 	if err := h.commit(name); err != nil {
 		_ = h.resetStaging()
-		return errors.WithMessagef(err, "checkpoint not saved in %q (the earlier ones are intact)", h.dir)
+		return errors.WithMessagef(err, "checkpoint not saved in %q (the checkpoints already there, if any, are intact)", h.dir)
 	}
 	return h.prune()
 }

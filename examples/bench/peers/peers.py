@@ -190,13 +190,66 @@ def jax_steps(model, x_np, y_np):
             "SAM": runner(sam, (init, sam_opt.init(init)))}
 
 
+GRADREG_NAMES = {"base (SGD)": "SGD", "ForwardDifference": "F-GR", "SAM": "SAM", "DoubleBackprop": "DB"}
+COLUMNS = ["gradreg, pure Go", "gradreg, XLA CPU", "PyTorch CPU", "JAX CPU"]
+
+
+def table(path):
+    """Prints the Markdown tables of run.sh from the JSON lines in path (medians over all rounds)."""
+    import statistics
+
+    times = {}  # (model, column, method) → {"cpu": [...], "wall": [...]}
+    threads, versions = set(), {}
+    with open(path) as f:
+        for line in f:
+            d = json.loads(line)
+            if d["framework"] == "gradreg":
+                column = COLUMNS[1] if d["backend"].startswith("XLA") else COLUMNS[0]
+                method = GRADREG_NAMES.get(d["method"])
+                if method is None:
+                    continue
+            else:
+                column = {"pytorch": COLUMNS[2], "jax": COLUMNS[3]}[d["framework"]]
+                method = d["method"]
+            threads.add(d["threads"])
+            t = times.setdefault((d["model"], column, method), {"cpu": [], "wall": []})
+            t["cpu"] += d["cpu_ms"]
+            t["wall"] += d["wall_ms"]
+    med = {k: {m: statistics.median(v[m]) for m in v} for k, v in times.items()}
+    rounds = {k: len(v["cpu"]) for k, v in times.items()}
+    titles = {"mlp": "MLP 784-256-256-10, batch 64", "cnn": "dconv CNN, batch 32"}
+    for model in ["mlp", "cnn"]:
+        if not any(k[0] == model for k in med):
+            continue
+        for kind, what in [("cpu", "process CPU time"), ("wall", "wall time")]:
+            n = sorted({rounds[k] for k in rounds if k[0] == model})
+            print(f"\n{titles[model]}, float32, {what} per step in ms (median of {'/'.join(map(str, n))} steps) "
+                  f"and × the framework's own SGD; threads {'/'.join(map(str, sorted(threads)))}.\n")
+            print("| method | " + " | ".join(COLUMNS) + " | gradreg XLA ÷ PyTorch | gradreg XLA ÷ JAX |")
+            print("|---|" + "---:|" * (len(COLUMNS) + 2))
+            for method in METHODS:
+                cells = []
+                for col in COLUMNS:
+                    v, base = med.get((model, col, method)), med.get((model, col, "SGD"))
+                    cells.append("—" if v is None else f"{v[kind]:.2f} ({v[kind] / base[kind]:.2f}×)")
+                xla = med.get((model, COLUMNS[1], method))
+                for peer in COLUMNS[2:]:
+                    p = med.get((model, peer, method))
+                    cells.append("—" if xla is None or p is None else f"{xla[kind] / p[kind]:.2f}×")
+                print(f"| {method} | " + " | ".join(cells) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", metavar="JSONL", help="print the Markdown tables of the times in this file and exit")
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--frameworks", default="pytorch,jax")
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
+    if args.table:
+        table(args.table)
+        return
     import numpy as np
 
     threads = os.cpu_count()

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -339,4 +340,25 @@ func (r *runner) checkMergeOutputs(files []string) error {
 		}
 	}
 	return asUsage(errors.WithMessage(grcheckpoint.ProbeDir(r.opts.Out), "-out"))
+}
+
+// checkFlagUse refuses flags that would have no effect: with -merge (which trains nothing) any flag but
+// -out, -compare and -quiet; -save_every without -checkpoint; -plot with a comparison.
+func (r *runner) checkFlagUse() error {
+	if r.opts.Merge != "" {
+		for _, name := range slices.Sorted(maps.Keys(r.explicit)) {
+			if !slices.Contains([]string{"merge", "out", "compare", "quiet"}, name) {
+				return errors.Errorf("-merge trains nothing: -%s has no effect with it; remove it", name)
+			}
+		}
+		return nil
+	}
+	if r.explicit["save_every"] && r.opts.Checkpoint == "" {
+		return errors.Errorf("-save_every applies with -checkpoint only: give -checkpoint=DIR or remove it")
+	}
+	compare := r.explicit["compare"] || (!r.explicit["method"] && r.opts.Compare != "")
+	if r.explicit["plot"] && r.opts.Plot != "" && (compare || r.explicit["seeds"] && r.opts.Seeds > 1) {
+		return errors.Errorf("-plot is the PNG of a single run; a comparison writes its PNGs to -out: remove -plot")
+	}
+	return nil
 }

@@ -192,6 +192,9 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 		return nil, errors.Errorf("unexpected arguments %q: flags only", fs.Args())
 	}
 	fs.Visit(func(f *flag.Flag) { r.explicit[f.Name] = true })
+	if err := r.checkFlagUse(); err != nil {
+		return nil, err
+	}
 	if o.Seeds <= 0 {
 		return nil, errors.Errorf("-seeds must be a positive integer, got %d", o.Seeds)
 	}
@@ -565,7 +568,7 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	}
 	if !r.opts.Quiet {
 		fmt.Printf("%s, seed %d: %s; %s, %d steps, batch %d, on %s\n", e.Label(), seed, data.Description,
-			describeOptimizer(ctx), total, batch, r.backend.Name())
+			describeOptimizer(ctx), total, batch, grbackend.Describe(r.backend))
 	}
 
 	evaluate := func(step int, acc *stepAverages) error {

@@ -252,4 +252,34 @@ func TestMerge(t *testing.T) {
 	if _, err := mustParse(t, "-merge="+files[0]+","+files[0]).Run(); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("merging a file with itself: %v, want an error", err)
 	}
+	// Runs that cannot be compared: another seed layout, other settings, no settings recorded.
+	write := func(name string, results [][]*Result) string {
+		r := mustParse(t, "-out="+filepath.Join(dir, name))
+		rep := &Report{Entries: entries, Results: results, Rows: Rows(entries, results)}
+		if err := r.writeReport(rep, 1); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(dir, name, "test_compare.json")
+	}
+	res := func(i int, seed int64, steps string) *Result {
+		settings := map[string]string{ParamSteps: steps, "gr_every": fmt.Sprint(5 * i)}
+		if steps == "" {
+			settings = nil
+		}
+		return &Result{Entry: entries[i].Label(), Spec: entries[i].String(), Method: entries[i].Method, Seed: seed,
+			Settings: settings, Curve: []Point{{Step: 10}}}
+	}
+	for _, c := range []struct {
+		files []string
+		want  string
+	}{
+		{[]string{write("layout", [][]*Result{{res(0, 1, "10")}, {res(1, 1, "10"), res(1, 2, "10")}})}, "has seeds 1,2"},
+		{[]string{files[0], write("steps", [][]*Result{{res(0, 7, "20")}, {res(1, 7, "20")}})}, "train_steps 10 vs 20"},
+		{[]string{write("old", [][]*Result{{res(0, 8, "")}, {res(1, 8, "")}})}, "without the runs' settings"},
+	} {
+		_, err := mustParse(t, "-merge="+strings.Join(c.files, ","), "-out="+filepath.Join(dir, "refused")).Run()
+		if err == nil || !strings.Contains(err.Error(), c.want) || !IsUsage(err) {
+			t.Errorf("merging %v: %v, want a usage error containing %q", c.files, err, c.want)
+		}
+	}
 }
