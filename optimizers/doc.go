@@ -50,7 +50,7 @@
 // plain *train.Trainer. Switching a program to GR is one statement:
 //
 //	trainer := gr.NewTrainer(backend, ctx, modelFn, lossFn,
-//		gr.ForwardDifference(optimizers.StochasticGradientDescent()).Gamma(0.05).Epsilon(0.05).Done(),
+//		gr.ForwardDifference(optimizers.StochasticGradientDescent().Done()).Gamma(0.05).Epsilon(0.05).Done(),
 //		trainMetrics, evalMetrics)
 //
 // The second evaluation is clean: it starts every non-trainable variable (batch-norm moving statistics,

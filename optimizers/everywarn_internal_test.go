@@ -17,6 +17,18 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 )
 
+// tinyRegression is a linear model of two weights with a squared loss, and a batch of two examples.
+func tinyRegression() (train.ModelFn, train.LossFn, *tensors.Tensor, *tensors.Tensor) {
+	modelFn := func(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
+		w := ctx.VariableWithValue("w", []float64{0.5, -0.3}).ValueGraph(inputs[0].Graph())
+		return []*graph.Node{graph.Dot(inputs[0], w)}
+	}
+	lossFn := func(labels, predictions []*graph.Node) *graph.Node {
+		return graph.Square(graph.Sub(predictions[0], labels[0]))
+	}
+	return modelFn, lossFn, tensors.FromValue([][]float64{{1, 2}, {3, 4}}), tensors.FromValue([]float64{1, 0})
+}
+
 // TestEveryWarnsOncePerTrainer: a trainer that builds the both-branches graph of Every(k > 1) (plain
 // trainer.TrainStep) prints the message once, however many steps; another trainer prints it once more;
 // gr.TrainStep (one graph per phase) and Every(1) print nothing.
@@ -29,15 +41,7 @@ func TestEveryWarnsOncePerTrainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	modelFn := func(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
-		w := ctx.VariableWithValue("w", []float64{0.5, -0.3}).ValueGraph(inputs[0].Graph())
-		return []*graph.Node{graph.Dot(inputs[0], w)}
-	}
-	lossFn := func(labels, predictions []*graph.Node) *graph.Node {
-		return graph.Square(graph.Sub(predictions[0], labels[0]))
-	}
-	x := tensors.FromValue([][]float64{{1, 2}, {3, 4}})
-	y := tensors.FromValue([]float64{1, 0})
+	modelFn, lossFn, x, y := tinyRegression()
 	sgd := func() optimizers.Interface {
 		return optimizers.StochasticGradientDescent().WithLearningRate(0.01).Done()
 	}
@@ -97,15 +101,7 @@ func TestTrainerRegistriesForgetCollectedTrainers(t *testing.T) {
 		return
 	}
 	func() {
-		modelFn := func(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
-			w := ctx.VariableWithValue("w", []float64{0.5, -0.3}).ValueGraph(inputs[0].Graph())
-			return []*graph.Node{graph.Dot(inputs[0], w)}
-		}
-		lossFn := func(labels, predictions []*graph.Node) *graph.Node {
-			return graph.Square(graph.Sub(predictions[0], labels[0]))
-		}
-		x := tensors.FromValue([][]float64{{1, 2}, {3, 4}})
-		y := tensors.FromValue([]float64{1, 0})
+		modelFn, lossFn, x, y := tinyRegression()
 		for range 3 {
 			opt := ForwardDifference(optimizers.StochasticGradientDescent().Done()).Every(3).Done()
 			trainer := NewTrainer(backend, context.New(), modelFn, lossFn, opt, nil, nil)

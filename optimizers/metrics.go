@@ -85,7 +85,7 @@ func metricFn(name string) metrics.BaseMetricGraph {
 }
 
 // recordCurvature sets s.curvature, unless already set or outside the full phase, from the first perturbed
-// gradient grads = ∇L(θ + o): g₁ᵀ(grads − g₁)·‖g₁‖²/(g₁ᵀo), or 0 when g₁ᵀo = 0.
+// gradient along g₁ (Step.GradAlong) grads = ∇L(θ + o): g₁ᵀ(grads − g₁)·‖g₁‖²/(g₁ᵀo), or 0 when g₁ᵀo = 0.
 func (s *Step) recordCurvature(offset, grads []*Node) {
 	if s.curvature != nil || s.phase != PhaseFull {
 		return

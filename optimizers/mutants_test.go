@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
-	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -193,15 +192,17 @@ func TestBFloat16CombinationInFloat32(t *testing.T) {
 	assert.Equal(t, []float64{1}, g)
 }
 
-// bf16Round returns x rounded to bfloat16 the way the backend converts float32 to bfloat16 (GoMLX v0.26.0's
-// pure-Go backend truncates; XLA rounds to nearest even), found by converting 1 + 3·2⁻⁹.
+// bf16Round returns x (finite, positive) rounded to bfloat16 the way the backend converts float32 to bfloat16,
+// found by converting 1 + 3·2⁻⁹: GoMLX v0.26.0's pure-Go backend truncates (as its bfloat16 package does), XLA
+// rounds to nearest even.
 func bf16Round(t *testing.T, x float32) float64 {
 	probe := MustExecOnce(backend(t), func(x *Node) *Node { return ConvertDType(ConvertDType(x, dtypes.BFloat16), dtypes.Float32) },
 		float32(1+3.0/512))
-	if tensors.ToScalar[float32](probe) == 1 { // truncation
-		return float64(math.Float32frombits(math.Float32bits(x) &^ 0xffff))
+	bits := math.Float32bits(x)
+	if tensors.ToScalar[float32](probe) != 1 { // round to nearest, ties to even
+		bits += 0x7fff + (bits>>16)&1
 	}
-	return float64(bfloat16.FromFloat32(x).Float32())
+	return float64(math.Float32frombits(bits &^ 0xffff))
 }
 
 // TestBFloat16PerturbationRoundedOnce: with bfloat16 variables the perturbed point is fl₁₆(θ + o), the sum

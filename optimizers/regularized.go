@@ -62,7 +62,7 @@ func (r *Regularized) refresh() (*Config, error) {
 	}
 	cfg := configFromContext(r.ctx, r.cfg.base)
 	if cfg.err != nil {
-		return r.cfg, errors.WithMessagef(cfg.err, "gr: the context of the optimizer built by FromContext "+
+		return r.cfg, errors.WithMessagef(cfg.err, "gr.FromContext: the context of the optimizer it built "+
 			"(method %q then) is invalid now", r.cfg.methodKey())
 	}
 	r.cfg = cfg
@@ -149,7 +149,7 @@ type Step struct {
 	phase   Phase              // of the branch being built (every.go)
 	pending map[string][]*Node // state written in this branch, by name (state.go)
 
-	// Metrics (metrics.go): curvature is g₁ᵀHg₁ estimated by the first GradAt (or set by the method, e.g. DB).
+	// Metrics (metrics.go): curvature is g₁ᵀHg₁ estimated by the first GradAlong (or set by the method, e.g. DB).
 	// nil: not measured in this step.
 	curvature *Node
 
@@ -246,7 +246,8 @@ func (s *Step) GlobalStep() *Node {
 }
 
 // SetCurvature sets the curvature metric g₁ᵀHg₁ of this step (see Metrics), for a method that computes it
-// better than the default estimate from its first GradAt (e.g. DoubleBackprop's exact value).
+// better than the estimate from its first GradAlong (e.g. DoubleBackprop's exact value), or that perturbs
+// along another direction (GradAt) and knows g₁ᵀHg₁ otherwise.
 func (s *Step) SetCurvature(curvature *Node) { s.curvature = curvature }
 
 // fdStep returns the finite-difference step h: ε, or ε/(‖g₁‖ + δ) with Config.Normalized.

@@ -203,7 +203,7 @@ func (w *stabilityWatch) check(method string, report *tensors.Tensor) {
 	}
 	w.once.Do(func() {
 		bound := 2 * (1 + beta) / (lambda * (1 + gamma*lambda))
-		fmt.Fprintf(warnOutput, "gradreg: %s runs at or past its edge of stability: η·λ̂(1 + γλ̂)/(2(1 + β)) = %.3g > %g "+
+		fmt.Fprintf(warnOutput, "%s runs at or past its edge of stability: η·λ̂(1 + γλ̂)/(2(1 + β)) = %.3g > %g "+
 			"on about a quarter or more of the last ~%d steps (now λ̂ = g₁ᵀHg₁/‖g₁‖² = %.4g, learning rate η = %.4g, γ = %.4g, "+
 			"momentum β = %.3g). Gradient regularization turns the curvature λ into λ(1 + γλ), so this learning "+
 			"rate, stable for the base optimizer up to λ = %.4g, is stable with γ only up to η = %.4g at the "+

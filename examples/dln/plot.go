@@ -40,6 +40,7 @@ func plotMetric(path, title, ylabel string, logY bool, methods []Method, cells [
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
 	p.Add(plotter.NewGrid())
+	var all []plotter.XYs
 	for i, m := range methods {
 		var xys plotter.XYs
 		for _, cell := range cells {
@@ -65,9 +66,8 @@ func plotMetric(path, title, ylabel string, logY bool, methods []Method, cells [
 		}
 		p.Add(line, points)
 		p.Legend.Add(m.Label(), line, points)
+		all = append(all, xys)
 	}
-	p.Legend.Top = true
-	p.Legend.Left = true
 	// A log axis needs a range: one α (or one value) gets a decade around it.
 	if p.X.Min == p.X.Max {
 		p.X.Min, p.X.Max = p.X.Min/3, p.X.Max*3
@@ -77,7 +77,9 @@ func plotMetric(path, title, ylabel string, logY bool, methods []Method, cells [
 	}
 	if logY && !(p.Y.Min > 0) { // No positive value to draw on a log axis.
 		p.Y.Scale, p.Y.Tick.Marker = plot.LinearScale{}, plot.DefaultTicks{}
+		logY = false
 	}
+	p.Legend.Top, p.Legend.Left = legendCorner(p, all, logY, len(all))
 	wt, err := p.WriterTo(6*vg.Inch, 4.2*vg.Inch, "png")
 	if err != nil {
 		return err
@@ -96,3 +98,46 @@ var palette = []color.NRGBA{
 
 var shapes = []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{},
 	draw.PyramidGlyph{}, draw.CrossGlyph{}, draw.PlusGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}}
+
+// legendCorner returns the corner (top, left) whose legend box — about 40 % of the width and 6 % of the
+// height per entry — the lines cross least, sampling each segment in the axes' (log or linear) coordinates.
+func legendCorner(p *plot.Plot, lines []plotter.XYs, logY bool, entries int) (top, left bool) {
+	norm := func(v, lo, hi float64, log bool) float64 {
+		if log {
+			v, lo, hi = math.Log(v), math.Log(lo), math.Log(hi)
+		}
+		if hi == lo {
+			return 0.5
+		}
+		return (v - lo) / (hi - lo)
+	}
+	w, h := 0.4, math.Min(0.9, 0.04+0.06*float64(entries))
+	count := map[[2]bool]int{}
+	for _, xys := range lines {
+		for i := range xys {
+			next := i
+			if i+1 < len(xys) {
+				next = i + 1
+			}
+			for k := range 21 {
+				t := float64(k) / 20
+				x := norm(xys[i].X, p.X.Min, p.X.Max, true)*(1-t) + norm(xys[next].X, p.X.Min, p.X.Max, true)*t
+				y := norm(xys[i].Y, p.Y.Min, p.Y.Max, logY)*(1-t) + norm(xys[next].Y, p.Y.Min, p.Y.Max, logY)*t
+				for _, c := range [][2]bool{{true, true}, {true, false}, {false, true}, {false, false}} {
+					inX := (c[1] && x <= w) || (!c[1] && x >= 1-w)
+					inY := (c[0] && y >= 1-h) || (!c[0] && y <= h)
+					if inX && inY {
+						count[c]++
+					}
+				}
+			}
+		}
+	}
+	best := [2]bool{true, true}
+	for _, c := range [][2]bool{{true, true}, {true, false}, {false, false}, {false, true}} {
+		if count[c] < count[best] {
+			best = c
+		}
+	}
+	return best[0], best[1]
+}

@@ -153,7 +153,7 @@ func TestCommandLines(t *testing.T) {
 		{"resume another gamma", []string{"-method=forward", "-gamma=0.2", "-steps=6", "-checkpoint=" + ck}, 2, []string{"gr_gamma (-gamma) 0.05 in the checkpoint, 0.2 now"}, nil},
 		{"resume other data", []string{"-method=forward", "-label_noise=0.1", "-steps=6", "-checkpoint=" + ck}, 2, []string{"mnist_label_noise"}, nil},
 		{"resume a cosine run longer", []string{"-method=forward", "-steps=6", "-schedule=cosine", "-checkpoint=" + ck}, 2, []string{"lr_schedule"}, nil},
-		{"resume past a broken checkpoint", []string{"-method=forward", "-steps=4", "-checkpoint=" + broken}, 0, []string{"broken", "resuming from the newest intact one"}, []string{"F-GR: step 4"}},
+		{"resume past a broken checkpoint", []string{"-method=forward", "-steps=4", "-checkpoint=" + broken}, 0, []string{"broken", "resuming from the newest intact one"}, []string{"resuming F-GR (seed 1)", "at step 2 of 4", "F-GR: step 4"}},
 		{"resume with every checkpoint broken", []string{"-method=forward", "-steps=4", "-checkpoint=" + allBroken}, 2, []string{"no intact checkpoint", "delete these files"}, nil},
 		// -merge.
 		{"merge incomparable runs", []string{"-merge=" + jsonOf("a") + "," + jsonOf("b"), "-out=" + filepath.Join(dir, "m1")}, 2, []string{"different settings", "train_steps"}, nil},

@@ -36,6 +36,7 @@ func newPanel(title, ylabel string, lines []series) (*plot.Plot, error) {
 	p.X.Label.Text = "step"
 	p.Y.Label.Text = ylabel
 	p.Add(plotter.NewGrid())
+	entries := 0
 	for i, s := range lines {
 		if len(s.xys) == 0 {
 			continue
@@ -62,9 +63,19 @@ func newPanel(title, ylabel string, lines []series) (*plot.Plot, error) {
 			p.Add(eb)
 		}
 		p.Legend.Add(s.label, line)
+		entries++
 	}
-	p.Legend.Top = false
-	p.Legend.Left = false
+	// The legend goes in a band above the data: the y axis is extended so that no line or error bar reaches
+	// the top-right corner it occupies (about 5.5 % of the plot's height per entry).
+	p.Legend.Top, p.Legend.Left = true, false
+	if entries > 0 {
+		f := math.Min(0.6, 0.02+0.055*float64(entries))
+		span := p.Y.Max - p.Y.Min
+		if span <= 0 {
+			span = math.Max(math.Abs(p.Y.Max), 1)
+		}
+		p.Y.Max += span * f / (1 - f)
+	}
 	return p, nil
 }
 

@@ -552,10 +552,8 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 	startStep := int(optimizers.GetGlobalStep(ctx))
 	if startStep > 0 {
 		trainer.SetContext(ctx.Reuse())
-		if !r.opts.Quiet {
-			fmt.Printf("resuming %s (seed %d) from %q at step %d of %d\n", e.Label(), seed, r.opts.Checkpoint,
-				startStep, total)
-		}
+		fmt.Printf("resuming %s (seed %d) from %q at step %d of %d\n", e.Label(), seed, r.opts.Checkpoint,
+			startStep, total) // Also with -quiet: a resumed run says so.
 		for len(res.Curve) > 0 && res.Curve[len(res.Curve)-1].Step > startStep {
 			res.Curve = res.Curve[:len(res.Curve)-1]
 		}
@@ -636,6 +634,10 @@ func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
 		if runErr != nil {
 			if r.ex.ExplainError != nil {
 				runErr = r.ex.ExplainError(runErr)
+			}
+			if startStep > 0 && ckpt != nil { // A variable of another shape, e.g.: say where it came from.
+				runErr = errors.WithMessagef(runErr, "resumed from checkpoint %s of -checkpoint %q at step %d",
+					ckpt.Loaded(), r.opts.Checkpoint, startStep)
 			}
 			return nil, runErr
 		}

@@ -19,7 +19,9 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/core/tensors/images"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/context/checkpoints"
 	"github.com/gomlx/gomlx/pkg/ml/layers"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/stretchr/testify/require"
 )
 
@@ -72,11 +74,12 @@ func TestNoteDotGradientMaterializesProduct(t *testing.T) {
 	}
 }
 
-// BenchmarkNoteDotGradient: forward and backward of a dense layer [64, 784]·[784, 128] on the pure-Go
-// backend: GoMLX's gradient (autodiff) against the same two gradients written as matrix products.
+// BenchmarkNoteDotGradient: forward and backward of a dense layer [64, 784]·[784, 128] on grbackend.New's
+// backend (pure Go by default; GOMLX_BACKEND=xla:cpu for XLA's CPU plugin): GoMLX's gradient (autodiff)
+// against the same two gradients written as matrix products.
 func BenchmarkNoteDotGradient(b *testing.B) {
 	const batch, in, out = 64, 784, 128
-	backend, err := simplego.New("ops_sequential")
+	backend, err := grbackend.New()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -304,4 +307,24 @@ func TestNoteStridedConvolutionSecondOrder(t *testing.T) {
 		})
 		require.ErrorContains(t, err, `op "Reverse" not implemented in SimpleGo`, "note 10 is outdated")
 	}
+}
+
+// Note 11: a variable that a checkpoint loads on first access through GetVariableByScopeAndName is marked
+// trainable, whatever it was when saved; the context's random-number state "#rngState" is loaded that way.
+func TestNoteLoadedVariableIsTrainable(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.New()
+	require.NoError(t, ctx.SetRNGStateFromSeed(1))
+	v := ctx.GetVariableByScopeAndName(context.RootScope, context.RNGStateVariableName)
+	require.False(t, v.Trainable)
+	handler, err := checkpoints.Build(ctx).Dir(dir).Done()
+	require.NoError(t, err)
+	require.NoError(t, handler.Save())
+
+	loaded := context.New()
+	_, err = checkpoints.Build(loaded).Dir(dir).Done()
+	require.NoError(t, err)
+	v = loaded.GetVariableByScopeAndName(context.RootScope, context.RNGStateVariableName)
+	require.NotNil(t, v)
+	require.True(t, v.Trainable, "note 11 is outdated: a loaded variable keeps its saved trainability")
 }
