@@ -383,7 +383,9 @@ func frontier(file, png string) error {
 		p.Add(line, points, bars, lab)
 		p.Legend.Add(name, line, points)
 	}
-	p.Legend.Top = true
+	p.Legend.Top = false // Bottom right: the large-k points lie left, the gains of small k high.
+	p.X.Min -= 0.03
+	p.X.Max += 0.06
 	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, png); err != nil {
 		return err
 	}
