@@ -57,7 +57,7 @@ var example = &run.Example{
 	},
 	DefaultMethod: "forward",
 	// The main job's F-GR has γ = 0.2 (ε = 0.05): of γ ∈ {0.01, …, 0.5}, the best on a validation split of
-	// the noisy training data, and 4.6 test points above γ = 0.05 on 10 fresh seeds (docs/experiments.md).
+	// the noisy training data, and 4.4 test points above γ = 0.05 on 10 fresh seeds (docs/experiments.md).
 	DefaultCompare: "sgd,forward:gr_gamma=0.2",
 	DefaultSeeds:   3,
 	Model:          modelFn,
