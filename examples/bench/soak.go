@@ -241,7 +241,7 @@ func mainSoak() bool {
 		return false
 	}
 	if err := soak(); err != nil {
-		fmt.Fprintf(os.Stderr, "soak: %+v\n", err)
+		fmt.Fprintf(os.Stderr, "soak: %v\n", err)
 		os.Exit(1)
 	}
 	return true
