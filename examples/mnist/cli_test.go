@@ -162,6 +162,7 @@ func TestCommandLines(t *testing.T) {
 		{"merge a garbled JSON", []string{"-merge=" + garbled, "-out=" + filepath.Join(dir, "m3")}, 2, []string{"garbled.json", "not a comparison's JSON"}, nil},
 		{"merge a missing file", []string{"-merge=" + filepath.Join(dir, "none.json"), "-out=" + filepath.Join(dir, "m4")}, 2, []string{"none.json"}, nil},
 		{"merge with a training flag", []string{"-merge=" + jsonOf("a"), "-steps=3", "-out=" + filepath.Join(dir, "m6")}, 2, []string{"-merge trains nothing", "-steps"}, nil},
+		{"steps and epochs", []string{"-method=sgd", "-epochs=3"}, 2, []string{"-steps=2 and -epochs=3", "give one"}, nil},
 		{"save_every without checkpoint", []string{"-method=sgd", "-save_every=1"}, 2, []string{"-save_every", "-checkpoint"}, nil},
 		{"plot with a comparison", []string{"-compare=sgd,forward", "-plot=x.png"}, 2, []string{"-plot", "single run"}, nil},
 		{"merge comparable runs", []string{"-merge=" + jsonOf("a") + "," + jsonOf("c"), "-out=" + filepath.Join(dir, "m5")}, 0, nil, []string{"2 seed(s)", "| F-GR |"}},

@@ -343,7 +343,7 @@ func (r *runner) checkMergeOutputs(files []string) error {
 }
 
 // checkFlagUse refuses flags that would have no effect: with -merge (which trains nothing) any flag but
-// -out, -compare and -quiet; -save_every without -checkpoint; -plot with a comparison.
+// -out, -compare and -quiet; -steps with -epochs; -save_every without -checkpoint; -plot with a comparison.
 func (r *runner) checkFlagUse() error {
 	if r.opts.Merge != "" {
 		for _, name := range slices.Sorted(maps.Keys(r.explicit)) {
@@ -352,6 +352,10 @@ func (r *runner) checkFlagUse() error {
 			}
 		}
 		return nil
+	}
+	if v := r.flags.values; r.explicit["steps"] && r.explicit["epochs"] && v["steps"] != "0" && v["epochs"] != "0" {
+		return errors.Errorf("-steps=%s and -epochs=%s both given: -steps would win; give one of them", v["steps"],
+			v["epochs"])
 	}
 	if r.explicit["save_every"] && r.opts.Checkpoint == "" {
 		return errors.Errorf("-save_every applies with -checkpoint only: give -checkpoint=DIR or remove it")
