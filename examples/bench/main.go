@@ -73,7 +73,7 @@ var (
 // method is one benchmarked configuration.
 type method struct {
 	name    string
-	target  string // the target, for the table
+	target  string // the expected cost, printed in the table
 	opt     func() optimizers.Interface
 	lossFn  train.LossFn                      // nil: plain cross-entropy
 	every   int                               // k of Every(k), n of accumulation: timed over blocks of k steps; 0 for the others

@@ -1,7 +1,7 @@
 // Package methods adds five methods to gradreg from outside package optimizers, through its public method API
 // (gr.NewMethod, gr.Register, gr.Step): GSAM, LookSAM, FriendlySAM, WSAM and random weight perturbation
 // (RWP, which draws its perturbation from the context's random-number generator with Step.RandomNormal).
-// Each is one file of 33–54 lines, and gets every option of gradreg (Every, WarmUp, ZeroWarmUp, Groups,
+// Each is one file of 39–54 lines, and gets every option of gradreg (Every, WarmUp, ZeroWarmUp, Groups,
 // Metrics, checkpoints of its state, the second pass's hygiene) without its code knowing. Importing the
 // package registers them as gr_method values "gsam", "looksam", "friendlysam", "wsam" and "rwp"; each
 // hyperparameter that is a method's own has a key named after it (e.g. gr_gsam_alpha).

@@ -7,7 +7,7 @@
 // with 40 % of its labels replaced by a wrong class, trained long enough to memorize the noise; it compares
 // SGD and F-GR over several seeds and prints the paired table (the measured one is in README.md and docs/examples.md):
 //
-//	go run ./examples/mnist                                           # the main job: SGD vs F-GR, noisy labels
+//	go run ./examples/mnist                                           # the main job: SGD vs F-GR (γ = 0.2), noisy labels
 //	go run ./examples/mnist -label_noise=0                            # the clean setting
 //	go run ./examples/mnist -compare=sgd,forward,db,sam,forward:gr_every=5 -seeds=3
 //	go run ./examples/mnist -method=db -gamma=0.1 -steps=2000 -checkpoint=/tmp/mnist-db
@@ -55,8 +55,10 @@ var example = &run.Example{
 		run.ParamBatch:        64,
 		run.ParamEvalEvery:    155, // every 5 epochs of 2000 images: a test evaluation costs ~50 SGD steps
 	},
-	DefaultMethod:  "forward",
-	DefaultCompare: "sgd,forward",
+	DefaultMethod: "forward",
+	// The main job's F-GR has γ = 0.2 (ε = 0.05): of γ ∈ {0.01, …, 0.5}, the best on a validation split of
+	// the noisy training data, and 4.4 test points above γ = 0.05 on 10 fresh seeds (docs/experiments.md).
+	DefaultCompare: "sgd,forward:gr_gamma=0.2",
 	DefaultSeeds:   3,
 	Model:          modelFn,
 	Loss:           mnistdata.CrossEntropy,

@@ -308,7 +308,7 @@ func TestValidationSplit(t *testing.T) {
 			t.Fatalf("example %.40s… is %d times too often in the subset compared to the two parts", k, c)
 		}
 	}
-	res := trainRun(t, tinyArgs("-method=forward", "-val=0.25", "-label_noise=0.4")...)
+	res := trainRun(t, tinyArgs("-method=forward", "-val=0.25", "-label_noise=0.4", "-plot=")...)
 	if res.ValAccuracy == nil || *res.ValAccuracy < 0 || *res.ValAccuracy > 1 {
 		t.Fatalf("validation accuracy %v, want a value in [0, 1]", res.ValAccuracy)
 	}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared GPU check (issue 12): one command, ≤ 5 minutes on one H100, everything built beforehand.
+# The prepared GPU check: one command, ≤ 5 minutes on one H100, everything built beforehand.
 #
 #   examples/cifar/gpu/build.sh            # on a machine with Go: bin/bundle.tar.xz (binaries + MNIST files)
 #   examples/cifar/gpu/check.sh            # on the GPU machine (carry examples/cifar/gpu/bin): no Go needed
@@ -265,7 +265,7 @@ done
 say ""
 say "== part 4: MNIST label-noise evidence (examples/mnist)"
 if ! has_flag "$HELP_MNIST" label_noise; then
-  say "skipped: this build's mnist has no -label_noise (issue 11's harness was not on main when it was built)"
+  say "skipped: this build's mnist has no -label_noise flag"
 elif over $((BUDGET - 40)); then
   say "skipped (time budget: $SECONDS s used of $BUDGET)"
 else
@@ -275,7 +275,7 @@ else
   if [[ -n "${DRYRUN:-}" ]]; then
     MN_ARGS+=(-seeds="${MNIST_SEEDS:-2}" -train_size=256 -hidden=32 -steps=8 -batch=32)
   else
-    MN_ARGS+=(-seeds="${MNIST_SEEDS:-5}") # issue 11's setting: MLP 784-256-256-10, momentum 0.9, lr 0.05 cosine, 30 epochs of 2000 images, batch 64
+    MN_ARGS+=(-seeds="${MNIST_SEEDS:-5}") # the label-noise setting: MLP 784-256-256-10, momentum 0.9, lr 0.05 cosine, 30 epochs of 2000 images, batch 64
     MN_ARGS+=(-train_size=2000 -hidden=256,256 -base=momentum -momentum=0.9 -lr=0.05 -schedule=cosine -epochs=30 -batch=64)
   fi
   left=$((BUDGET + 10 - SECONDS))
