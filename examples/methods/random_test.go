@@ -199,3 +199,33 @@ func TestCurvatureOnlyAlongG1(t *testing.T) {
 		}
 	}
 }
+
+// TestRWPAccumulation: with AccumulateGradients(2) each micro-batch draws its own numbers (the second
+// continues the generator where the first left it) and the step applies the mean of the two micro-batches'
+// RWP gradients, against float64.
+func TestRWPAccumulation(t *testing.T) {
+	p := newLogistic(13)
+	const lr, sigma, lambda = 0.5, 0.3, 0.5
+	ctx := seeded(9)
+	b, err := grbackend.New()
+	require.NoError(t, err)
+	trainer := gr.NewTrainer(b, ctx, p.modelFn, logLoss,
+		methods.RWP(sgd(lr)).Set(methods.ParamRWPSigma, sigma).Set(methods.ParamRWPLambda, lambda).Done(), nil, nil)
+	require.NoError(t, trainer.AccumulateGradients(2))
+	z := normalDraws(t, rngState(t, ctx), 2)
+	theta := p.theta0()
+	var g []float64
+	for k := range 2 {
+		half := &logistic{x: p.x[6*k : 6*k+6], y: p.y[6*k : 6*k+6], w0: p.w0, b0: p.b0}
+		gk := rwpReference(half, theta, z[k], sigma, lambda)
+		if g == nil {
+			g = axpby(0.5, gk, 0, gk)
+		} else {
+			g = axpby(1, g, 0.5, gk)
+		}
+		x, y := half.tensors()
+		_, err = trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
+		require.NoError(t, err)
+	}
+	assert.Less(t, relErr(thetaOf(ctx), axpby(1, theta, -lr, g)), 1e-12)
+}

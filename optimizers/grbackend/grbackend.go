@@ -1,6 +1,6 @@
 // Package grbackend gives programs and tests a GoMLX backend and says which one they got. The library
 // itself (package gr) imports no backend: choosing one is the program's business, as with GoMLX's own
-// optimizers. Programs may use GoMLX's backends.New directly; this package adds the choice our examples
+// optimizers. Programs may use GoMLX's backends.New directly; this package adds the choice gradreg's examples
 // and tests make and one line on stderr naming it.
 package grbackend
 
@@ -14,7 +14,7 @@ import (
 	_ "github.com/gomlx/gomlx/backends/simplego" // Registers the pure-Go backend ("go").
 )
 
-// New returns the backend our examples and tests use, and prints one line to stderr saying which:
+// New returns the backend gradreg's examples and tests use, and prints one line to stderr saying which:
 //
 //   - $GOMLX_BACKEND when set (e.g. "go", "xla:cpu", or "xla:/abs/path/pjrt_c_api_cuda_plugin.so");
 //   - otherwise XLA when a PJRT plugin is already installed;
@@ -31,7 +31,7 @@ import (
 // (PureGoConfig): GoMLX v0.26.0's pure-Go backend can deadlock when it runs independent ops in parallel —
 // a batched DotGeneral running in a worker waits for more workers without releasing its own, and with
 // several in flight (attention, Groups) every worker waits (docs/gomlx-notes.md, note 7). Sequential ops
-// keep each op's own parallelism and cost nothing measurable on our MLP benchmark (docs/benchmarks.md).
+// keep each op's own parallelism and cost nothing measurable on the MLP benchmark (docs/benchmarks.md).
 // A configuration with options, e.g. "go:ops_parallel", is used as given.
 //
 // The XLA backend is compiled in on linux/amd64 and darwin unless built with the noxla tag.
