@@ -87,7 +87,7 @@ func TestParamDefaults(t *testing.T) {
 		for k, v := range options {
 			assert.Equal(t, v, got[k], "%s option %s", method, k)
 		}
-		// Nothing else: the entries are exactly these (the options of other helpers included, by key).
+		// Nothing else: no key of another method (options added later are allowed, by key).
 		for k := range got {
 			_, isOwn := own[k]
 			_, isOption := options[k]
