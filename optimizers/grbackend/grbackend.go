@@ -38,7 +38,7 @@ import (
 func New() (backends.Backend, error) {
 	config, source := choose()
 	noAutoInstall()
-	backend, err := backends.NewWithConfig(config)
+	backend, err := newWithConfig(config)
 	if err != nil {
 		return nil, fmt.Errorf("gradreg: backend %q (%s): %w%s", config, source, err, hint(config))
 	}
@@ -75,6 +75,17 @@ func NewCPUDevices(devices int) (backends.Backend, error) {
 	}
 	announce(backend, fmt.Sprintf("%s, cpu_device_count=%d", config, devices), source)
 	return backend, nil
+}
+
+// newWithConfig is backends.NewWithConfig returning, not panicking with, GoMLX's error for a configuration it
+// does not know (e.g. GOMLX_BACKEND=bogus): a user's mistake gets a message, not a stack trace.
+func newWithConfig(config string) (backend backends.Backend, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			backend, err = nil, fmt.Errorf("%v", r)
+		}
+	}()
+	return backends.NewWithConfig(config)
 }
 
 // choose returns the configuration New uses and where it came from.

@@ -23,6 +23,15 @@ func TestNewCPUDevicesErrors(t *testing.T) {
 	assert.Contains(t, err.Error(), "is not XLA")
 }
 
+// TestNewUnknownBackend: an unknown $GOMLX_BACKEND is an error naming it and the backends there are, not a panic.
+func TestNewUnknownBackend(t *testing.T) {
+	t.Setenv(backends.ConfigEnvVar, "bogus")
+	_, err := grbackend.New()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"bogus"`)
+	assert.Contains(t, err.Error(), "backends available")
+}
+
 // TestNewCPUDevices: on XLA's CPU plugin ($GOMLX_BACKEND=xla:cpu), NewCPUDevices(n) has n devices.
 func TestNewCPUDevices(t *testing.T) {
 	if !strings.HasPrefix(os.Getenv(backends.ConfigEnvVar), "xla") {
