@@ -74,16 +74,7 @@ func checkFlags() error {
 
 // newBackend creates the backend or exits with a message naming the setting (no stack trace).
 func newBackend() backends.Backend {
-	var backend backends.Backend
-	err := func() (err error) {
-		defer func() { // GoMLX panics on an unknown backend name ($GOMLX_BACKEND=bogus).
-			if p := recover(); p != nil {
-				err = errors.Errorf("backend ($GOMLX_BACKEND=%q): %v", os.Getenv(backends.ConfigEnvVar), p)
-			}
-		}()
-		backend, err = grbackend.New()
-		return err
-	}()
+	backend, err := grbackend.New() // An unknown $GOMLX_BACKEND is an error naming it.
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(exitUsage)

@@ -163,16 +163,7 @@ func runMain(args []string, stderr io.Writer) (code int) {
 	if err := grcheckpoint.ProbeDir(*out); err != nil { // Before the work, not after it.
 		return fail(exitUsage, errors.WithMessage(err, "-out"))
 	}
-	var backend backends.Backend
-	err = func() (err error) {
-		defer func() { // GoMLX panics on an unknown backend name ($GOMLX_BACKEND=bogus).
-			if p := recover(); p != nil {
-				err = errors.Errorf("backend ($GOMLX_BACKEND=%q): %v", os.Getenv(backends.ConfigEnvVar), p)
-			}
-		}()
-		backend, err = grbackend.New()
-		return err
-	}()
+	backend, err := grbackend.New() // An unknown $GOMLX_BACKEND is an error naming it.
 	if err != nil {
 		return fail(exitUsage, err)
 	}
