@@ -70,6 +70,22 @@ func rwpReference(p *logistic, theta, z []float64, sigma, lambda float64) []floa
 	return axpby(1-lambda, p.grad(theta), lambda, p.grad(axpby(1, theta, 1, eps)))
 }
 
+// halves splits p's 12 examples into the two groups (or micro-batches) of 6 that Groups(2) and
+// AccumulateGradients(2) see.
+func halves(p *logistic) [2]*logistic {
+	var h [2]*logistic
+	for k := range h {
+		h[k] = &logistic{x: p.x[6*k : 6*k+6], y: p.y[6*k : 6*k+6], w0: p.w0, b0: p.b0}
+	}
+	return h
+}
+
+// rwpHalvesReference is the mean of the two halves' RWP gradients at theta, half k with the draws z[k].
+func rwpHalvesReference(p *logistic, theta []float64, z [][]float64, sigma, lambda float64) []float64 {
+	h := halves(p)
+	return axpby(0.5, rwpReference(h[0], theta, z[0], sigma, lambda), 0.5, rwpReference(h[1], theta, z[1], sigma, lambda))
+}
+
 // TestRWPSteps: RWP over 3 steps against float64, with the draws read back from the context's generator
 // before each step: a new draw every step, reproducible from the seed.
 func TestRWPSteps(t *testing.T) {
@@ -114,16 +130,7 @@ func TestRWPGroups(t *testing.T) {
 	z := normalDraws(t, rngState(t, ctx), 2)
 	require.NotEqual(t, z[0], z[1])
 	theta := p.theta0()
-	var g []float64
-	for k := range 2 {
-		half := &logistic{x: p.x[6*k : 6*k+6], y: p.y[6*k : 6*k+6], w0: p.w0, b0: p.b0}
-		gk := rwpReference(half, theta, z[k], sigma, lambda)
-		if g == nil {
-			g = axpby(0.5, gk, 0, gk)
-		} else {
-			g = axpby(1, g, 0.5, gk)
-		}
-	}
+	g := rwpHalvesReference(p, theta, z, sigma, lambda)
 	x, y := p.tensors()
 	_, err = trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
 	require.NoError(t, err)
@@ -214,15 +221,8 @@ func TestRWPAccumulation(t *testing.T) {
 	require.NoError(t, trainer.AccumulateGradients(2))
 	z := normalDraws(t, rngState(t, ctx), 2)
 	theta := p.theta0()
-	var g []float64
-	for k := range 2 {
-		half := &logistic{x: p.x[6*k : 6*k+6], y: p.y[6*k : 6*k+6], w0: p.w0, b0: p.b0}
-		gk := rwpReference(half, theta, z[k], sigma, lambda)
-		if g == nil {
-			g = axpby(0.5, gk, 0, gk)
-		} else {
-			g = axpby(1, g, 0.5, gk)
-		}
+	g := rwpHalvesReference(p, theta, z, sigma, lambda)
+	for _, half := range halves(p) {
 		x, y := half.tensors()
 		_, err = trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
 		require.NoError(t, err)
