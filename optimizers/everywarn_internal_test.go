@@ -33,10 +33,7 @@ func tinyRegression() (train.ModelFn, train.LossFn, *tensors.Tensor, *tensors.Te
 // trainer.TrainStep) prints the message once, however many steps; another trainer prints it once more;
 // gr.TrainStep (one graph per phase) and Every(1) print nothing.
 func TestEveryWarnsOncePerTrainer(t *testing.T) {
-	var buf bytes.Buffer
-	saved := warnOutput
-	warnOutput = &buf
-	defer func() { warnOutput = saved }()
+	buf := captureWarnings(t)
 	backend, err := grbackend.New()
 	if err != nil {
 		t.Fatal(err)
@@ -81,9 +78,7 @@ func TestEveryWarnsOncePerTrainer(t *testing.T) {
 // StepSpec; warnedTrainers, for the both-branches message) hold weak pointers and drop a trainer's entry once
 // it is collected, so programs that build many trainers do not grow them.
 func TestTrainerRegistriesForgetCollectedTrainers(t *testing.T) {
-	saved := warnOutput
-	warnOutput = &bytes.Buffer{}
-	defer func() { warnOutput = saved }()
+	captureWarnings(t)
 	backend, err := grbackend.New()
 	if err != nil {
 		t.Fatal(err)
@@ -122,4 +117,13 @@ func TestTrainerRegistriesForgetCollectedTrainers(t *testing.T) {
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// captureWarnings sends the package's warnings to a buffer for the rest of the test.
+func captureWarnings(t *testing.T) *bytes.Buffer {
+	buf := &bytes.Buffer{}
+	saved := warnOutput
+	warnOutput = buf
+	t.Cleanup(func() { warnOutput = saved })
+	return buf
 }

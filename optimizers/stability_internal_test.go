@@ -1,7 +1,6 @@
 package gr
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 
@@ -49,10 +48,7 @@ func (o *heavyBall) HeavyBall(_ *context.Context, g *graph.Graph) (*Node, float6
 // 2(1 + β)/λ) is still stable — and stays silent at 0.98·η*, for GoMLX's SGD (β = 0) and a heavy-ball base
 // (β = 0.9), for F-GR and DB; it is silent for SAM and with WarnUnstable(false).
 func TestStabilityWarning(t *testing.T) {
-	var buf bytes.Buffer
-	saved := warnOutput
-	warnOutput = &buf
-	defer func() { warnOutput = saved }()
+	buf := captureWarnings(t)
 	backend, err := grbackend.New()
 	if err != nil {
 		t.Fatal(err)
