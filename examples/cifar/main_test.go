@@ -77,7 +77,7 @@ func TestMLPTrainsOnFakeData(t *testing.T) {
 	dir := t.TempDir()
 	writeFakeCIFAR10(t, dir)
 	ckpt := filepath.Join(dir, "ckpt")
-	args := []string{"-data=" + dir, "-model=mlp", "-method=forward", "-batch=16", "-eval_every=2", "-lr=0.005", "-schedule=constant",
+	args := []string{"-data=" + dir, "-model=mlp", "-method=forward", "-batch=16", "-eval_every=2", "-lr=0.0005", "-schedule=constant",
 		"-eval_examples=64", "-checkpoint=" + ckpt, "-quiet", "-save_every=2"}
 	rep, err := parse(t, append(args, "-steps=4")...).Run()
 	if err != nil {
