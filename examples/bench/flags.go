@@ -44,6 +44,9 @@ func checkFlags() error {
 			return errors.Errorf("-backend=%q: an empty backend in the comma-separated list", *flagBackend)
 		}
 	}
+	if d := *flagDotGradient; d != "gomlx" && d != "matmul" && d != "both" {
+		return errors.Errorf("unknown -dot_gradient=%q: valid values are gomlx|matmul|both", d)
+	}
 	if *flagOnly != "" {
 		var names []string
 		for _, m := range methods() {

@@ -13,7 +13,8 @@
 // -model=cnn is the small CNN built on examples/cifar/dconv (twice differentiable, so DB runs) on [batch, 32, 32,
 // 3] inputs. -backend takes several backends, comma-separated: each gets its own trainers, and the rounds
 // interleave all of them; each table names its backend. -json prints the per-step times as JSON lines for
-// the side-by-side run with PyTorch and JAX (examples/bench/peers/run.sh).
+// the side-by-side run with PyTorch and JAX (examples/bench/peers/run.sh). -dot_gradient=both runs every
+// backend twice, with GoMLX's gradients of matrix products and with grdot's (optimizers/grdot).
 //
 //	go run ./examples/bench -rounds=30 -batch=128 -hidden=256
 //	go run ./examples/bench -model=vit -rounds=20 -batch=64
@@ -49,6 +50,7 @@ import (
 	vit "github.com/gradreg/gradreg/examples/vit/model"
 	gr "github.com/gradreg/gradreg/optimizers"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/gradreg/gradreg/optimizers/grdot"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -66,6 +68,9 @@ var (
 		"dense -out; -in and -hidden are ignored)")
 	flagBackend = flag.String("backend", "", "GoMLX backends, comma-separated, run interleaved (go, xla:cpu, "+
 		"xla:cuda, xla:/path/plugin.so); default: $GOMLX_BACKEND, else an installed XLA plugin, else go")
+	flagDotGradient = flag.String("dot_gradient", "gomlx", "gradient of the matrix products: gomlx (GoMLX's, a "+
+		"[batch, in, out] broadcast product and sum), matmul (grdot.Install: transposed matrix products) or both "+
+		"(each backend twice, interleaved)")
 	flagJSON = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
 		"method instead of the tables (for examples/bench/peers/run.sh)")
 )
@@ -85,6 +90,7 @@ type method struct {
 	cpu     []time.Duration // process CPU time of each timed step
 	peak    uint64
 	backend backends.Backend
+	matmul  bool            // built with grdot's gradients of matrix products (-dot_gradient)
 	x, y    *tensors.Tensor // the batch, on backend
 }
 
@@ -212,22 +218,31 @@ func main() {
 	// One list of methods per backend; all of them are interleaved below.
 	var runs [][]*method
 	for _, be := range bes {
-		all := methods()
-		var ms []*method
-		for _, m := range all {
-			if *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
-				// A tensor used on one backend cannot be fed to another: each backend has its own.
-				m.backend = be
-				m.x = tensors.FromFlatDataAndDimensions(xs, inShape()...)
-				m.y = tensors.FromFlatDataAndDimensions(ys, *flagBatch, 1)
-				ms = append(ms, m)
+		for _, matmul := range dotGradients() {
+			all := methods()
+			var ms []*method
+			for _, m := range all {
+				if *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
+					// A tensor used on one backend cannot be fed to another: each backend has its own.
+					m.backend, m.matmul = be, matmul
+					m.x = tensors.FromFlatDataAndDimensions(xs, inShape()...)
+					m.y = tensors.FromFlatDataAndDimensions(ys, *flagBatch, 1)
+					ms = append(ms, m)
+				}
 			}
+			runs = append(runs, ms)
 		}
-		runs = append(runs, ms)
 	}
 	step := func(m *method) {
+		// Graphs are built at a method's first steps, with the gradients of matrix products in effect then;
+		// setting them before every step keeps each method on its own (a map write, not timed apart).
+		if m.matmul {
+			grdot.MustInstall()
+		} else {
+			grdot.Uninstall()
+		}
 		if _, err := gr.TrainStep(m.trainer, nil, []*tensors.Tensor{m.x}, []*tensors.Tensor{m.y}); err != nil {
-			fmt.Fprintf(os.Stderr, "%s on %s: %+v\n", m.name, grbackend.Describe(m.backend), err)
+			fmt.Fprintf(os.Stderr, "%s on %s: %+v\n", m.name, describe(m), err)
 			os.Exit(1)
 		}
 	}
@@ -310,6 +325,25 @@ func newBackends() []backends.Backend {
 	return bes
 }
 
+// dotGradients lists the variants of -dot_gradient: false for GoMLX's gradients, true for grdot's.
+func dotGradients() []bool {
+	switch *flagDotGradient {
+	case "matmul":
+		return []bool{true}
+	case "both":
+		return []bool{false, true}
+	}
+	return []bool{false}
+}
+
+// describe names a method's backend and, with grdot's gradients, says so.
+func describe(m *method) string {
+	if m.matmul {
+		return grbackend.Describe(m.backend) + " + grdot"
+	}
+	return grbackend.Describe(m.backend)
+}
+
 // backendConfigs splits -backend; [""] (grbackend.New's choice) when it is empty.
 func backendConfigs() []string {
 	if *flagBackend == "" {
@@ -361,7 +395,7 @@ func printTable(ms []*method, description string) {
 	}
 	baseT, baseC, baseM := stepTime(ms[0], ms[0].times), stepTime(ms[0], ms[0].cpu), float64(ms[0].peak)
 	fmt.Printf("%s, batch %d, float32, %d parameter bytes; backend %s; %d rounds, median.\n\n",
-		description, *flagBatch, params, grbackend.Describe(ms[0].backend), *flagRounds)
+		description, *flagBatch, params, describe(ms[0]), *flagRounds)
 	fmt.Println("| method | time/step | × base | CPU/step | × base (CPU) | target | heap alloc/step | × base | extra ÷ param bytes |")
 	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|")
 	for _, m := range ms {
@@ -391,7 +425,7 @@ func printJSON(runs [][]*method, description string) {
 	for _, r := range runs {
 		for _, m := range r {
 			line, err := json.Marshal(map[string]any{
-				"framework": "gradreg", "backend": grbackend.Describe(m.backend), "model": *flagModel,
+				"framework": "gradreg", "backend": describe(m), "model": *flagModel,
 				"description": description, "batch": *flagBatch, "method": m.name,
 				"threads": runtime.NumCPU(), "cpu_ms": ms(m, m.cpu), "wall_ms": ms(m, m.times)})
 			if err != nil {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 	_ "github.com/gomlx/gomlx/backends/simplego" // Registers the pure-Go backend ("go").
+
+	"github.com/gradreg/gradreg/optimizers/grdot"
 )
 
 // New returns the backend gradreg's examples and tests use, and prints one line to stderr saying which:
@@ -34,8 +36,16 @@ import (
 // keep each op's own parallelism and cost nothing measurable on the MLP benchmark (docs/benchmarks.md).
 // A configuration with options, e.g. "go:ops_parallel", is used as given.
 //
+// $GRADREG_DOT_GRADIENT chooses how every graph of the process differentiates matrix products: "matmul"
+// installs optimizers/grdot (transposed matrix products, 5–10× faster steps), "gomlx" keeps GoMLX's own
+// gradients (a [batch, in, out] broadcast product and sum); unset, New changes nothing. The line says
+// "grdot" when grdot's gradients are in effect.
+//
 // The XLA backend is compiled in on linux/amd64 and darwin unless built with the noxla tag.
 func New() (backends.Backend, error) {
+	if err := dotGradient(); err != nil {
+		return nil, err
+	}
 	config, source := choose()
 	noAutoInstall()
 	backend, err := newWithConfig(config)
@@ -53,6 +63,9 @@ func New() (backends.Backend, error) {
 func NewCPUDevices(devices int) (backends.Backend, error) {
 	if devices < 1 {
 		return nil, fmt.Errorf("gradreg: NewCPUDevices(devices=%d): devices must be ≥ 1", devices)
+	}
+	if err := dotGradient(); err != nil {
+		return nil, err
 	}
 	config, source := choose()
 	name, plugin, isXLA := strings.Cut(config, ":")
@@ -150,8 +163,30 @@ func announce(backend backends.Backend, config, source string) {
 	}
 	described.Store(backend, what)
 	line := fmt.Sprintf("gradreg: backend %s (%q, %s)", what, config, source)
+	if grdot.Installed() {
+		line += "; gradients of matrix products by grdot"
+	}
 	if _, seen := announced.LoadOrStore(line, true); !seen {
 		fmt.Fprintln(os.Stderr, line)
+	}
+}
+
+// DotGradientEnvVar is the environment variable New reads to choose the gradients of matrix products.
+const DotGradientEnvVar = "GRADREG_DOT_GRADIENT"
+
+// dotGradient applies $GRADREG_DOT_GRADIENT (see New).
+func dotGradient() error {
+	switch v := os.Getenv(DotGradientEnvVar); v {
+	case "":
+		return nil
+	case "matmul":
+		return grdot.Install()
+	case "gomlx":
+		grdot.Uninstall()
+		return nil
+	default:
+		return fmt.Errorf("gradreg: $%s=%q: valid values are matmul (optimizers/grdot's gradients of matrix "+
+			"products) and gomlx (GoMLX's own)", DotGradientEnvVar, v)
 	}
 }
 

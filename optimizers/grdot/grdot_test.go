@@ -1,4 +1,4 @@
-package grdot
+package grdot_test
 
 import (
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/gradreg/gradreg/optimizers/grdot"
 )
 
 var testBackend backends.Backend
@@ -97,12 +98,12 @@ func TestSameGradientsAsGoMLX(t *testing.T) {
 				return out
 			}, x, w)
 			r := randomTensor(rng, outShape.Dimensions...)
-			Uninstall()
+			grdot.Uninstall()
 			want := gradients(t, p, p.second, x, w, r)
-			if err := Install(); err != nil {
+			if err := grdot.Install(); err != nil {
 				t.Fatal(err)
 			}
-			defer Uninstall()
+			defer grdot.Uninstall()
 			got := gradients(t, p, p.second, x, w, r)
 			names := []string{"∂x", "∂w", "∂‖∂x‖²/∂x", "∂‖∂x‖²/∂w"}
 			for i := range want {
@@ -134,10 +135,10 @@ func TestNoMaterializedProduct(t *testing.T) {
 		}, randomTensor(rand.New(rand.NewPCG(1, 1)), 8, 16), randomTensor(rand.New(rand.NewPCG(1, 2)), 16, 32))
 		return size
 	}
-	Uninstall()
+	grdot.Uninstall()
 	before := largest()
-	MustInstall()
-	defer Uninstall()
+	grdot.MustInstall()
+	defer grdot.Uninstall()
 	after := largest()
 	if after != 16*32 {
 		t.Errorf("largest node of the gradient graph with grdot: %d elements, want W's 512", after)
@@ -146,18 +147,18 @@ func TestNoMaterializedProduct(t *testing.T) {
 }
 
 func TestInstallUninstall(t *testing.T) {
-	Uninstall()
-	if Installed() {
+	grdot.Uninstall()
+	if grdot.Installed() {
 		t.Fatal("Installed after Uninstall")
 	}
 	orig := fmt.Sprintf("%p", graph.VJPRegistration[graph.NodeTypeDotGeneral])
-	MustInstall()
-	MustInstall() // idempotent: the second call must not save grdot's gradient as "original"
-	if !Installed() || fmt.Sprintf("%p", graph.VJPRegistration[graph.NodeTypeDotGeneral]) == orig {
+	grdot.MustInstall()
+	grdot.MustInstall() // idempotent: the second call must not save grdot's gradient as "original"
+	if !grdot.Installed() || fmt.Sprintf("%p", graph.VJPRegistration[graph.NodeTypeDotGeneral]) == orig {
 		t.Fatal("Install did not replace DotGeneral's gradient")
 	}
-	Uninstall()
-	if Installed() || fmt.Sprintf("%p", graph.VJPRegistration[graph.NodeTypeDotGeneral]) != orig {
+	grdot.Uninstall()
+	if grdot.Installed() || fmt.Sprintf("%p", graph.VJPRegistration[graph.NodeTypeDotGeneral]) != orig {
 		t.Fatal("Uninstall did not restore GoMLX's gradient")
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context/checkpoints"
 	"github.com/gomlx/gomlx/pkg/ml/layers"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/gradreg/gradreg/optimizers/grdot"
 	"github.com/stretchr/testify/require"
 )
 
@@ -50,6 +51,10 @@ func buildErr(b backends.Backend, fn func(g *Graph)) (err error) {
 // (DotGeneral) would need none. BenchmarkNoteDotGradient measures the cost.
 func TestNoteDotGradientMaterializesProduct(t *testing.T) {
 	const batch, in, out = 8, 5, 3
+	if grdot.Installed() { // GoMLX's own gradient is the subject here ($GRADREG_DOT_GRADIENT=matmul installs grdot's).
+		grdot.Uninstall()
+		defer grdot.MustInstall()
+	}
 	for _, useGeneral := range []bool{false, true} {
 		g := NewGraph(pureGo(t), "note1")
 		x := Parameter(g, "x", shapes.Make(dtypes.Float32, batch, in))
@@ -76,7 +81,8 @@ func TestNoteDotGradientMaterializesProduct(t *testing.T) {
 
 // BenchmarkNoteDotGradient: forward and backward of a dense layer [64, 784]·[784, 128] on grbackend.New's
 // backend (pure Go by default; GOMLX_BACKEND=xla:cpu for XLA's CPU plugin): GoMLX's gradient (autodiff)
-// against the same two gradients written as matrix products.
+// against the same two gradients written as matrix products, and GoMLX's autodiff with optimizers/grdot's
+// gradients of matrix products installed while the graph is built.
 func BenchmarkNoteDotGradient(b *testing.B) {
 	const batch, in, out = 64, 784, 128
 	backend, err := grbackend.New()
@@ -103,10 +109,24 @@ func BenchmarkNoteDotGradient(b *testing.B) {
 			return []*Node{Einsum("bo,io->bi", v, w), Einsum("bi,bo->io", x, v)}
 		},
 	}
-	for _, name := range []string{"forward", "autodiff", "matmul"} {
+	cases["autodiff+grdot"] = cases["autodiff"]
+	installed := grdot.Installed()
+	defer func() {
+		if installed {
+			grdot.MustInstall()
+		} else {
+			grdot.Uninstall()
+		}
+	}()
+	for _, name := range []string{"forward", "autodiff", "matmul", "autodiff+grdot"} {
 		b.Run(name, func(b *testing.B) {
+			if name == "autodiff+grdot" {
+				grdot.MustInstall()
+			} else {
+				grdot.Uninstall()
+			}
 			exec := MustNewExec(backend, cases[name])
-			exec.MustExec(x, w)
+			exec.MustExec(x, w) // The graph is built here, with the gradients installed now.
 			b.ResetTimer()
 			for range b.N {
 				for _, o := range exec.MustExec(x, w) {
