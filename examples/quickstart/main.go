@@ -24,6 +24,7 @@ import (
 	"github.com/gomlx/gomlx/ui/commandline"
 	gr "github.com/gradreg/gradreg/optimizers"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/gradreg/gradreg/optimizers/grdot"
 )
 
 var (
@@ -110,6 +111,11 @@ func trainEvalCopy(ds *datasets.InMemoryDataset) *datasets.InMemoryDataset {
 
 func main() {
 	flag.Parse()
+	// Optional, once, before any graph is built: GoMLX then differentiates matrix products into matrix
+	// products (the same gradients, 5–10× faster training steps; see package grdot).
+	if err := grdot.Install(); err != nil {
+		log.Fatal(err)
+	}
 	backend := grbackend.MustNew()
 	rng := rand.New(rand.NewPCG(*flagSeed, 1))
 	xTrain, yTrain := makeData(*flagSeed, trainSize, rng)

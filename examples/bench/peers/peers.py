@@ -191,7 +191,9 @@ def jax_steps(model, x_np, y_np):
 
 
 GRADREG_NAMES = {"base (SGD)": "SGD", "ForwardDifference": "F-GR", "SAM": "SAM", "DoubleBackprop": "DB"}
-COLUMNS = ["gradreg, pure Go", "gradreg, XLA CPU", "PyTorch CPU", "JAX CPU"]
+COLUMNS = ["gradreg, pure Go", "gradreg, pure Go + grdot", "gradreg, XLA CPU", "gradreg, XLA CPU + grdot",
+           "PyTorch CPU", "JAX CPU"]
+XLA_GRDOT = COLUMNS[3]  # the column compared with PyTorch and JAX
 
 
 def table(path):
@@ -204,12 +206,14 @@ def table(path):
         for line in f:
             d = json.loads(line)
             if d["framework"] == "gradreg":
-                column = COLUMNS[1] if d["backend"].startswith("XLA") else COLUMNS[0]
+                column = COLUMNS[2] if d["backend"].startswith("XLA") else COLUMNS[0]
+                if d["backend"].endswith("+ grdot"):  # bench -dot_gradient=both: grdot's gradients of matrix products
+                    column = COLUMNS[COLUMNS.index(column) + 1]
                 method = GRADREG_NAMES.get(d["method"])
                 if method is None:
                     continue
             else:
-                column = {"pytorch": COLUMNS[2], "jax": COLUMNS[3]}[d["framework"]]
+                column = {"pytorch": COLUMNS[4], "jax": COLUMNS[5]}[d["framework"]]
                 method = d["method"]
             threads.add(d["threads"])
             t = times.setdefault((d["model"], column, method), {"cpu": [], "wall": []})
@@ -225,15 +229,15 @@ def table(path):
             n = sorted({rounds[k] for k in rounds if k[0] == model})
             print(f"\n{titles[model]}, float32, {what} per step in ms (median of {'/'.join(map(str, n))} steps) "
                   f"and × the framework's own SGD; threads {'/'.join(map(str, sorted(threads)))}.\n")
-            print("| method | " + " | ".join(COLUMNS) + " | gradreg XLA ÷ PyTorch | gradreg XLA ÷ JAX |")
+            print("| method | " + " | ".join(COLUMNS) + " | gradreg XLA + grdot ÷ PyTorch | gradreg XLA + grdot ÷ JAX |")
             print("|---|" + "---:|" * (len(COLUMNS) + 2))
             for method in METHODS:
                 cells = []
                 for col in COLUMNS:
                     v, base = med.get((model, col, method)), med.get((model, col, "SGD"))
                     cells.append("—" if v is None else f"{v[kind]:.2f} ({v[kind] / base[kind]:.2f}×)")
-                xla = med.get((model, COLUMNS[1], method))
-                for peer in COLUMNS[2:]:
+                xla = med.get((model, XLA_GRDOT, method))
+                for peer in COLUMNS[4:]:
                     p = med.get((model, peer, method))
                     cells.append("—" if xla is None or p is None else f"{xla[kind] / p[kind]:.2f}×")
                 print(f"| {method} | " + " | ".join(cells) + " |")

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/pkg/errors"
 	"gonum.org/v1/gonum/stat/distuv"
 
@@ -201,7 +200,7 @@ func PairedDiff(a, b []float64) Paired {
 // has (differences are paired over the seeds both entries have).
 func (r *runner) compare() (*Report, error) {
 	start := time.Now()
-	rep := &Report{Entries: r.entries, Results: make([][]*Result, len(r.entries)), Backend: grbackend.Describe(r.backend),
+	rep := &Report{Entries: r.entries, Results: make([][]*Result, len(r.entries)), Backend: r.describeBackend(),
 		Command: strings.Join(os.Args, " ")}
 	var writeErr error
 	for s := range r.opts.Seeds {
