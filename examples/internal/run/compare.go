@@ -214,8 +214,8 @@ func (r *runner) compare() (*Report, error) {
 				return nil, errors.WithMessagef(err, "%s, seed %d", e.Label(), seed)
 			}
 			fmt.Printf("%s, seed %d: test accuracy %.4f%s, train loss %.4f, train accuracy %.4f, %s/step (mean), "+
-				"CPU %s/step, %s\n", e.Label(), seed, res.TestAccuracy, res.valText(), res.TrainLoss, res.TrainAccuracy,
-				res.StepTime.Round(time.Microsecond), res.StepCPU.Round(time.Microsecond), res.Wall.Round(time.Second))
+				"CPU %s, %s\n", e.Label(), seed, res.TestAccuracy, res.valText(), res.TrainLoss, res.TrainAccuracy,
+				res.StepTime.Round(time.Microsecond), res.cpuText(), res.Wall.Round(time.Second))
 			res.Ctx = nil
 			rep.Results[i] = append(rep.Results[i], res)
 			rep.Wall = time.Since(start).Round(time.Second).String()

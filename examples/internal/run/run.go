@@ -264,9 +264,9 @@ func (r *Runner) Run() (*Report, error) {
 			return nil, err
 		}
 		fmt.Printf("%s: step %d: test accuracy %.4f, test loss %.4f%s, train loss %.4f, train accuracy %.4f; "+
-			"%s/step (mean, step_ms=%.3f), CPU %s/step; %d parameters\n", r.entries[0].Label(), res.Steps,
+			"%s/step (mean, step_ms=%.3f), CPU %s; %d parameters\n", r.entries[0].Label(), res.Steps,
 			res.TestAccuracy, res.TestLoss, res.valText(), res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
-			float64(res.StepTime.Microseconds())/1000, res.StepCPU.Round(time.Microsecond), res.Params)
+			float64(res.StepTime.Microseconds())/1000, res.cpuText(), res.Params)
 		rep := &Report{Results: [][]*Result{{res}}, Entries: r.entries}
 		var writeErr error
 		if path := r.plotPath(); path != "" {
@@ -370,6 +370,15 @@ func (r *runner) describeBackend() string {
 		return grbackend.Describe(r.backend) + ", gradients of matrix products by grdot"
 	}
 	return grbackend.Describe(r.backend) + ", GoMLX's gradients of matrix products"
+}
+
+// cpuText is the process CPU time per step, or says it was not measured (it is measured from the end of
+// the process's second step: a run of two steps or fewer, e.g. a short resume, has none).
+func (res *Result) cpuText() string {
+	if res.StepCPU <= 0 {
+		return "time per step not measured (2 steps or fewer in this process)"
+	}
+	return res.StepCPU.Round(time.Microsecond).String() + "/step"
 }
 
 // Point is one evaluation of a run's curves. The train values and the GR metrics are means over the
