@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -30,15 +31,15 @@ func backend(t testing.TB) backends.Backend {
 
 // randomTensor returns a float64 tensor of the given dimensions with entries in [-1, 1).
 func randomTensor(rng *rand.Rand, dims ...int) *tensors.Tensor {
-	n := 1
-	for _, d := range dims {
-		n *= d
+	t := tensors.FromShape(shapes.Make(dtypes.Float64, dims...))
+	if err := tensors.MutableFlatData(t, func(data []float64) {
+		for i := range data {
+			data[i] = 2*rng.Float64() - 1
+		}
+	}); err != nil {
+		panic(err)
 	}
-	data := make([]float64, n)
-	for i := range data {
-		data[i] = 2*rng.Float64() - 1
-	}
-	return tensors.FromFlatDataAndDimensions(data, dims...)
+	return t
 }
 
 // product is one matrix product of the tests: its name and how it combines x and w.
