@@ -23,7 +23,7 @@
 // GoMLX's own gradients back.
 //
 //	func main() {
-//		grdot.Install()
+//		grdot.MustInstall() // or: if err := grdot.Install(); err != nil { ... }
 //		...
 //	}
 package grdot
