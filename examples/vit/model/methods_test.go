@@ -2,7 +2,6 @@ package model
 
 import (
 	"math"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -54,15 +53,11 @@ func TestGammaZeroIsSGD(t *testing.T) {
 }
 
 // TestFiniteDifferencesConvergeToDB: F-GR − DB = (γε/2)∇³L[g₁, g₁] + O(ε²) and C-GR − DB = O(ε²): halving ε
-// halves F-GR's distance to DB and quarters C-GR's (ε = 1e-3 → 5e-4; ‖εg₁‖ ≈ 6e-3).
+// halves F-GR's distance to DB and quarters C-GR's (ε = 1e-3 → 5e-4; ‖εg₁‖ ≈ 6e-3). The order is what
+// proves convergence to DB (an offset would keep the distance from halving); the constant depends on θ₀,
+// which GoMLX's initializers draw with other random bits on each backend: F-GR's distance at ε = 5e-4 was
+// 0.030 at the pure-Go backend's θ₀ and 0.075 at XLA's, so the bound on it, 0.1, holds for both.
 func TestFiniteDifferencesConvergeToDB(t *testing.T) {
-	if name := backend(t).Name(); !strings.Contains(name, "SimpleGo") {
-		// Measured on XLA's CPU plugin: forward relErr 0.451, 0.265, 0.144, 0.0748, 0.0382 at ε = 4e-3 … 2.5e-4
-		// (order 0.94; pure Go: 0.247 … 0.0152).
-		t.Skipf("the bound 0.05 at ε = 5e-4 holds for the θ₀ the pure-Go backend draws; θ₀ comes from GoMLX's "+
-			"initializers, whose random bits differ by backend, and at %s's θ₀ F-GR still converges to DB at "+
-			"order 1 but with a larger constant (relErr 0.075 at ε = 5e-4)", name)
-	}
 	p := newVitProblem(t, tiny("layer", "class", "onehot"), 3, 4)
 	theta := p.theta()
 	const gamma = 0.1
@@ -79,7 +74,8 @@ func TestFiniteDifferencesConvergeToDB(t *testing.T) {
 		{"central", func() *gr.Config { return gr.CentralDifference(sgd1()) }, 2},
 	} {
 		coarse, fine := dist(c.cfg(), 1e-3), dist(c.cfg(), 5e-4)
-		require.Less(t, fine, 0.05, c.name)
+		require.Less(t, fine, 0.1, c.name)
+		t.Logf("%s: distance to DB %.3g at ε = 1e-3, %.3g at ε = 5e-4", c.name, coarse, fine)
 		require.InDelta(t, c.order, math.Log2(coarse/fine), 0.15, "%s: order of convergence to DB (%.3g → %.3g)",
 			c.name, coarse, fine)
 	}
