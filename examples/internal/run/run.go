@@ -333,19 +333,26 @@ func (r *runner) initBackend() error {
 			return err
 		}
 	}
-	// grbackend.New installs or removes grdot as $GRADREG_DOT_GRADIENT says: -dot_gradient sets it, and
-	// when neither is given the examples use grdot.
+	// -dot_gradient, else $GRADREG_DOT_GRADIENT, else grdot's gradients of matrix products; applied here
+	// (an example's own NewBackend may not call grbackend.New) and put in the environment, which
+	// grbackend.New reads, so that both agree.
 	dot := r.opts.DotGradient
-	if dot == "" && os.Getenv(grbackend.DotGradientEnvVar) == "" {
-		dot = "matmul"
+	if dot == "" {
+		dot = os.Getenv(grbackend.DotGradientEnvVar)
 	}
-	if dot != "" {
-		if dot != "matmul" && dot != "gomlx" {
-			return usagef("-dot_gradient=%q: valid values are matmul|gomlx", dot)
-		}
-		if err := os.Setenv(grbackend.DotGradientEnvVar, dot); err != nil {
+	switch dot {
+	case "", "matmul":
+		if err := grdot.Install(); err != nil {
 			return err
 		}
+		dot = "matmul"
+	case "gomlx":
+		grdot.Uninstall()
+	default:
+		return usagef("-dot_gradient=%q (or $%s): valid values are matmul|gomlx", dot, grbackend.DotGradientEnvVar)
+	}
+	if err := os.Setenv(grbackend.DotGradientEnvVar, dot); err != nil {
+		return err
 	}
 	newBackend := grbackend.New
 	if r.ex.NewBackend != nil {

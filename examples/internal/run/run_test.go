@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grdot"
 )
 
 // parse parses args for an example without data (enough for the settings).
@@ -281,5 +283,37 @@ func TestMerge(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || !IsUsage(err) {
 			t.Errorf("merging %v: %v, want a usage error containing %q", c.files, err, c.want)
 		}
+	}
+}
+
+// -dot_gradient chooses the gradients of matrix products for the whole run, also for an example whose
+// own NewBackend does not go through grbackend.New; a bad value is a usage error naming the flag.
+func TestDotGradientFlag(t *testing.T) {
+	defer grdot.Uninstall()
+	ex := &Example{Name: "dotgrad", Defaults: map[string]any{ParamSteps: 1}, NewBackend: func() (backends.Backend, error) { return backends.NewWithConfig("go") }}
+	for _, c := range []struct {
+		flag string
+		want bool
+	}{{"-dot_gradient=gomlx", false}, {"-dot_gradient=matmul", true}, {"-dot_gradient=gomlx", false}} {
+		r, err := Parse(ex, flag.NewFlagSet("dotgrad", flag.ContinueOnError), []string{c.flag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.initBackend(); err != nil {
+			t.Fatal(err)
+		}
+		if grdot.Installed() != c.want {
+			t.Errorf("%s: grdot installed %v", c.flag, grdot.Installed())
+		}
+		if d := r.describeBackend(); strings.Contains(d, "by grdot") != c.want {
+			t.Errorf("%s: the tables' backend %q", c.flag, d)
+		}
+	}
+	r, err := Parse(ex, flag.NewFlagSet("dotgrad", flag.ContinueOnError), []string{"-dot_gradient=fast"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.initBackend(); err == nil || !strings.Contains(err.Error(), "-dot_gradient") {
+		t.Errorf("-dot_gradient=fast: error %v, want one naming the flag", err)
 	}
 }
