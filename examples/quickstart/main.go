@@ -112,7 +112,7 @@ func trainEvalCopy(ds *datasets.InMemoryDataset) *datasets.InMemoryDataset {
 func main() {
 	flag.Parse()
 	// Optional, once, before any graph is built: GoMLX then differentiates matrix products into matrix
-	// products (the same gradients, 5–8× less CPU per training step of an MLP; see package grdot).
+	// products (the same gradients, 6–8× less CPU per training step of an MLP; see package grdot).
 	if err := grdot.Install(); err != nil {
 		log.Fatal(err)
 	}

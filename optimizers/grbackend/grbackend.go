@@ -37,7 +37,7 @@ import (
 // A configuration with options, e.g. "go:ops_parallel", is used as given.
 //
 // $GRADREG_DOT_GRADIENT chooses how every graph of the process differentiates matrix products: "matmul"
-// installs optimizers/grdot (transposed matrix products, 5–8× less CPU per MLP step), "gomlx" keeps GoMLX's own
+// installs optimizers/grdot (transposed matrix products, 6–8× less CPU per MLP step), "gomlx" keeps GoMLX's own
 // gradients (a [batch, in, out] broadcast product and sum); unset, New changes nothing. The line says
 // "grdot" when grdot's gradients are in effect.
 //

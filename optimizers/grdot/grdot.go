@@ -5,7 +5,7 @@
 // gradients (docs/gomlx-notes.md, note 1). Neither backend turns that back into a matrix product: the
 // gradients of a dense layer [64, 784]·[784, 128] cost 17× its forward pass on the pure-Go backend and
 // over 400× on XLA's CPU plugin, and they are most of every training step, plain SGD's as much as F-GR's,
-// SAM's or double backprop's. With Install, an MLP's training step takes 5–8× less CPU on both backends
+// SAM's or double backprop's. With Install, an MLP's training step takes 6–8× less CPU on both backends
 // (docs/benchmarks.md).
 //
 // Install replaces, in GoMLX's table of gradients (graph.VJPRegistration), the gradients of Dot and

@@ -177,7 +177,7 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 	fs.StringVar(&o.Backend, "backend", "", "GoMLX backend (go, xla:cpu, xla:cuda, ...); default: "+
 		"$GOMLX_BACKEND, else an installed XLA plugin, else go")
 	fs.StringVar(&o.DotGradient, "dot_gradient", "", "gradients of matrix products: matmul (optimizers/grdot: "+
-		"transposed matrix products, 5–8× less CPU per MLP step) or gomlx (GoMLX's own, a [batch, in, out] product and "+
+		"transposed matrix products, 6–8× less CPU per MLP step) or gomlx (GoMLX's own, a [batch, in, out] product and "+
 		"sum; the same gradient up to float rounding); default: $"+grbackend.DotGradientEnvVar+", else matmul")
 	fs.StringVar(&o.Checkpoint, "checkpoint", "", "checkpoint folder of a single run: saved every "+
 		"-save_every steps and at the end, resumed from when it holds one")
