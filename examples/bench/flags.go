@@ -47,6 +47,9 @@ func checkFlags() error {
 	if d := *flagDotGradient; d != "gomlx" && d != "matmul" && d != "both" {
 		return errors.Errorf("unknown -dot_gradient=%q: valid values are gomlx|matmul|both", d)
 	}
+	if *flagSoak > 0 && *flagDotGradient == "both" {
+		return errors.New("-dot_gradient=both compares step times; with -soak give gomlx or matmul")
+	}
 	if *flagOnly != "" {
 		var names []string
 		for _, m := range methods() {

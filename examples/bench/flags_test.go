@@ -31,6 +31,10 @@ func TestCheckFlags(t *testing.T) {
 		{map[string]string{"soak_hidden": "0"}, []string{"-soak_hidden"}},
 		{map[string]string{"soak_methods": "bogus"}, []string{"-soak_methods", "bogus", "forward"}},
 		{map[string]string{"soak_methods": "none,forward"}, nil},
+		{map[string]string{"dot_gradient": "fast"}, []string{"-dot_gradient", "gomlx|matmul|both"}},
+		{map[string]string{"dot_gradient": "both"}, nil},
+		{map[string]string{"dot_gradient": "both", "soak": "5"}, []string{"-dot_gradient=both", "-soak"}},
+		{map[string]string{"dot_gradient": "matmul", "soak": "5"}, nil},
 		{map[string]string{"mnist": filepath.Join(t.TempDir(), "nowhere")}, []string{"-mnist", "nowhere"}},
 		{map[string]string{}, nil},
 	} {

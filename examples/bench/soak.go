@@ -20,6 +20,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/gradreg/gradreg/examples/internal/mnistdata"
 	gr "github.com/gradreg/gradreg/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grdot"
 )
 
 var (
@@ -239,6 +240,9 @@ func loadMNIST() (train, test *mnistdata.Split, err error) {
 func mainSoak() bool {
 	if *flagSoak <= 0 {
 		return false
+	}
+	if *flagDotGradient == "matmul" { // The soak trains with one choice for every method (checkFlags refuses both).
+		grdot.MustInstall()
 	}
 	if err := soak(); err != nil {
 		fmt.Fprintf(os.Stderr, "soak: %v\n", err)
