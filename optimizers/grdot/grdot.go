@@ -59,7 +59,7 @@ func Install() error {
 		graph.NodeTypeDot:        graph.VJPRegistration[graph.NodeTypeDot],
 		graph.NodeTypeDotGeneral: graph.VJPRegistration[graph.NodeTypeDotGeneral],
 	}
-	graph.VJPRegistration[graph.NodeTypeDot] = dotVJP
+	graph.VJPRegistration[graph.NodeTypeDot] = dotVJP(original[graph.NodeTypeDot])
 	graph.VJPRegistration[graph.NodeTypeDotGeneral] = dotGeneralVJP
 	return nil
 }
@@ -88,17 +88,19 @@ func Installed() bool {
 	return original != nil
 }
 
-// dotVJP is the gradient of Dot(x, W): v·Wᵀ and xᵀ·v for two matrices; the vector cases (whose
-// gradients are outer products or have the size of an input anyway) keep GoMLX's.
-func dotVJP(node *graph.Node, vjps []*graph.Node, outputShape shapes.Shape) []*graph.Node {
-	x, w := node.Inputs()[0], node.Inputs()[1]
-	if x.Rank() != 2 || w.Rank() != 2 {
-		return original[graph.NodeTypeDot](node, vjps, outputShape)
-	}
-	v := vjps[0]
-	return []*graph.Node{
-		graph.DotGeneral(v, []int{1}, nil, w, []int{1}, nil), // [i, k]·[j, k] → [i, j]
-		graph.DotGeneral(x, []int{0}, nil, v, []int{0}, nil), // [i, j]·[i, k] → [j, k]
+// dotVJP returns the gradient of Dot(x, W): v·Wᵀ and xᵀ·v for two matrices; the vector cases (whose
+// gradients are outer products or have the size of an input anyway) keep GoMLX's, gomlx.
+func dotVJP(gomlx graph.VJP) graph.VJP {
+	return func(node *graph.Node, vjps []*graph.Node, outputShape shapes.Shape) []*graph.Node {
+		x, w := node.Inputs()[0], node.Inputs()[1]
+		if x.Rank() != 2 || w.Rank() != 2 {
+			return gomlx(node, vjps, outputShape)
+		}
+		v := vjps[0]
+		return []*graph.Node{
+			graph.DotGeneral(v, []int{1}, nil, w, []int{1}, nil), // [i, k]·[j, k] → [i, j]
+			graph.DotGeneral(x, []int{0}, nil, v, []int{0}, nil), // [i, j]·[i, k] → [j, k]
+		}
 	}
 }
 
