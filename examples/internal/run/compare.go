@@ -22,6 +22,7 @@ import (
 type Entry struct {
 	Method   string // a name of MethodNames
 	Settings string // -set style settings of this entry only ("" for none), e.g. "gr_every=5"
+	Base     string // the base optimizer of this entry's runs (-base, or its own setting), for its label
 }
 
 // String is the entry as written in -compare, e.g. "forward:gr_every=5".
@@ -32,9 +33,13 @@ func (e Entry) String() string {
 	return e.Method + ":" + e.Settings
 }
 
-// Label is the entry's name in tables and plots, e.g. "F-GR gr_every=5".
+// Label is the entry's name in tables and plots, e.g. "F-GR gr_every=5"; the base optimizer alone is
+// named after it: "SGD" (with or without momentum) or "Adam".
 func (e Entry) Label() string {
 	l := MethodLabel(e.Method)
+	if l == "SGD" && e.Base == "adam" {
+		l = "Adam"
+	}
 	if e.Settings != "" {
 		l += " " + e.Settings
 	}

@@ -223,11 +223,12 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 		return nil, errors.Errorf("-checkpoint applies to a single run: give -method (no -compare) and -seeds=1")
 	}
 	// Build every entry's context once, so that bad settings fail before any training.
-	for _, e := range r.entries {
+	for i, e := range r.entries {
 		ctx, err := r.newContext(e, o.Seed)
 		if err != nil {
 			return nil, err
 		}
+		r.entries[i].Base = context.GetParamOr(ctx, ParamOptimizer, "sgd")
 		if err := checkSettings(ctx); err != nil {
 			if len(r.entries) > 1 {
 				err = errors.WithMessagef(err, "-compare entry %q", e.String())

@@ -317,3 +317,30 @@ func TestDotGradientFlag(t *testing.T) {
 		t.Errorf("-dot_gradient=fast: error %v, want one naming the flag", err)
 	}
 }
+
+// The base optimizer alone is labelled after it: a table of Adam against F-GR does not say "SGD".
+func TestBaseLabel(t *testing.T) {
+	for _, c := range []struct {
+		base string
+		args []string
+		want []string
+	}{
+		{"adam", []string{"-compare=none,forward"}, []string{"Adam", "F-GR"}},
+		{"momentum", []string{"-compare=sgd,forward"}, []string{"SGD", "F-GR"}},
+		{"momentum", []string{"-compare=sgd,sgd:optimizer=adam"}, []string{"SGD", "Adam optimizer=adam"}},
+		{"sgd", []string{"-base=adam", "-method=none"}, []string{"Adam"}},
+	} {
+		ex := &Example{Name: "label", Defaults: map[string]any{ParamSteps: 1, ParamOptimizer: c.base}}
+		r, err := Parse(ex, flag.NewFlagSet("label", flag.ContinueOnError), c.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range r.Entries() {
+			got = append(got, e.Label())
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("base %s, %q: labels %q, want %q", c.base, c.args, got, c.want)
+		}
+	}
+}
