@@ -36,7 +36,6 @@ func newPanel(title, ylabel string, lines []series) (*plot.Plot, error) {
 	p.X.Label.Text = "step"
 	p.Y.Label.Text = ylabel
 	p.Add(plotter.NewGrid())
-	entries := 0
 	for i, s := range lines {
 		if len(s.xys) == 0 {
 			continue
@@ -47,6 +46,9 @@ func newPanel(title, ylabel string, lines []series) (*plot.Plot, error) {
 			return nil, err
 		}
 		line.Color, points.Color = c, c
+		if cycle := i / len(palette); cycle > 0 { // More lines than colors: dashed, then dotted.
+			line.Dashes = [][]vg.Length{nil, {vg.Points(6), vg.Points(3)}, {vg.Points(1.5), vg.Points(2.5)}}[cycle%3]
+		}
 		line.Width = vg.Points(1.5)
 		points.Radius = vg.Points(1.5)
 		p.Add(line, points)
@@ -63,19 +65,8 @@ func newPanel(title, ylabel string, lines []series) (*plot.Plot, error) {
 			p.Add(eb)
 		}
 		p.Legend.Add(s.label, line)
-		entries++
 	}
-	// The legend goes in a band above the data: the y axis is extended so that no line or error bar reaches
-	// the top-right corner it occupies (about 5.5 % of the plot's height per entry).
-	p.Legend.Top, p.Legend.Left = true, false
-	if entries > 0 {
-		f := math.Min(0.6, 0.02+0.055*float64(entries))
-		span := p.Y.Max - p.Y.Min
-		if span <= 0 {
-			span = math.Max(math.Abs(p.Y.Max), 1)
-		}
-		p.Y.Max += span * f / (1 - f)
-	}
+	// The legend is drawn beside the plot, not over it (savePanels).
 	return p, nil
 }
 
@@ -86,19 +77,33 @@ func (e errPoints) Len() int                         { return len(e) }
 func (e errPoints) XY(i int) (float64, float64)      { return e[i].x, e[i].y }
 func (e errPoints) YError(i int) (low, high float64) { return e[i].e, e[i].e }
 
-// savePanels writes the panels side by side as a PNG.
+// savePanels writes the panels side by side as a PNG, each with its legend to its right, outside the data
+// area, so that no legend covers a line whatever the number of entries.
 func savePanels(path string, panels []*plot.Plot) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	w := vg.Length(len(panels)) * 5.5 * vg.Inch
-	img := vgimg.New(w, 4.5*vg.Inch)
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 2,
-		PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
-	canvases := plot.Align([][]*plot.Plot{panels}, tiles, dc)
+	const plotW, h, pad, top = 5.5 * vg.Inch, 4.5 * vg.Inch, 3 * vg.Millimeter, 9 * vg.Millimeter
+	legends := make([]plot.Legend, len(panels))
+	widths := make([]vg.Length, len(panels))
+	total := vg.Length(0)
 	for i, p := range panels {
-		p.Draw(canvases[0][i])
+		legends[i] = p.Legend
+		legends[i].Top, legends[i].Left = true, true
+		p.Legend = plot.NewLegend() // Drawn beside the plot below, not inside it.
+		r := legends[i].Rectangle(draw.Canvas{})
+		widths[i] = r.Max.X - r.Min.X
+		total += plotW + widths[i] + 3*pad
+	}
+	img := vgimg.New(total, h)
+	dc := draw.New(img)
+	x := vg.Length(0)
+	for i, p := range panels {
+		p.Draw(draw.Canvas{Canvas: dc.Canvas, Rectangle: vg.Rectangle{Min: vg.Point{X: x + pad, Y: pad},
+			Max: vg.Point{X: x + plotW, Y: h - pad}}})
+		legends[i].Draw(draw.Canvas{Canvas: dc.Canvas, Rectangle: vg.Rectangle{
+			Min: vg.Point{X: x + plotW + pad, Y: pad}, Max: vg.Point{X: x + plotW + pad + widths[i], Y: h - top}}})
+		x += plotW + widths[i] + 3*pad
 	}
 	return grcheckpoint.WriteFile(path, func(w io.Writer) error {
 		_, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w)
