@@ -44,8 +44,10 @@ var (
 )
 
 // Install replaces GoMLX's gradients of Dot and DotGeneral by matrix products (see the package
-// comment). It is idempotent. It returns an error, and changes nothing, if this version of GoMLX does
-// not store DotGeneral's axes where Install reads them (it is tested against GoMLX v0.26.0).
+// comment). It is idempotent. DotGeneral's axes are unexported in GoMLX and read by reflection (tested
+// against GoMLX v0.26.0): Install returns an error, changing nothing, when GoMLX's node keeps no inputs
+// where they are read; should a later GoMLX rename the axes' fields, the first gradient of a DotGeneral
+// panics naming the missing field.
 func Install() error {
 	mu.Lock()
 	defer mu.Unlock()
