@@ -59,6 +59,11 @@ var products = []product{
 	{"Einsum bti,io->bto", []int{2, 5, 3}, []int{3, 4}, func(x, w *graph.Node) *graph.Node { return graph.Einsum("bti,io->bto", x, w) }, true},
 	{"Einsum bhqd,bhkd->bhqk", []int{2, 3, 4, 5}, []int{2, 3, 6, 5}, func(x, w *graph.Node) *graph.Node { return graph.Einsum("bhqd,bhkd->bhqk", x, w) }, true},
 	{"Einsum ij,kj->ik", []int{4, 3}, []int{5, 3}, func(x, w *graph.Node) *graph.Node { return graph.Einsum("ij,kj->ik", x, w) }, false},
+	{"Einsum i,i-> (no free axis)", []int{5}, []int{5}, func(x, w *graph.Node) *graph.Node { return graph.Einsum("i,i->", x, w) }, true},
+	{"Einsum bi,bi->b (batch only)", []int{3, 5}, []int{3, 5}, func(x, w *graph.Node) *graph.Node { return graph.Einsum("bi,bi->b", x, w) }, true},
+	{"Einsum ik,jk->ij with x twice, plus w", []int{4, 3}, []int{4, 4}, func(x, w *graph.Node) *graph.Node {
+		return graph.Add(graph.Einsum("ik,jk->ij", x, x), graph.Dot(x, graph.Dot(graph.Transpose(x, 0, 1), w)))
+	}, true},
 	// Batch axes not leading, two contracting axes given out of order, free axes on both sides.
 	{"DotGeneral mixed axes", []int{3, 2, 4, 5}, []int{5, 4, 6, 2},
 		func(x, w *graph.Node) *graph.Node {
