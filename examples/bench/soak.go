@@ -59,7 +59,7 @@ func soak() error {
 	fmt.Printf("Soak: %d steps per method, MNIST (%d train, %d test), MLP 784→%d→10 ReLU, batch %d, SGD lr %g, "+
 		"methods at their defaults unless set (γ = %g, ε = %g, SAM ρ = %g), guard on; backend %s; %s.\n\n",
 		*flagSoak, train.Len(), test.Len(), *flagSoakHidden, *flagSoakBatch, *flagSoakLR,
-		gr.DefaultGamma, gr.DefaultEpsilon, gr.DefaultRho, backend.Name(), dotGradientText())
+		gr.DefaultGamma, gr.DefaultEpsilon, gr.DefaultRho, backend.Name(), grdot.Describe())
 	fmt.Println("| method | non-finite losses | skipped steps | fallbacks | final train loss (last 100) | λ̂ (last 100) | " +
 		"test accuracy | wall time |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -249,12 +249,4 @@ func mainSoak() bool {
 		os.Exit(1)
 	}
 	return true
-}
-
-// dotGradientText names the gradients of matrix products in effect.
-func dotGradientText() string {
-	if grdot.Installed() {
-		return "gradients of matrix products by grdot"
-	}
-	return "GoMLX's gradients of matrix products"
 }

@@ -5,6 +5,7 @@
 package grbackend
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -164,7 +165,7 @@ func announce(backend backends.Backend, config, source string) {
 	described.Store(backend, what)
 	line := fmt.Sprintf("gradreg: backend %s (%q, %s)", what, config, source)
 	if grdot.Installed() {
-		line += "; gradients of matrix products by grdot"
+		line += "; " + grdot.Describe()
 	}
 	if _, seen := announced.LoadOrStore(line, true); !seen {
 		fmt.Fprintln(os.Stderr, line)
@@ -174,20 +175,34 @@ func announce(backend backends.Backend, config, source string) {
 // DotGradientEnvVar is the environment variable New reads to choose the gradients of matrix products.
 const DotGradientEnvVar = "GRADREG_DOT_GRADIENT"
 
-// dotGradient applies $GRADREG_DOT_GRADIENT (see New).
-func dotGradient() error {
-	switch v := os.Getenv(DotGradientEnvVar); v {
-	case "":
-		return nil
+// ErrDotGradientChoice is the error of SetDotGradient for a value other than "matmul" and "gomlx".
+var ErrDotGradientChoice = errors.New(`valid values are matmul (optimizers/grdot's gradients of matrix ` +
+	`products) and gomlx (GoMLX's own)`)
+
+// SetDotGradient chooses, for every graph built afterwards in the process, the gradients of matrix
+// products: "matmul" installs optimizers/grdot's, "gomlx" puts GoMLX's own back. Another value is an error
+// wrapping ErrDotGradientChoice.
+func SetDotGradient(choice string) error {
+	switch choice {
 	case "matmul":
 		return grdot.Install()
 	case "gomlx":
 		grdot.Uninstall()
 		return nil
-	default:
-		return fmt.Errorf("gradreg: $%s=%q: valid values are matmul (optimizers/grdot's gradients of matrix "+
-			"products) and gomlx (GoMLX's own)", DotGradientEnvVar, v)
 	}
+	return fmt.Errorf("%q: %w", choice, ErrDotGradientChoice)
+}
+
+// dotGradient applies $GRADREG_DOT_GRADIENT, when set (see New).
+func dotGradient() error {
+	v := os.Getenv(DotGradientEnvVar)
+	if v == "" {
+		return nil
+	}
+	if err := SetDotGradient(v); err != nil {
+		return fmt.Errorf("gradreg: $%s=%w", DotGradientEnvVar, err)
+	}
+	return nil
 }
 
 // MustNew is New that panics on error.

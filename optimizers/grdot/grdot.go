@@ -83,6 +83,15 @@ func Uninstall() {
 	original = nil
 }
 
+// Describe names the gradients of matrix products in effect, for the line a program prints about its
+// setup: "gradients of matrix products by grdot" or "GoMLX's gradients of matrix products".
+func Describe() string {
+	if Installed() {
+		return "gradients of matrix products by grdot"
+	}
+	return "GoMLX's gradients of matrix products"
+}
+
 // Installed reports whether Install is in effect.
 func Installed() bool {
 	mu.Lock()

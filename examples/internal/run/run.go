@@ -341,16 +341,14 @@ func (r *runner) initBackend() error {
 	if dot == "" {
 		dot = os.Getenv(grbackend.DotGradientEnvVar)
 	}
-	switch dot {
-	case "", "matmul":
-		if err := grdot.Install(); err != nil {
-			return err
-		}
+	if dot == "" {
 		dot = "matmul"
-	case "gomlx":
-		grdot.Uninstall()
-	default:
-		return usagef("-dot_gradient=%q (or $%s): valid values are matmul|gomlx", dot, grbackend.DotGradientEnvVar)
+	}
+	if err := grbackend.SetDotGradient(dot); err != nil {
+		if errors.Is(err, grbackend.ErrDotGradientChoice) {
+			return usagef("-dot_gradient (or $%s)=%v", grbackend.DotGradientEnvVar, err)
+		}
+		return err
 	}
 	if err := os.Setenv(grbackend.DotGradientEnvVar, dot); err != nil {
 		return err
@@ -372,12 +370,9 @@ func (r *runner) initBackend() error {
 	return nil
 }
 
-// describeBackend names the backend and, when grdot's gradients of matrix products are in effect, says so.
+// describeBackend names the backend and the gradients of matrix products in effect.
 func (r *runner) describeBackend() string {
-	if grdot.Installed() {
-		return grbackend.Describe(r.backend) + ", gradients of matrix products by grdot"
-	}
-	return grbackend.Describe(r.backend) + ", GoMLX's gradients of matrix products"
+	return grbackend.Describe(r.backend) + ", " + grdot.Describe()
 }
 
 // cpuText is the process CPU time per step, or says it was not measured (it is measured from the end of
