@@ -56,9 +56,9 @@ func TestTwoOptimizersOnSubContexts(t *testing.T) {
 		}
 		return variableValues(ctx, "W", "v"), ms
 	}
-	optA, optB := twoOptimizers("", "")
+	optA, _ := twoOptimizers("", "")
 	wantA, wantMA := alone(pa, optA)
-	optA, optB = twoOptimizers("", "")
+	_, optB := twoOptimizers("", "")
 	wantB, wantMB := alone(pb, optB)
 
 	optA, optB = twoOptimizers("", "")
