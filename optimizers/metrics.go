@@ -95,7 +95,7 @@ func (s *Step) recordCurvature(offset, grads []*Node) {
 	zero := graph.ZerosLike(den)
 	isZero := graph.Equal(den, zero)
 	safeDen := graph.Where(isZero, graph.OnesLike(den), den)
-	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, InnerProduct(s.grad, s.grad)), safeDen))
+	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, s.gradSquaredNorm()), safeDen))
 }
 
 // sharpness returns λ̂ = curvature/sq (sq = ‖g₁‖²), or 0 when sq = 0.
@@ -127,7 +127,7 @@ func (s *Step) penaltyValue(sq *Node) *Node {
 // not nil, is a Bool scalar that says whether the curvature was measured in this step.
 func (s *Step) publishMetrics(curvatureValid *Node) {
 	scoped := s.ctx.InAbsPath(graphScope)
-	sq := InnerProduct(s.grad, s.grad)
+	sq := s.gradSquaredNorm()
 	scoped.SetGraphParam(s.g, graphParamMetric+MetricGradNorm, graph.Sqrt(sq))
 	if penalty := s.penaltyValue(sq); penalty != nil {
 		scoped.SetGraphParam(s.g, graphParamMetric+MetricPenalty, penalty)

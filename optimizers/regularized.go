@@ -144,6 +144,7 @@ type Step struct {
 
 	loss *Node   // L(θ), as the trainer built it (with Groups: of the whole batch; of a group's sub-step: Lₖ)
 	grad []*Node // g₁ = ∇L(θ) (with Groups: the mean of the groups' g₁ᵏ; of a group's sub-step: g₁ᵏ)
+	sq   *Node   // ‖g₁‖², built once by gradSquaredNorm
 	pass *pass   // model and inputs recorded by NewTrainer (of the group for a sub-step); nil with train.NewTrainer
 
 	phase   Phase              // of the branch being built (every.go)
@@ -255,7 +256,17 @@ func (s *Step) fdStep() *Node {
 	if !s.ParamBool(ParamNormalized) {
 		return s.Epsilon()
 	}
-	return graph.Div(s.Epsilon(), graph.AddScalar(GlobalNorm(s.grad), NormStabilizer))
+	return graph.Div(s.Epsilon(), graph.AddScalar(graph.Sqrt(s.gradSquaredNorm()), NormStabilizer))
+}
+
+// gradSquaredNorm returns ‖g₁‖² = InnerProduct(g₁, g₁), built once per step: the normalized finite
+// difference, the curvature metric, the published metrics and the stability check all use it (the pure-Go
+// backend would otherwise run one pass over the gradient for each).
+func (s *Step) gradSquaredNorm() *Node {
+	if s.sq == nil {
+		s.sq = InnerProduct(s.grad, s.grad)
+	}
+	return s.sq
 }
 
 // GradAt returns ∇L(θ + offset): the model and loss are built again, on the same inputs and labels, with

@@ -114,8 +114,7 @@ func (r *Regularized) watchStability(ctx *context.Context, g *graph.Graph, prep 
 	if s.warm != nil { // γ_t = w_t·γ under WarmUp.
 		gamma = graph.Mul(gamma, castTo(s.warm, gamma))
 	}
-	sq := InnerProduct(s.grad, s.grad)
-	lambda := sharpness(s.curvature, sq)
+	lambda := sharpness(s.curvature, s.gradSquaredNorm())
 	lr = graph.ConvertDType(lr, lambda.DType())
 	// r = η·λ̂(1 + γλ̂)/(2(1 + β)).
 	ratio := graph.DivScalar(graph.Mul(lr, graph.Mul(lambda, graph.OnePlus(graph.Mul(gamma, lambda)))), 2*(1+beta))
