@@ -11,7 +11,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/pkg/errors"
 
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
@@ -44,11 +44,11 @@ func checkFlags() error {
 			return errors.Errorf("-backend=%q: an empty backend in the comma-separated list", *flagBackend)
 		}
 	}
-	if d := *flagDotGradient; d != "gomlx" && d != "matmul" && d != "both" {
-		return errors.Errorf("unknown -dot_gradient=%q: valid values are gomlx|matmul|both", d)
+	if d := *flagGradients; d != "gomlx" && d != "grgrad" && d != "both" {
+		return errors.Errorf("unknown -gradients=%q: valid values are gomlx|grgrad|both", d)
 	}
-	if *flagSoak > 0 && *flagDotGradient == "both" {
-		return errors.New("-dot_gradient=both compares step times; with -soak give gomlx or matmul")
+	if *flagSoak > 0 && *flagGradients == "both" {
+		return errors.New("-gradients=both compares step times; with -soak give gomlx or grgrad")
 	}
 	if *flagOnly != "" {
 		var names []string

@@ -13,8 +13,8 @@
 // -model=cnn is the small CNN built on examples/cifar/dconv (twice differentiable, so DB runs) on [batch, 32, 32,
 // 3] inputs. -backend takes several backends, comma-separated: each gets its own trainers, and the rounds
 // interleave all of them; each table names its backend. -json prints the per-step times as JSON lines for
-// the side-by-side run with PyTorch and JAX (examples/bench/peers/run.sh). -dot_gradient=both runs every
-// backend twice, with GoMLX's gradients of matrix products and with grdot's (optimizers/grdot).
+// the side-by-side run with PyTorch and JAX (examples/bench/peers/run.sh). -gradients=both runs every
+// backend twice, with GoMLX's gradients of matrix products and with grgrad's (optimizers/grgrad).
 //
 //	go run ./examples/bench -rounds=30 -batch=128 -hidden=256
 //	go run ./examples/bench -model=vit -rounds=20 -batch=64
@@ -46,11 +46,11 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train/losses"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/gradreg/gradreg/examples/cifar/dconv"
-	more "github.com/gradreg/gradreg/examples/methods"
 	vit "github.com/gradreg/gradreg/examples/vit/model"
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
-	"github.com/gradreg/gradreg/optimizers/grdot"
+	"github.com/gradreg/gradreg/optimizers/grcontrib"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -68,8 +68,8 @@ var (
 		"dense -out; -in and -hidden are ignored)")
 	flagBackend = flag.String("backend", "", "GoMLX backends, comma-separated, run interleaved (go, xla:cpu, "+
 		"xla:cuda, xla:/path/plugin.so); default: $GOMLX_BACKEND, else an installed XLA plugin, else go")
-	flagDotGradient = flag.String("dot_gradient", "gomlx", "gradient of the matrix products: gomlx (GoMLX's, a "+
-		"[batch, in, out] broadcast product and sum), matmul (grdot.Install: transposed matrix products) or both "+
+	flagGradients = flag.String("gradients", "gomlx", "gradient of the matrix products: gomlx (GoMLX's, a "+
+		"[batch, in, out] broadcast product and sum), grgrad (grgrad.Install: transposed matrix products) or both "+
 		"(each backend twice, interleaved)")
 	flagJSON = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
 		"method instead of the tables (for examples/bench/peers/run.sh)")
@@ -90,7 +90,7 @@ type method struct {
 	cpu     []time.Duration // process CPU time of each timed step
 	peak    uint64
 	backend backends.Backend
-	matmul  bool            // built with grdot's gradients of matrix products (-dot_gradient)
+	grgrad  bool            // built with grgrad's gradients of matrix products (-gradients)
 	x, y    *tensors.Tensor // the batch, on backend
 }
 
@@ -117,10 +117,10 @@ func methods() []*method {
 			opt: func() optimizers.Interface { return gr.ForwardDifference(sgd()).Every(k).Done() }})
 	}
 	ms = append(ms,
-		&method{name: "GSAM", target: fd, opt: func() optimizers.Interface { return more.GSAM(sgd()).Done() }},
-		&method{name: "FriendlySAM", target: fd, opt: func() optimizers.Interface { return more.FriendlySAM(sgd()).Done() }},
+		&method{name: "GSAM", target: fd, opt: func() optimizers.Interface { return grcontrib.GSAM(sgd()).Done() }},
+		&method{name: "FriendlySAM", target: fd, opt: func() optimizers.Interface { return grcontrib.FriendlySAM(sgd()).Done() }},
 		&method{name: "LookSAM Every(5)", target: "≤ 1.3×", every: 5,
-			opt: func() optimizers.Interface { return more.LookSAM(sgd()).Every(5).Done() }})
+			opt: func() optimizers.Interface { return grcontrib.LookSAM(sgd()).Every(5).Done() }})
 	ms = append(ms, &method{name: "Flooding (b=0.02)", target: "≤ 1.02×", opt: sgd,
 		lossFn: regularizers.Flooding(crossEntropy, 0.02)})
 	return append(ms, practiceMethods()...)
@@ -218,13 +218,13 @@ func main() {
 	// One list of methods per backend; all of them are interleaved below.
 	var runs [][]*method
 	for _, be := range bes {
-		for _, matmul := range dotGradients() {
+		for _, useGrgrad := range gradientChoices() {
 			all := methods()
 			var ms []*method
 			for _, m := range all {
 				if *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
 					// A tensor used on one backend cannot be fed to another: each backend has its own.
-					m.backend, m.matmul = be, matmul
+					m.backend, m.grgrad = be, useGrgrad
 					m.x = tensors.FromFlatDataAndDimensions(xs, inShape()...)
 					m.y = tensors.FromFlatDataAndDimensions(ys, *flagBatch, 1)
 					ms = append(ms, m)
@@ -236,10 +236,10 @@ func main() {
 	step := func(m *method) {
 		// Graphs are built at a method's first steps, with the gradients of matrix products in effect then;
 		// setting them before every step keeps each method on its own (a map write, not timed apart).
-		if m.matmul {
-			grdot.MustInstall()
+		if m.grgrad {
+			grgrad.MustInstall()
 		} else {
-			grdot.Uninstall()
+			grgrad.Uninstall()
 		}
 		if _, err := gr.TrainStep(m.trainer, nil, []*tensors.Tensor{m.x}, []*tensors.Tensor{m.y}); err != nil {
 			fmt.Fprintf(os.Stderr, "%s on %s: %+v\n", m.name, describe(m), err)
@@ -325,10 +325,10 @@ func newBackends() []backends.Backend {
 	return bes
 }
 
-// dotGradients lists the variants of -dot_gradient: false for GoMLX's gradients, true for grdot's.
-func dotGradients() []bool {
-	switch *flagDotGradient {
-	case "matmul":
+// dotGradients lists the variants of -gradients: false for GoMLX's gradients, true for grgrad's.
+func gradientChoices() []bool {
+	switch *flagGradients {
+	case "grgrad":
 		return []bool{true}
 	case "both":
 		return []bool{false, true}
@@ -336,10 +336,10 @@ func dotGradients() []bool {
 	return []bool{false}
 }
 
-// describe names a method's backend and, with grdot's gradients, says so.
+// describe names a method's backend and, with grgrad's gradients, says so.
 func describe(m *method) string {
-	if m.matmul {
-		return grbackend.Describe(m.backend) + " + grdot"
+	if m.grgrad {
+		return grbackend.Describe(m.backend) + " + grgrad"
 	}
 	return grbackend.Describe(m.backend)
 }

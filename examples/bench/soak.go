@@ -19,8 +19,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/layers/activations"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/gradreg/gradreg/examples/internal/mnistdata"
-	gr "github.com/gradreg/gradreg/optimizers"
-	"github.com/gradreg/gradreg/optimizers/grdot"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 )
 
 var (
@@ -59,7 +59,7 @@ func soak() error {
 	fmt.Printf("Soak: %d steps per method, MNIST (%d train, %d test), MLP 784→%d→10 ReLU, batch %d, SGD lr %g, "+
 		"methods at their defaults unless set (γ = %g, ε = %g, SAM ρ = %g), guard on; backend %s; %s.\n\n",
 		*flagSoak, train.Len(), test.Len(), *flagSoakHidden, *flagSoakBatch, *flagSoakLR,
-		gr.DefaultGamma, gr.DefaultEpsilon, gr.DefaultRho, backend.Name(), grdot.Describe())
+		gr.DefaultGamma, gr.DefaultEpsilon, gr.DefaultRho, backend.Name(), grgrad.Describe())
 	fmt.Println("| method | non-finite losses | skipped steps | fallbacks | final train loss (last 100) | λ̂ (last 100) | " +
 		"test accuracy | wall time |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -241,8 +241,8 @@ func mainSoak() bool {
 	if *flagSoak <= 0 {
 		return false
 	}
-	if *flagDotGradient == "matmul" { // The soak trains with one choice for every method (checkFlags refuses both).
-		grdot.MustInstall()
+	if *flagGradients == "grgrad" { // The soak trains with one choice for every method (checkFlags refuses both).
+		grgrad.MustInstall()
 	}
 	if err := soak(); err != nil {
 		fmt.Fprintf(os.Stderr, "soak: %v\n", err)

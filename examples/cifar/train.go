@@ -17,7 +17,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/gradreg/gradreg/examples/internal/run"
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 

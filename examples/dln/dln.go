@@ -15,7 +15,7 @@ import (
 	"github.com/gomlx/gomlx/ui/commandline"
 	"github.com/pkg/errors"
 
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 )
 
 type Node = graph.Node

@@ -46,7 +46,7 @@ import (
 	"github.com/gradreg/gradreg/examples/internal/mnistdata"
 	"github.com/gradreg/gradreg/examples/internal/run"
 	"github.com/gradreg/gradreg/examples/internal/sgdm"
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 

@@ -22,9 +22,9 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/gomlx/gomlx/ui/commandline"
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
-	"github.com/gradreg/gradreg/optimizers/grdot"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 )
 
 var (
@@ -112,8 +112,8 @@ func trainEvalCopy(ds *datasets.InMemoryDataset) *datasets.InMemoryDataset {
 func main() {
 	flag.Parse()
 	// Optional, once, before any graph is built: GoMLX then differentiates matrix products into matrix
-	// products (the same gradients, 6–8× less CPU per training step of an MLP; see package grdot).
-	if err := grdot.Install(); err != nil {
+	// products (the same gradients, 6–8× less CPU per training step of an MLP; see package grgrad).
+	if err := grgrad.Install(); err != nil {
 		log.Fatal(err)
 	}
 	backend := grbackend.MustNew()

@@ -14,7 +14,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	_ "github.com/gomlx/gomlx/backends/simplego" // Registers the pure-Go backend ("go").
 
-	"github.com/gradreg/gradreg/optimizers/grdot"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 )
 
 // New returns the backend gradreg's examples and tests use, and prints one line to stderr saying which:
@@ -37,10 +37,10 @@ import (
 // keep each op's own parallelism and cost nothing measurable on the MLP benchmark (docs/benchmarks.md).
 // A configuration with options, e.g. "go:ops_parallel", is used as given.
 //
-// $GRADREG_DOT_GRADIENT chooses how every graph of the process differentiates matrix products: "matmul"
-// installs optimizers/grdot (transposed matrix products, 6–8× less CPU per MLP step), "gomlx" keeps GoMLX's own
+// $GRADREG_GRADIENTS chooses how every graph of the process differentiates matrix products: "grgrad"
+// installs optimizers/grgrad (transposed matrix products, 6–8× less CPU per MLP step), "gomlx" keeps GoMLX's own
 // gradients (a [batch, in, out] broadcast product and sum); unset, New changes nothing. The line says
-// "grdot" when grdot's gradients are in effect.
+// "grgrad" when grgrad's gradients are in effect.
 //
 // The XLA backend is compiled in on linux/amd64 and darwin unless built with the noxla tag.
 func New() (backends.Backend, error) {
@@ -164,43 +164,43 @@ func announce(backend backends.Backend, config, source string) {
 	}
 	described.Store(backend, what)
 	line := fmt.Sprintf("gradreg: backend %s (%q, %s)", what, config, source)
-	if grdot.Installed() {
-		line += "; " + grdot.Describe()
+	if grgrad.Installed() {
+		line += "; " + grgrad.Describe()
 	}
 	if _, seen := announced.LoadOrStore(line, true); !seen {
 		fmt.Fprintln(os.Stderr, line)
 	}
 }
 
-// DotGradientEnvVar is the environment variable New reads to choose the gradients of matrix products.
-const DotGradientEnvVar = "GRADREG_DOT_GRADIENT"
+// GradientsEnvVar is the environment variable New reads to choose the gradients of matrix products.
+const GradientsEnvVar = "GRADREG_GRADIENTS"
 
-// ErrDotGradientChoice is the error of SetDotGradient for a value other than "matmul" and "gomlx".
-var ErrDotGradientChoice = errors.New(`valid values are matmul (optimizers/grdot's gradients of matrix ` +
+// ErrGradientsChoice is the error of SetGradients for a value other than "grgrad" and "gomlx".
+var ErrGradientsChoice = errors.New(`valid values are grgrad (optimizers/grgrad's gradients of matrix ` +
 	`products) and gomlx (GoMLX's own)`)
 
-// SetDotGradient chooses, for every graph built afterwards in the process, the gradients of matrix
-// products: "matmul" installs optimizers/grdot's, "gomlx" puts GoMLX's own back. Another value is an error
-// wrapping ErrDotGradientChoice.
-func SetDotGradient(choice string) error {
+// SetGradients chooses, for every graph built afterwards in the process, the gradients of matrix
+// products: "grgrad" installs optimizers/grgrad's, "gomlx" puts GoMLX's own back. Another value is an error
+// wrapping ErrGradientsChoice.
+func SetGradients(choice string) error {
 	switch choice {
-	case "matmul":
-		return grdot.Install()
+	case "grgrad":
+		return grgrad.Install()
 	case "gomlx":
-		grdot.Uninstall()
+		grgrad.Uninstall()
 		return nil
 	}
-	return fmt.Errorf("%q: %w", choice, ErrDotGradientChoice)
+	return fmt.Errorf("%q: %w", choice, ErrGradientsChoice)
 }
 
-// dotGradient applies $GRADREG_DOT_GRADIENT, when set (see New).
+// dotGradient applies $GRADREG_GRADIENTS, when set (see New).
 func dotGradient() error {
-	v := os.Getenv(DotGradientEnvVar)
+	v := os.Getenv(GradientsEnvVar)
 	if v == "" {
 		return nil
 	}
-	if err := SetDotGradient(v); err != nil {
-		return fmt.Errorf("gradreg: $%s=%w", DotGradientEnvVar, err)
+	if err := SetGradients(v); err != nil {
+		return fmt.Errorf("gradreg: $%s=%w", GradientsEnvVar, err)
 	}
 	return nil
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
-	"github.com/gradreg/gradreg/optimizers/grdot"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,20 +47,20 @@ func TestNewCPUDevices(t *testing.T) {
 	}
 }
 
-// $GRADREG_DOT_GRADIENT chooses the gradients of matrix products; a bad value is an error naming it.
-func TestDotGradientEnvVar(t *testing.T) {
-	defer grdot.Uninstall()
-	t.Setenv(grbackend.DotGradientEnvVar, "matmul")
-	if _, err := grbackend.New(); err != nil || !grdot.Installed() {
-		t.Fatalf("%s=matmul: err %v, grdot installed %v", grbackend.DotGradientEnvVar, err, grdot.Installed())
+// $GRADREG_GRADIENTS chooses the gradients of matrix products; a bad value is an error naming it.
+func TestGradientsEnvVar(t *testing.T) {
+	defer grgrad.Uninstall()
+	t.Setenv(grbackend.GradientsEnvVar, "grgrad")
+	if _, err := grbackend.New(); err != nil || !grgrad.Installed() {
+		t.Fatalf("%s=grgrad: err %v, grgrad installed %v", grbackend.GradientsEnvVar, err, grgrad.Installed())
 	}
-	t.Setenv(grbackend.DotGradientEnvVar, "gomlx")
-	if _, err := grbackend.New(); err != nil || grdot.Installed() {
-		t.Fatalf("%s=gomlx: err %v, grdot installed %v", grbackend.DotGradientEnvVar, err, grdot.Installed())
+	t.Setenv(grbackend.GradientsEnvVar, "gomlx")
+	if _, err := grbackend.New(); err != nil || grgrad.Installed() {
+		t.Fatalf("%s=gomlx: err %v, grgrad installed %v", grbackend.GradientsEnvVar, err, grgrad.Installed())
 	}
-	t.Setenv(grbackend.DotGradientEnvVar, "fast")
-	if _, err := grbackend.New(); err == nil || !strings.Contains(err.Error(), grbackend.DotGradientEnvVar) ||
-		!strings.Contains(err.Error(), "matmul") {
-		t.Fatalf("%s=fast: error %v, want one naming the variable and its values", grbackend.DotGradientEnvVar, err)
+	t.Setenv(grbackend.GradientsEnvVar, "fast")
+	if _, err := grbackend.New(); err == nil || !strings.Contains(err.Error(), grbackend.GradientsEnvVar) ||
+		!strings.Contains(err.Error(), "grgrad") {
+		t.Fatalf("%s=fast: error %v, want one naming the variable and its values", grbackend.GradientsEnvVar, err)
 	}
 }

@@ -191,7 +191,7 @@ def jax_steps(model, x_np, y_np):
 
 
 GRADREG_NAMES = {"base (SGD)": "SGD", "ForwardDifference": "F-GR", "SAM": "SAM", "DoubleBackprop": "DB"}
-COLUMNS = ["gradreg, pure Go", "gradreg, pure Go + grdot", "gradreg, XLA CPU", "gradreg, XLA CPU + grdot",
+COLUMNS = ["gradreg, pure Go", "gradreg, pure Go + grgrad", "gradreg, XLA CPU", "gradreg, XLA CPU + grgrad",
            "PyTorch CPU", "JAX CPU"]
 XLA_GRDOT = COLUMNS[3]  # the column compared with PyTorch and JAX
 
@@ -207,7 +207,7 @@ def table(path):
             d = json.loads(line)
             if d["framework"] == "gradreg":
                 column = COLUMNS[2] if d["backend"].startswith("XLA") else COLUMNS[0]
-                if d["backend"].endswith("+ grdot"):  # bench -dot_gradient=both: grdot's gradients of matrix products
+                if d["backend"].endswith("+ grgrad"):  # bench -gradients=both: grgrad's gradients of matrix products
                     column = COLUMNS[COLUMNS.index(column) + 1]
                 method = GRADREG_NAMES.get(d["method"])
                 if method is None:
@@ -229,7 +229,7 @@ def table(path):
             n = sorted({rounds[k] for k in rounds if k[0] == model})
             print(f"\n{titles[model]}, float32, {what} per step in ms (median of {'/'.join(map(str, n))} steps) "
                   f"and × the framework's own SGD; threads {'/'.join(map(str, sorted(threads)))}.\n")
-            print("| method | " + " | ".join(COLUMNS) + " | gradreg XLA + grdot ÷ PyTorch | gradreg XLA + grdot ÷ JAX |")
+            print("| method | " + " | ".join(COLUMNS) + " | gradreg XLA + grgrad ÷ PyTorch | gradreg XLA + grgrad ÷ JAX |")
             print("|---|" + "---:|" * (len(COLUMNS) + 2))
             for method in METHODS:
                 cells = []

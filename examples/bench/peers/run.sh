@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Dev-only: gradreg's step on the pure-Go backend and on XLA's CPU plugin, each with GoMLX's gradients of
-# matrix products and with optimizers/grdot's (bench -dot_gradient=both), side by side with PyTorch and JAX
+# matrix products and with optimizers/grgrad's (bench -gradients=both), side by side with PyTorch and JAX
 # on the CPU: SGD, F-GR, SAM and DB on the MLP 784-256-256-10 (batch 64) and on the dconv CNN (batch 32),
 # float32, every framework with all the machine's threads.
 #
@@ -38,7 +38,7 @@ for block in $(seq "$blocks"); do
     esac
     echo "block $block/$blocks, $model: gradreg (load $(cut -d' ' -f1 /proc/loadavg))" >&2
     "$bin/bench" "${args[@]}" -backend=go,xla:cpu -only=ForwardDifference,SAM,DoubleBackprop \
-      -dot_gradient=both -rounds="$rounds" -warmup=2 -json >>"$out"
+      -gradients=both -rounds="$rounds" -warmup=2 -json >>"$out"
     echo "block $block/$blocks, $model: PyTorch, JAX (load $(cut -d' ' -f1 /proc/loadavg))" >&2
     # PASSIVE: PyTorch's OpenMP threads sleep instead of spinning while they wait, so that on a loaded
     # machine its process CPU time counts work, not spinning.

@@ -49,11 +49,11 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/gradreg/gradreg/examples/internal/sgdm"
-	_ "github.com/gradreg/gradreg/examples/methods" // GSAM, LookSAM, FriendlySAM: -method values
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/optimizers/grcheckpoint"
-	"github.com/gradreg/gradreg/optimizers/grdot"
+	_ "github.com/gradreg/gradreg/optimizers/grcontrib" // GSAM, LookSAM, FriendlySAM: -method values
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -121,10 +121,10 @@ type Seeker interface{ Seek(step int) }
 
 // Options are the runner's flags that are not hyperparameters.
 type Options struct {
-	Method, Compare, Set, Backend, DotGradient, Checkpoint, Out, Plot, Merge string
-	Seeds                                                                    int
-	Seed                                                                     int64
-	Quiet                                                                    bool
+	Method, Compare, Set, Backend, Gradients, Checkpoint, Out, Plot, Merge string
+	Seeds                                                                  int
+	Seed                                                                   int64
+	Quiet                                                                  bool
 }
 
 // Runner is an example's parsed command line.
@@ -176,9 +176,9 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 		"applied after the flags (every gr_* key of package gr is accepted)")
 	fs.StringVar(&o.Backend, "backend", "", "GoMLX backend (go, xla:cpu, xla:cuda, ...); default: "+
 		"$GOMLX_BACKEND, else an installed XLA plugin, else go")
-	fs.StringVar(&o.DotGradient, "dot_gradient", "", "gradients of matrix products: matmul (optimizers/grdot: "+
+	fs.StringVar(&o.Gradients, "gradients", "", "gradients of matrix products: grgrad (optimizers/grgrad: "+
 		"transposed matrix products, 6–8× less CPU per MLP step) or gomlx (GoMLX's own, a [batch, in, out] product and "+
-		"sum; the same gradient up to float rounding); default: $"+grbackend.DotGradientEnvVar+", else matmul")
+		"sum; the same gradient up to float rounding); default: $"+grbackend.GradientsEnvVar+", else grgrad")
 	fs.StringVar(&o.Checkpoint, "checkpoint", "", "checkpoint folder of a single run: saved every "+
 		"-save_every steps and at the end, resumed from when it holds one")
 	fs.StringVar(&o.Out, "out", filepath.Join("examples", ex.Name, "out"), "folder for the PNGs, JSON and "+
@@ -334,23 +334,23 @@ func (r *runner) initBackend() error {
 			return err
 		}
 	}
-	// -dot_gradient, else $GRADREG_DOT_GRADIENT, else grdot's gradients of matrix products; applied here
+	// -gradients, else $GRADREG_GRADIENTS, else grgrad's gradients of matrix products; applied here
 	// (an example's own NewBackend may not call grbackend.New) and put in the environment, which
 	// grbackend.New reads, so that both agree.
-	dot := r.opts.DotGradient
+	dot := r.opts.Gradients
 	if dot == "" {
-		dot = os.Getenv(grbackend.DotGradientEnvVar)
+		dot = os.Getenv(grbackend.GradientsEnvVar)
 	}
 	if dot == "" {
-		dot = "matmul"
+		dot = "grgrad"
 	}
-	if err := grbackend.SetDotGradient(dot); err != nil {
-		if errors.Is(err, grbackend.ErrDotGradientChoice) {
-			return usagef("-dot_gradient (or $%s)=%v", grbackend.DotGradientEnvVar, err)
+	if err := grbackend.SetGradients(dot); err != nil {
+		if errors.Is(err, grbackend.ErrGradientsChoice) {
+			return usagef("-gradients (or $%s)=%v", grbackend.GradientsEnvVar, err)
 		}
 		return err
 	}
-	if err := os.Setenv(grbackend.DotGradientEnvVar, dot); err != nil {
+	if err := os.Setenv(grbackend.GradientsEnvVar, dot); err != nil {
 		return err
 	}
 	newBackend := grbackend.New
@@ -372,7 +372,7 @@ func (r *runner) initBackend() error {
 
 // describeBackend names the backend and the gradients of matrix products in effect.
 func (r *runner) describeBackend() string {
-	return grbackend.Describe(r.backend) + ", " + grdot.Describe()
+	return grbackend.Describe(r.backend) + ", " + grgrad.Describe()
 }
 
 // cpuText is the process CPU time per step, or says it was not measured (it is measured from the end of

@@ -15,8 +15,8 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
-	gr "github.com/gradreg/gradreg/optimizers"
-	"github.com/gradreg/gradreg/optimizers/grdot"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 )
 
 // parse parses args for an example without data (enough for the settings).
@@ -286,15 +286,15 @@ func TestMerge(t *testing.T) {
 	}
 }
 
-// -dot_gradient chooses the gradients of matrix products for the whole run, also for an example whose
+// -gradients chooses the gradients of matrix products for the whole run, also for an example whose
 // own NewBackend does not go through grbackend.New; a bad value is a usage error naming the flag.
-func TestDotGradientFlag(t *testing.T) {
-	defer grdot.Uninstall()
+func TestGradientsFlag(t *testing.T) {
+	defer grgrad.Uninstall()
 	ex := &Example{Name: "dotgrad", Defaults: map[string]any{ParamSteps: 1}, NewBackend: func() (backends.Backend, error) { return backends.NewWithConfig("go") }}
 	for _, c := range []struct {
 		flag string
 		want bool
-	}{{"-dot_gradient=gomlx", false}, {"-dot_gradient=matmul", true}, {"-dot_gradient=gomlx", false}} {
+	}{{"-gradients=gomlx", false}, {"-gradients=grgrad", true}, {"-gradients=gomlx", false}} {
 		r, err := Parse(ex, flag.NewFlagSet("dotgrad", flag.ContinueOnError), []string{c.flag})
 		if err != nil {
 			t.Fatal(err)
@@ -302,19 +302,19 @@ func TestDotGradientFlag(t *testing.T) {
 		if err := r.initBackend(); err != nil {
 			t.Fatal(err)
 		}
-		if grdot.Installed() != c.want {
-			t.Errorf("%s: grdot installed %v", c.flag, grdot.Installed())
+		if grgrad.Installed() != c.want {
+			t.Errorf("%s: grgrad installed %v", c.flag, grgrad.Installed())
 		}
-		if d := r.describeBackend(); strings.Contains(d, "by grdot") != c.want {
+		if d := r.describeBackend(); strings.Contains(d, "by grgrad") != c.want {
 			t.Errorf("%s: the tables' backend %q", c.flag, d)
 		}
 	}
-	r, err := Parse(ex, flag.NewFlagSet("dotgrad", flag.ContinueOnError), []string{"-dot_gradient=fast"})
+	r, err := Parse(ex, flag.NewFlagSet("dotgrad", flag.ContinueOnError), []string{"-gradients=fast"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.initBackend(); err == nil || !strings.Contains(err.Error(), "-dot_gradient") {
-		t.Errorf("-dot_gradient=fast: error %v, want one naming the flag", err)
+	if err := r.initBackend(); err == nil || !strings.Contains(err.Error(), "-gradients") {
+		t.Errorf("-gradients=fast: error %v, want one naming the flag", err)
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 )
 
 // TestOneStepMatchesReference: one step of each method through gr.NewTrainer on the ViT equals its formula

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gradreg/gradreg/examples/internal/testbackend"
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 )
 
 // backend is the tests' shared backend.

@@ -22,7 +22,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context/checkpoints"
 	"github.com/gomlx/gomlx/pkg/ml/layers"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
-	"github.com/gradreg/gradreg/optimizers/grdot"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 	"github.com/stretchr/testify/require"
 )
 
@@ -51,9 +51,9 @@ func buildErr(b backends.Backend, fn func(g *Graph)) (err error) {
 // (DotGeneral) would need none. BenchmarkNoteDotGradient measures the cost.
 func TestNoteDotGradientMaterializesProduct(t *testing.T) {
 	const batch, in, out = 8, 5, 3
-	if grdot.Installed() { // GoMLX's own gradient is the subject here ($GRADREG_DOT_GRADIENT=matmul installs grdot's).
-		grdot.Uninstall()
-		defer grdot.MustInstall()
+	if grgrad.Installed() { // GoMLX's own gradient is the subject here ($GRADREG_GRADIENTS=grgrad installs grgrad's).
+		grgrad.Uninstall()
+		defer grgrad.MustInstall()
 	}
 	for _, useGeneral := range []bool{false, true} {
 		g := NewGraph(pureGo(t), "note1")
@@ -81,7 +81,7 @@ func TestNoteDotGradientMaterializesProduct(t *testing.T) {
 
 // BenchmarkNoteDotGradient: forward and backward of a dense layer [64, 784]·[784, 128] on grbackend.New's
 // backend (pure Go by default; GOMLX_BACKEND=xla:cpu for XLA's CPU plugin): GoMLX's gradient (autodiff)
-// against the same two gradients written as matrix products, and GoMLX's autodiff with optimizers/grdot's
+// against the same two gradients written as matrix products, and GoMLX's autodiff with optimizers/grgrad's
 // gradients of matrix products installed while the graph is built.
 func BenchmarkNoteDotGradient(b *testing.B) {
 	const batch, in, out = 64, 784, 128
@@ -109,21 +109,21 @@ func BenchmarkNoteDotGradient(b *testing.B) {
 			return []*Node{Einsum("bo,io->bi", v, w), Einsum("bi,bo->io", x, v)}
 		},
 	}
-	cases["autodiff+grdot"] = cases["autodiff"]
-	installed := grdot.Installed()
+	cases["autodiff+grgrad"] = cases["autodiff"]
+	installed := grgrad.Installed()
 	defer func() {
 		if installed {
-			grdot.MustInstall()
+			grgrad.MustInstall()
 		} else {
-			grdot.Uninstall()
+			grgrad.Uninstall()
 		}
 	}()
-	for _, name := range []string{"forward", "autodiff", "matmul", "autodiff+grdot"} {
+	for _, name := range []string{"forward", "autodiff", "matmul", "autodiff+grgrad"} {
 		b.Run(name, func(b *testing.B) {
-			if name == "autodiff+grdot" {
-				grdot.MustInstall()
+			if name == "autodiff+grgrad" {
+				grgrad.MustInstall()
 			} else {
-				grdot.Uninstall()
+				grgrad.Uninstall()
 			}
 			exec := MustNewExec(backend, cases[name])
 			exec.MustExec(x, w) // The graph is built here, with the gradients installed now.

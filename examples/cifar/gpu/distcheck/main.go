@@ -38,7 +38,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/gradreg/gradreg/examples/internal/sgdm"
-	gr "github.com/gradreg/gradreg/optimizers"
+	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
 )
 
