@@ -597,8 +597,12 @@ func Rows(entries []Entry, results [][]*Result) []Row {
 func FormatTable(rows []Row) string {
 	var b strings.Builder
 	ref := rows[0].Entry
-	fmt.Fprintf(&b, "| method | test accuracy (mean ± std) | Δ vs %s [95%% CI] | Δ > 0 | train accuracy | "+
-		"train loss | time/step (mean) | CPU/step (mean) |\n|---|---|---|---|---|---|---|---|\n", ref)
+	acc, diff := "test accuracy (mean ± std)", "Δ vs "+ref+" [95% CI]"
+	if !slices.ContainsFunc(rows, func(r Row) bool { return r.Seeds > 1 }) { // One seed: no spread, no interval.
+		acc, diff = "test accuracy", "Δ vs "+ref
+	}
+	fmt.Fprintf(&b, "| method | %s | %s | Δ > 0 | train accuracy | train loss | time/step (mean) | "+
+		"CPU/step (mean) |\n|---|---|---|---|---|---|---|---|\n", acc, diff)
 	for _, r := range rows {
 		if r.Seeds == 0 {
 			fmt.Fprintf(&b, "| %s | not run | | | | | | |\n", r.Entry)
@@ -619,15 +623,15 @@ func FormatTable(rows []Row) string {
 				pos = fmt.Sprintf("%d/%d", d.Positive, d.N)
 			}
 		}
-		acc := fmt.Sprintf("%.2f%%", 100*r.TestAccuracy.Mean)
+		accCell := fmt.Sprintf("%.2f%%", 100*r.TestAccuracy.Mean)
 		if r.Seeds > 1 {
-			acc += fmt.Sprintf(" ± %.2f", 100*r.TestAccuracy.Std)
+			accCell += fmt.Sprintf(" ± %.2f", 100*r.TestAccuracy.Std)
 		}
 		entry := r.Entry
 		if len(r.Warnings) > 0 {
 			entry += " ⚠"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f%% | %.4f | %s | %s |\n", entry, acc, diff, pos,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f%% | %.4f | %s | %s |\n", entry, accCell, diff, pos,
 			100*r.TrainAcc.Mean, r.TrainLoss.Mean, timeCell(r.StepTime, r.Relative), cpu)
 	}
 	for _, r := range rows {

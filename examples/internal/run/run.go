@@ -32,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -233,6 +234,7 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 		return nil, errors.Errorf("-checkpoint applies to a single run: give -method (no -compare) and -seeds=1")
 	}
 	// Build every entry's context once, so that bad settings fail before any training.
+	params := make([]map[string]string, len(r.entries))
 	for i, e := range r.entries {
 		ctx, err := r.newContext(e, o.Seed)
 		if err != nil {
@@ -245,11 +247,12 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 			return nil, err
 		}
 		keys, _ := settingKeys(e.Settings) // ParseCompare checked them.
-		r.entries[i].label = labelOf(runParams(ctx), keys)
-		for _, o := range r.entries[:i] {
-			if o.label == r.entries[i].label {
-				return nil, errors.Errorf("-compare entries %q and %q both run %s: remove one", o.String(),
-					e.String(), o.label)
+		params[i] = runParams(ctx)
+		r.entries[i].label = labelOf(params[i], keys)
+		for k, o := range r.entries[:i] {
+			if maps.Equal(params[k], params[i]) || o.label == r.entries[i].label {
+				return nil, errors.Errorf("-compare entries %q and %q both run %s with the same settings: remove one",
+					o.String(), e.String(), o.label)
 			}
 		}
 	}
@@ -318,6 +321,9 @@ func (r *runner) probeOutputs() error {
 		if p := r.plotPath(); p != "" {
 			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 				return usagef("-plot %q is a folder: give a file name", r.opts.Plot)
+			}
+			if !strings.EqualFold(filepath.Ext(p), ".png") {
+				return usagef("-plot %q: the plot is a PNG: give a name ending in .png", r.opts.Plot)
 			}
 			flag := "-plot (relative to -out)"
 			if filepath.IsAbs(r.opts.Plot) {
