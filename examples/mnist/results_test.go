@@ -6,10 +6,14 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
 	"github.com/gradreg/gradreg/examples/internal/run"
+	"github.com/gradreg/gradreg/optimizers/grcheckpoint"
 )
 
 // Nothing silent: each label names what ran (built from the run's configuration, not from the flag that
@@ -175,5 +179,22 @@ func TestNoProgressBarInALog(t *testing.T) {
 	}
 	if !strings.Contains(string(log), "step 2/4: test accuracy") || !strings.Contains(string(log), "step 4/4: test accuracy") {
 		t.Errorf("no line per evaluation in the log:\n%s", log)
+	}
+}
+
+// A checkpoint folder held by another run (here a handler of this process, as another process would hold
+// it): refused before training, naming the holder's PID.
+func TestCheckpointFolderInUse(t *testing.T) {
+	tinyData(t)
+	dir := t.TempDir()
+	h, err := grcheckpoint.Build(context.New()).Dir(dir).Done()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Close() }()
+	stdout, _ := checkCLI(t, []string{"-method=sgd", "-checkpoint=" + dir}, 2,
+		[]string{"-checkpoint", "in use by process " + strconv.Itoa(os.Getpid())}, nil)
+	if strings.Contains(stdout, "step ") {
+		t.Errorf("trained before refusing:\n%s", stdout)
 	}
 }
