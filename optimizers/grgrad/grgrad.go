@@ -169,7 +169,7 @@ func Installed() bool {
 	return original != nil
 }
 
-// Covers names the ops whose gradients grgrad provides (sorted), for error messages and docs.
+// Covers names the ops whose gradients grgrad provides, sorted: "BatchNormForTraining, Ceil, Clamp, …".
 func Covers() string {
 	var names []string
 	for t := range gradients(nil, true) {
@@ -177,4 +177,21 @@ func Covers() string {
 	}
 	slices.Sort(names)
 	return strings.Join(names, ", ")
+}
+
+// CoversOp reports whether grgrad provides the gradient of the op (a graph.NodeType's name, e.g.
+// "ConvGeneral"), or makes the gradient of the op differentiable: GoMLX builds the gradients of
+// ReduceWindow (MaxPool, MinPool, MeanPool) and BatchNormForTraining from SelectAndScatter, Pad and
+// BatchNormGradient, which have none.
+func CoversOp(op string) bool {
+	switch op {
+	case "ReduceWindow", "BatchNormGradient":
+		return true
+	}
+	for t := range gradients(nil, true) {
+		if t.String() == op {
+			return true
+		}
+	}
+	return false
 }
