@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	gmnist "github.com/gomlx/gomlx/examples/mnist"
 	"github.com/gomlx/gomlx/backends"
+	gmnist "github.com/gomlx/gomlx/examples/mnist"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // graph code reads best with GoMLX's ops unqualified
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
