@@ -1,6 +1,7 @@
 package gr
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"slices"
@@ -80,35 +81,6 @@ func (m method) lookup(key string) *Hyperparameter {
 		}
 	}
 	return nil
-}
-
-// option is a setting every method has (Every, WarmUp, ZeroWarmUp, ...): its context key, default, the
-// FromContext hook that applies it and the getter of its effective value (Regularized.Params).
-type option struct {
-	key   string
-	def   any
-	apply func(c *Config, value any)
-	get   func(c *Config) any
-}
-
-var options []option
-
-// readParamIfSet registers an option read by FromContext: when the context sets param, set applies its
-// value; def is the option's default (ParamDefaults, RegisterParams) and get returns the effective value of a
-// Config (Regularized.Params). T is int or bool.
-func readParamIfSet[T int | bool](param string, def T, set func(c *Config, value T) *Config, get func(c *Config) T) {
-	options = append(options, option{key: param, def: def,
-		apply: func(c *Config, value any) {
-			// The option's setter checks the range; here only the type.
-			h := Hyperparameter{Key: param, Default: def, Min: math.Inf(-1), Max: math.Inf(1)}
-			v, err := convertValue(&h, value)
-			if err != nil {
-				c.setErr(errors.WithMessagef(err, "gr.%s", c.name))
-				return
-			}
-			set(c, v.(T))
-		},
-		get: func(c *Config) any { return get(c) }})
 }
 
 // Unset is the value RegisterParams gives a key whose default depends on the method (ParamRho): FromContext
@@ -243,12 +215,14 @@ func (c *Config) fromContextValue(h *Hyperparameter, value any) {
 // decoders give float64); a number becomes a float64 for a float64 one.
 func convertValue(h *Hyperparameter, value any) (any, error) {
 	wrongType := func() error {
-		return errors.Errorf("%s (%s) must be a %T, got %T %v", h.name(), h.Key, h.Default, value, value)
+		return errors.Errorf("%s must be a %T, got %T %v", h.label(), h.Default, value, value)
 	}
 	if s, isString := value.(string); isString {
 		var parsed any
 		var err error
 		switch h.Default.(type) {
+		case string:
+			return s, nil
 		case bool:
 			parsed, err = strconv.ParseBool(s)
 		case int:
@@ -257,13 +231,13 @@ func convertValue(h *Hyperparameter, value any) (any, error) {
 			parsed, err = strconv.ParseFloat(s, 64)
 		}
 		if err != nil {
-			return nil, errors.Errorf("%s (%s) must be a %T, got %q", h.name(), h.Key, h.Default, s)
+			return nil, errors.Errorf("%s must be a %T, got %q", h.label(), h.Default, s)
 		}
 		return parsed, nil
 	}
 	switch h.Default.(type) {
-	case bool:
-		if _, ok := value.(bool); !ok {
+	case bool, string:
+		if fmt.Sprintf("%T", value) != fmt.Sprintf("%T", h.Default) {
 			return nil, wrongType()
 		}
 		return value, nil
@@ -283,23 +257,38 @@ func convertValue(h *Hyperparameter, value any) (any, error) {
 
 // Params returns the effective value of every hyperparameter and option of the optimizer, by context key:
 // ParamMethod (the registered name, e.g. "sam"; the Config's name for a method that is not registered), the
-// method's hyperparameters and the options every method has (ParamEvery, ParamWarmUp, ...). It is what to log
-// to know what was trained; with method "none" it holds ParamMethod alone. For an optimizer built by
-// FromContext it reflects the context now (see FromContext).
+// method's hyperparameters, the schedule of each scheduled one under its key + "_schedule" (e.g.
+// "gr_rho_schedule": "LinearWarmUp(100)"), and the options every method has (ParamEvery, ParamExclude, ...;
+// a Config.Mask shows as ParamMask "custom"). It is what to log to know what was trained; with method "none"
+// it holds ParamMethod alone.
+//
+// For an optimizer built by FromContext it reflects the context when Params is called (see FromContext): a
+// program that resumes from a checkpoint must log it after the checkpoint loaded its parameters into the
+// context (with GoMLX's checkpoints, after checkpoints.Build(ctx)...Done()), not right after FromContext.
 func (r *Regularized) Params() map[string]any {
-	c := r.config()
+	c := r.current()
 	if c.none() {
 		return map[string]any{ParamMethod: "none"}
 	}
 	out := map[string]any{ParamMethod: c.methodKey()}
 	for _, h := range c.params {
 		out[h.Key] = c.values[h.Key]
+		if sc, found := c.schedules[h.Key]; found {
+			out[h.Key+"_schedule"] = sc.String()
+		}
 	}
 	for _, o := range options {
 		out[o.key] = o.get(c)
 	}
+	if c.mask != nil {
+		out[ParamMask] = "custom"
+	}
 	return out
 }
+
+// ParamMask is the key under which Regularized.Params shows that a Config.Mask is set ("custom"). It is not a
+// context key: a mask is a Go function; from the context, use ParamExclude.
+const ParamMask = "gr_mask"
 
 // methodKey returns the ParamMethod value of c's method, or its name if it is not registered.
 func (c *Config) methodKey() string {
