@@ -276,9 +276,9 @@ func (c *Config) lookup(key string) *Hyperparameter {
 	return nil
 }
 
-func isFloat(v any) bool { _, ok := v.(float64); return ok }
-func isInt(v any) bool   { _, ok := v.(int); return ok }
-func isBool(v any) bool  { _, ok := v.(bool); return ok }
+func isFloat(v any) bool  { _, ok := v.(float64); return ok }
+func isInt(v any) bool    { _, ok := v.(int); return ok }
+func isBool(v any) bool   { _, ok := v.(bool); return ok }
 func isString(v any) bool { _, ok := v.(string); return ok }
 
 // setErr records the first error found.

@@ -267,7 +267,9 @@ func TestRegisterNamesTheFailedCondition(t *testing.T) {
 		{"none", ok, `the method name "none" is reserved`},
 		{"m_nil", nil, `gr.Register("m_nil"): the constructor is nil`},
 		{"sam", ok, `gr.Register("sam"): a method is already registered under this name`},
-		{"m_bad", func(base optimizers.Interface) *gr.Config { return newM(base).Declare(gr.Hyperparameter{Key: "gr_m_bad", Default: -1.0, Max: 1}) },
+		{"m_bad", func(base optimizers.Interface) *gr.Config {
+			return newM(base).Declare(gr.Hyperparameter{Key: "gr_m_bad", Default: -1.0, Max: 1})
+		},
 			`gr.Register("m_bad"): the method's declarations are invalid: gr.M: gr_m_bad must be a finite number in [0, 1], got -1`},
 		{"m_rho", func(base optimizers.Interface) *gr.Config {
 			return newM(base).Declare(gr.Hyperparameter{Key: gr.ParamRho, Default: 0.5, Max: 1})
