@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
@@ -164,6 +165,7 @@ func configFromContext(ctx *context.Context, base optimizers.Interface) *Config 
 			c.setErr(errors.Errorf("gr.FromContext: base optimizer is nil: pass a GoMLX optimizer, e.g. " +
 				"optimizers.StochasticGradientDescent()"))
 		}
+		warnIgnoredKeys(ctx, c)
 		return c
 	}
 	m, found := methods[name]
@@ -193,7 +195,50 @@ func configFromContext(ctx *context.Context, base optimizers.Interface) *Config 
 			ParamWarmUp, ParamZeroWarmUp, context.GetParamOr(ctx, ParamWarmUp, 0),
 			context.GetParamOr(ctx, ParamZeroWarmUp, 0)))
 	}
+	warnIgnoredKeys(ctx, c)
 	return c
+}
+
+// warnedKeys holds the messages of warnIgnoredKeys already printed.
+var warnedKeys sync.Map // string → struct{}
+
+// warnIgnoredKeys prints, once per process for each key and value, a warning for every hyperparameter key of
+// another method that ctx sets while c's method does not read it, e.g. gr_rho with gr_method=forward: the
+// method that ignores it and the methods that read it. A key counts as set when its value differs from the
+// one RegisterParams gives it and from every method's default for it (a program that registers each key with
+// some method's default draws no warning). The options every method has are read by every method (for
+// "none", by none: they are reported too).
+func warnIgnoredKeys(ctx *context.Context, c *Config) {
+	registered := registeredValues()
+	for _, key := range slices.Sorted(maps.Keys(registered)) {
+		if key == ParamMethod || c.lookup(key) != nil || (findOption(key) != nil && !c.none()) {
+			continue
+		}
+		value, found := ctx.GetParam(key)
+		if !found || value == nil || value == Unset || value == registered[key] {
+			continue
+		}
+		var readers []string
+		isDefault := false
+		for _, name := range methodNames[1:] {
+			if h := methods[name].lookup(key); h != nil || findOption(key) != nil {
+				readers = append(readers, name)
+				isDefault = isDefault || (h != nil && h.Default == value)
+			}
+		}
+		if isDefault {
+			continue
+		}
+		msg := fmt.Sprintf("gr: %s = %v is set, but method %q ignores it (it is read by %s)\n",
+			key, value, c.methodKey(), strings.Join(readers, ", "))
+		if c.none() {
+			msg = fmt.Sprintf("gr: %s = %v is set, but method \"none\" (the base optimizer alone) ignores it\n",
+				key, value)
+		}
+		if _, warned := warnedKeys.LoadOrStore(msg, struct{}{}); !warned {
+			fmt.Fprint(warnOutput, msg)
+		}
+	}
 }
 
 // fromContextValue sets h from a context value: nil and Unset keep the default, anything else is converted to

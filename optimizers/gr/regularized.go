@@ -223,20 +223,25 @@ func (s *Step) Param(key string) *Node {
 
 // ParamFloat returns the value of the method's float64 hyperparameter key; it panics if the method does not
 // declare it or it is not a float64.
-func (s *Step) ParamFloat(key string) float64 {
-	v, ok := s.paramValue(key).(float64)
-	if !ok {
-		panicf("gr.%s: hyperparameter %q is a %T, not a float64", s.cfg.name, key, s.paramValue(key))
-	}
-	return v
-}
+func (s *Step) ParamFloat(key string) float64 { return paramAs[float64](s, key) }
 
 // ParamBool returns the value of the method's bool hyperparameter key; it panics if the method does not
 // declare it or it is not a bool.
-func (s *Step) ParamBool(key string) bool {
-	v, ok := s.paramValue(key).(bool)
+func (s *Step) ParamBool(key string) bool { return paramAs[bool](s, key) }
+
+// ParamInt returns the value of the method's int hyperparameter key (declared with an int Default); it panics
+// if the method does not declare it or it is not an int.
+func (s *Step) ParamInt(key string) int { return paramAs[int](s, key) }
+
+// ParamString returns the value of the method's string hyperparameter key; it panics if the method does not
+// declare it or it is not a string.
+func (s *Step) ParamString(key string) string { return paramAs[string](s, key) }
+
+// paramAs returns the value of hyperparameter key as a T, or panics naming its type.
+func paramAs[T any](s *Step, key string) T {
+	v, ok := s.paramValue(key).(T)
 	if !ok {
-		panicf("gr.%s: hyperparameter %q is a %T, not a bool", s.cfg.name, key, s.paramValue(key))
+		panicf("gr.%s: hyperparameter %q is a %T, not a %T", s.cfg.name, key, s.paramValue(key), v)
 	}
 	return v
 }
