@@ -202,7 +202,8 @@ func probeRun(backend backends.Backend, k int, seed int64) (float64, *probeStats
 	}
 	base := &sgdm.Optimizer{LR: 0.05, Momentum: 0.9, TotalSteps: *flagSteps}
 	opt, err := gr.NewMethod("EveryKProbe", probeMethod(k))(base).
-		Param(gr.ParamGamma, gr.DefaultGamma, 0, math.Inf(1)).Param(gr.ParamEpsilon, gr.DefaultEpsilon, 0, math.Inf(1)).
+		Declare(gr.Hyperparameter{Key: gr.ParamGamma, Default: gr.DefaultGamma, Max: math.Inf(1)},
+			gr.Hyperparameter{Key: gr.ParamEpsilon, Default: gr.DefaultEpsilon, Max: math.Inf(1)}).
 		Build()
 	if err != nil {
 		return 0, nil, err

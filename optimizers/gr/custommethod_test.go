@@ -19,7 +19,7 @@ var newAscent = gr.NewMethod("Ascent", func(s *gr.Step) []*Node {
 })
 
 func ascentMethod(base optimizers.Interface, rho float64) *gr.Config {
-	return newAscent(base).Param(gr.ParamRho, 0.05, 0, math.Inf(1)).Set(gr.ParamRho, rho)
+	return newAscent(base).Declare(gr.Hyperparameter{Key: gr.ParamRho, Default: 0.05, Max: math.Inf(1)}).Set(gr.ParamRho, rho)
 }
 
 // TestCustomMethodGetsPracticeOptions: a method defined through gr.NewMethod gets Groups, accumulation and

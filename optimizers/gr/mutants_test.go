@@ -142,7 +142,9 @@ func TestStateKeyedByScopeAndName(t *testing.T) {
 	for _, newOpt := range []func() optimizers.Interface{
 		func() optimizers.Interface { return gr.ForwardDifference(sgd(0.3)).Gamma(0.1).Every(2).Done() },
 		func() optimizers.Interface { return gr.SAM(sgd(0.3)).Rho(0.2).Every(3).Done() },
-		func() optimizers.Interface { return newEcho(sgd(0.3)).Param(gr.ParamRho, 0.5, 0, 1).Done() },
+		func() optimizers.Interface {
+			return newEcho(sgd(0.3)).Declare(gr.Hyperparameter{Key: gr.ParamRho, Default: 0.5, Max: 1}).Done()
+		},
 	} {
 		same, unique := run(newOpt(), true), run(newOpt(), false)
 		assert.Equal(t, unique, same)

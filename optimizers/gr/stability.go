@@ -32,10 +32,6 @@ const (
 // Scope + "/stability", saved by checkpoints.
 const MetricViolations = "violations"
 
-func init() {
-	readParamIfSet(ParamWarnUnstable, true, (*Config).WarnUnstable, func(c *Config) bool { return !c.noStabilityWarning })
-}
-
 // HeavyBallBase is implemented by a base optimizer whose update is heavy-ball SGD,
 //
 //	v ← βv + g;  θ ← θ − ηv        (β = 0: plain SGD, θ ← θ − ηg),
@@ -101,12 +97,12 @@ const stabilityMessage = "gradreg stability check"
 // built its update (see Config.WarnUnstable).
 func (r *Regularized) watchStability(ctx *context.Context, g *graph.Graph, prep *prepared) {
 	s := prep.step
-	key := r.cfg.stabilityKey
-	if r.cfg.noStabilityWarning || key == "" || r.Every() > 1 || s.curvature == nil || s.pass == nil ||
+	key := s.cfg.stabilityKey
+	if s.cfg.noStabilityWarning || key == "" || s.cfg.every() > 1 || s.curvature == nil || s.pass == nil ||
 		s.pass.trainer == nil {
 		return
 	}
-	lr, beta, ok := baseStep(r.cfg.base, ctx, g, s, prep.grads)
+	lr, beta, ok := baseStep(s.cfg.base, ctx, g, s, prep.grads)
 	if !ok {
 		return
 	}
@@ -124,7 +120,7 @@ func (r *Regularized) watchStability(ctx *context.Context, g *graph.Graph, prep 
 		graph.ConvertDType(violated, lambda.DType()))
 	counter.SetValueGraph(count)
 	report := graph.Stack([]*Node{count, ratio, lambda, lr, gamma, graph.Scalar(g, lambda.DType(), beta)}, 0)
-	report.SetLoggedf("%s: gr.%s", stabilityMessage, r.cfg.name)
+	report.SetLoggedf("%s: gr.%s", stabilityMessage, s.cfg.name)
 }
 
 // baseStep returns the learning rate η (a scalar of graph g) and momentum β of base, if the check knows

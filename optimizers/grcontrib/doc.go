@@ -22,3 +22,8 @@ var inf = math.Inf(1)
 func alpha(key string, def float64) gr.Hyperparameter {
 	return gr.Hyperparameter{Key: key, Name: "Alpha (α)", Default: def, Min: 0, Max: 1}
 }
+
+// rho declares ρ (gr.ParamRho, [0, +∞)) with the method's default, named "Rho (ρ)" as gr's methods name it.
+func rho(def float64) gr.Hyperparameter {
+	return gr.Hyperparameter{Key: gr.ParamRho, Name: "Rho (ρ)", Default: def, Max: inf}
+}

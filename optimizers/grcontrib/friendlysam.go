@@ -24,8 +24,9 @@ func init() { gr.Register("friendlysam", FriendlySAM) }
 // g₁ (the step with global step 0, whose d is g₁) and is updated on every step, also on the reuse steps of
 // Every(k). No penalty metric.
 func FriendlySAM(base optimizers.Interface) *gr.Config {
-	return newFriendlySAM(base).Param(gr.ParamRho, 0.05, 0, inf).Param(ParamFriendlySAMSigma, 1, 0, inf).
-		Param(ParamFriendlySAMLambda, 0.9, 0, 1).Update(friendlySAMAverage)
+	return newFriendlySAM(base).Declare(rho(0.05),
+		gr.Hyperparameter{Key: ParamFriendlySAMSigma, Name: "Sigma (σ)", Default: 1.0, Max: inf},
+		gr.Hyperparameter{Key: ParamFriendlySAMLambda, Name: "Lambda (λ)", Default: 0.9, Max: 1}).Update(friendlySAMAverage)
 }
 
 var newFriendlySAM = gr.NewMethod("FriendlySAM", func(s *gr.Step) []*Node {

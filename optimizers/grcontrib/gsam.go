@@ -21,7 +21,7 @@ func init() { gr.Register("gsam", GSAM) }
 // divides by ‖g_p‖² + δ where pytorch_optimizer writes cos·‖g₁‖/(‖g_p‖ + δ) with cos = ⟨g₁, g_p⟩/(‖g₁‖‖g_p‖ + δ)
 // (equal up to δ). Cost: two gradient evaluations per step. No penalty metric.
 func GSAM(base optimizers.Interface) *gr.Config {
-	return newGSAM(base).Param(gr.ParamRho, 0.05, 0, inf).Declare(alpha(ParamGSAMAlpha, 0.4))
+	return newGSAM(base).Declare(rho(0.05), alpha(ParamGSAMAlpha, 0.4))
 }
 
 // GSAMScheduled returns GSAM with the paper's ρ schedule (Zhuang et al. 2022, Section 5): ρ moves with the

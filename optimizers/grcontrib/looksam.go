@@ -22,7 +22,7 @@ func init() { gr.Register("looksam", LookSAM) }
 // Choice: global norms over all variables, as the paper's Algorithm 1 (pytorch_optimizer uses per-tensor
 // norms, the paper's layer-wise variant). Without Every(k) it is SAM. No penalty metric.
 func LookSAM(base optimizers.Interface) *gr.Config {
-	return newLookSAM(base).Param(gr.ParamRho, 0.1, 0, inf).Declare(alpha(ParamLookSAMAlpha, 0.7)).Reuse(lookSAMReuse)
+	return newLookSAM(base).Declare(rho(0.1), alpha(ParamLookSAMAlpha, 0.7)).Reuse(lookSAMReuse)
 }
 
 var newLookSAM = gr.NewMethod("LookSAM", func(s *gr.Step) []*Node {

@@ -288,7 +288,7 @@ func TestFriendlySAMResume(t *testing.T) {
 
 // customUSAM is USAM written through the public API.
 func customUSAM(base optimizers.Interface) *gr.Config {
-	return newUSAM(base).Param(gr.ParamRho, gr.DefaultUSAMRho, 0, math.Inf(1)).Penalty(func(s *gr.Step) *Node {
+	return newUSAM(base).Declare(gr.Hyperparameter{Key: gr.ParamRho, Default: gr.DefaultUSAMRho, Max: math.Inf(1)}).Penalty(func(s *gr.Step) *Node {
 		return Mul(MulScalar(s.Param(gr.ParamRho), 0.5), gr.InnerProduct(s.Grad(), s.Grad()))
 	})
 }

@@ -27,7 +27,9 @@ func init() { gr.Register("rwp", RWP) }
 // both gradients on the same batch (the authors split it in two halves). Cost: two gradient evaluations per
 // step. The perturbation is not along g₁, so RWP reports no curvature metric; no penalty metric.
 func RWP(base optimizers.Interface) *gr.Config {
-	return newRWP(base).Param(ParamRWPSigma, 0.01, 0, inf).Param(ParamRWPLambda, 0.5, 0, 1)
+	return newRWP(base).Declare(
+		gr.Hyperparameter{Key: ParamRWPSigma, Name: "Sigma (σ)", Default: 0.01, Max: inf},
+		gr.Hyperparameter{Key: ParamRWPLambda, Name: "Lambda (λ)", Default: 0.5, Max: 1})
 }
 
 var newRWP = gr.NewMethod("RWP", func(s *gr.Step) []*Node {

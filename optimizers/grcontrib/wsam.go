@@ -24,8 +24,8 @@ func init() { gr.Register("wsam", WSAM) }
 // collapsed 2 of 3 seeds while γ = 0.7 gained 5.8 points (docs/experiments.md); lower γ or the learning rate
 // as γ grows. Cost: two gradient evaluations per step. Penalty metric: (γ/(1 − γ))ρ‖g₁‖ (first order in ρ).
 func WSAM(base optimizers.Interface) *gr.Config {
-	return newWSAM(base).Param(gr.ParamRho, 0.05, 0, inf).
-		Declare(gr.Hyperparameter{Key: ParamWSAMGamma, Name: "Gamma (γ)", Default: 0.9, Min: 0, Max: 1, MaxOpen: true}).
+	return newWSAM(base).Declare(rho(0.05),
+		gr.Hyperparameter{Key: ParamWSAMGamma, Name: "Gamma (γ)", Default: 0.9, Min: 0, Max: 1, MaxOpen: true}).
 		Penalty(func(s *gr.Step) *Node { return Mul(wsamWeight(s), Mul(s.Param(gr.ParamRho), gr.GlobalNorm(s.Grad()))) })
 }
 
