@@ -28,6 +28,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -71,7 +72,8 @@ var (
 	flagGradients = flag.String("gradients", "gomlx", "gradient of the matrix products: gomlx (GoMLX's, a "+
 		"[batch, in, out] broadcast product and sum), grgrad (grgrad.Install: transposed matrix products) or both "+
 		"(each backend twice, interleaved)")
-	flagJSON = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
+	flagCPUProfile = flag.String("cpuprofile", "", "write a pprof CPU profile of the timed rounds to this file")
+	flagJSON       = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
 		"method instead of the tables (for examples/bench/peers/run.sh)")
 )
 
@@ -286,6 +288,7 @@ func main() {
 	}
 
 	// Time: interleaved rounds, every method on every backend in turn.
+	stopProfile := startProfile()
 	for range *flagRounds {
 		for _, ms := range runs {
 			for _, m := range ms {
@@ -297,6 +300,7 @@ func main() {
 		}
 	}
 
+	stopProfile()
 	if *flagJSON {
 		printJSON(runs, description())
 		return
@@ -306,6 +310,28 @@ func main() {
 			fmt.Println()
 		}
 		printTable(ms, description())
+	}
+}
+
+// startProfile starts the CPU profile of -cpuprofile, if given, and returns the function that stops it.
+func startProfile() (stop func()) {
+	if *flagCPUProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(*flagCPUProfile)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: -cpuprofile=%q: %v\n", *flagCPUProfile, err)
+		os.Exit(1)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -cpuprofile=%q: %v\n", *flagCPUProfile, err)
+			os.Exit(1)
+		}
 	}
 }
 
