@@ -33,6 +33,7 @@ var documentedDefaults = map[string]map[string]any{
 	"friendlysam": {gr.ParamRho: 0.05, grcontrib.ParamFriendlySAMSigma: 1.0, grcontrib.ParamFriendlySAMLambda: 0.9},
 	"wsam":        {gr.ParamRho: 0.05, grcontrib.ParamWSAMGamma: 0.9},
 	"rwp":         {grcontrib.ParamRWPSigma: 0.01, grcontrib.ParamRWPLambda: 0.5},
+	"esam":        {gr.ParamRho: 0.05, grcontrib.ParamESAMBeta: 0.6},
 }
 
 // optionDefaults are the documented defaults of the options every method has.
