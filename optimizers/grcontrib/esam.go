@@ -4,6 +4,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // ParamESAMBeta is the context key of ESAM's β, the probability that a variable is perturbed.
@@ -40,5 +41,5 @@ var newESAM = gr.NewMethod("ESAM", func(s *gr.Step) []*Node {
 		kept := LessThan(first, ConvertDType(beta, first.DType()))
 		d[j] = Where(kept, gj, ZerosLike(gj))
 	}
-	return s.GradAt(gr.Rescale(Div(s.Param(gr.ParamRho), beta), d))
+	return s.GradAt(grvec.Rescale(Div(s.Param(gr.ParamRho), beta), d))
 })
