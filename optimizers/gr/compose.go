@@ -6,6 +6,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // How the options compose. One training step builds, in this order:
@@ -175,14 +176,14 @@ func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
 	case phase == PhaseFull:
 		g = s.withFallback(s.groupsGrad()) // Steps 2 and 3.
 		if store {
-			corr = SubVec(g, s.grad)
+			corr = grvec.SubVec(g, s.grad)
 			s.pending[correctionScope] = corr
 		}
 	case s.cfg.reuse != nil:
 		g = s.cfg.reuse(s)
 	default:
 		corr = varValues(s.g, s.stateVars(correctionScope))
-		g = AddVec(s.grad, corr)
+		g = grvec.AddVec(s.grad, corr)
 	}
 	if s.cfg.update != nil {
 		s.cfg.update(s)
@@ -209,7 +210,7 @@ func (s *Step) correction(g, corr []*Node) []*Node {
 	if corr != nil {
 		return corr
 	}
-	return SubVec(g, s.grad)
+	return grvec.SubVec(g, s.grad)
 }
 
 // warmed returns g without warm-up, else g₁ + w_t·c, with c the correction (from g when corr is nil).
@@ -217,5 +218,5 @@ func (s *Step) warmed(g, corr []*Node) []*Node {
 	if s.warm == nil {
 		return g
 	}
-	return AddVec(s.grad, ScaleVec(s.warm, s.correction(g, corr)))
+	return grvec.AddVec(s.grad, grvec.ScaleVec(s.warm, s.correction(g, corr)))
 }

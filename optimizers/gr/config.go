@@ -10,6 +10,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/pkg/errors"
 )
 
@@ -47,7 +48,7 @@ const (
 
 	// NormStabilizer is δ, added to every global gradient norm that divides: ‖g₁‖ + δ. It keeps a zero
 	// gradient from producing NaN (the perturbation is then zero and the method reduces to the base step).
-	NormStabilizer = 1e-12
+	NormStabilizer = grvec.NormStabilizer
 )
 
 // Hyperparameter declares one hyperparameter of a method (Config.Declare): its context key, the method's

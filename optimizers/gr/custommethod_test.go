@@ -9,13 +9,14 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // ascentMethod is a method written on the public API only: g = ∇L(θ + ρg₁) (USAM's formula).
 var newAscent = gr.NewMethod("Ascent", func(s *gr.Step) []*Node {
-	return s.GradAt(gr.ScaleVec(s.Param(gr.ParamRho), s.Grad()))
+	return s.GradAt(grvec.ScaleVec(s.Param(gr.ParamRho), s.Grad()))
 })
 
 func ascentMethod(base optimizers.Interface, rho float64) *gr.Config {

@@ -33,6 +33,7 @@ var documentedDefaults = map[string]map[string]any{
 	"friendlysam": {gr.ParamRho: 0.05, grcontrib.ParamFriendlySAMSigma: 1.0, grcontrib.ParamFriendlySAMLambda: 0.9},
 	"wsam":        {gr.ParamRho: 0.05, grcontrib.ParamWSAMGamma: 0.9},
 	"rwp":         {grcontrib.ParamRWPSigma: 0.01, grcontrib.ParamRWPLambda: 0.5},
+	"esam":        {gr.ParamRho: 0.05, grcontrib.ParamESAMBeta: 0.6},
 }
 
 // optionDefaults are the documented defaults of the options every method has.
@@ -108,9 +109,9 @@ func anotherValue(key string, def any) (string, any) {
 	panic(fmt.Sprintf("key %s: unexpected default %T", key, def))
 }
 
-// TestRegisterParams: the registered values: the common default with its type, Unset for a key whose default
+// TestRegisterParams: the registered values: the common default with its type, unset for a key whose default
 // depends on the method, and a value ctx already had is kept. -set rejects a value of the wrong type at parse
-// time for a typed key and FromContext rejects it (naming the key) for an Unset one.
+// time for a typed key and FromContext rejects it (naming the key) for an unset one.
 func TestRegisterParams(t *testing.T) {
 	ctx := context.New()
 	ctx.SetParam(gr.ParamGamma, 0.2) // The program's own default.
@@ -119,7 +120,7 @@ func TestRegisterParams(t *testing.T) {
 	assert.Equal(t, "none", get(gr.ParamMethod))
 	assert.Equal(t, 0.2, get(gr.ParamGamma))
 	assert.Equal(t, 0.05, get(gr.ParamEpsilon))
-	assert.Equal(t, gr.Unset, get(gr.ParamRho), "ρ's default depends on the method")
+	assert.Equal(t, "", get(gr.ParamRho), "ρ's default depends on the method")
 	assert.Equal(t, 1, get(gr.ParamEvery))
 	for _, k := range gr.ParamKeys() {
 		_, found := ctx.GetParam(k)
@@ -169,7 +170,7 @@ func TestParamsOfBuilder(t *testing.T) {
 		gr.ParamGNPAlpha: 0.3, gr.ParamEvery: 4, gr.ParamWarmUp: 10, gr.ParamZeroWarmUp: 0, gr.ParamGroups: 1,
 		gr.ParamGuardNonFinite: true, gr.ParamWarnUnstable: true, gr.ParamExclude: "bias"}, opt.Params())
 	masked := gr.SAM(sgd(0.1)).Mask(func(*context.Variable) bool { return true }).Done().(*gr.Regularized)
-	assert.Equal(t, "custom", masked.Params()[gr.ParamMask])
+	assert.Equal(t, "custom", masked.Params()["gr_mask"])
 }
 
 // resumeRun is a training program in the order of GoMLX's examples/mnist: context with RegisterParams, -set,

@@ -2,6 +2,7 @@ package gr
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/pkg/errors"
 )
 
@@ -91,7 +92,7 @@ func (s *Step) splitGroups() {
 		if sum == nil {
 			sum = gs.allGrad
 		} else {
-			sum = AddVec(sum, gs.allGrad)
+			sum = grvec.AddVec(sum, gs.allGrad)
 		}
 	}
 	s.allGrad = s.meanOf(sum)
@@ -113,7 +114,7 @@ func (s *Step) stepLoss() *Node {
 
 // meanOf returns sum/m for m = len(s.groups).
 func (s *Step) meanOf(sum []*Node) []*Node {
-	return ScaleVec(s.Scalar(1/float64(len(s.groups))), sum)
+	return grvec.ScaleVec(s.Scalar(1/float64(len(s.groups))), sum)
 }
 
 // groupsGrad runs the method on each group and returns the mean of the combined gradients (without Groups,
@@ -146,7 +147,7 @@ func (s *Step) groupsGrad() []*Node {
 		if sum == nil {
 			sum = gk
 		} else {
-			sum = AddVec(sum, gk)
+			sum = grvec.AddVec(sum, gk)
 		}
 		for scope, values := range gs.pending {
 			written[scope] = append(written[scope], values)
@@ -156,7 +157,7 @@ func (s *Step) groupsGrad() []*Node {
 	for scope, list := range written {
 		total := list[0]
 		for _, values := range list[1:] {
-			total = AddVec(total, values)
+			total = grvec.AddVec(total, values)
 		}
 		s.pending[scope] = s.meanOf(total)
 	}

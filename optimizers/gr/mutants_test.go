@@ -13,6 +13,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -153,7 +154,7 @@ func TestStateKeyedByScopeAndName(t *testing.T) {
 
 // newEcho is a method with state: g = g₁ + ρ·m, m ← g₁ (the previous step's gradient).
 var newEcho = gr.NewMethod("Echo", func(s *gr.Step) []*Node {
-	g := gr.Axpby(s.Scalar(1), s.Grad(), s.Param(gr.ParamRho), s.State("echo"))
+	g := grvec.Axpby(s.Scalar(1), s.Grad(), s.Param(gr.ParamRho), s.State("echo"))
 	s.SetState("echo", s.Grad())
 	return g
 })

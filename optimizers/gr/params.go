@@ -84,10 +84,10 @@ func (m method) lookup(key string) *Hyperparameter {
 	return nil
 }
 
-// Unset is the value RegisterParams gives a key whose default depends on the method (ParamRho): FromContext
+// unset is the value RegisterParams gives a key whose default depends on the method (ParamRho): FromContext
 // treats it as not set, so the chosen method keeps its own default. Any value set with -set (a string, which
 // FromContext parses as the key's type) or with Context.SetParam (of the key's type) replaces it.
-const Unset = ""
+const unset = ""
 
 // RegisterParams makes every context key of gradreg known to ctx, so that GoMLX's -set flag
 // (commandline.ParseContextSettings) and settings files accept them: ParamMethod ("none"), each registered
@@ -95,7 +95,7 @@ const Unset = ""
 // program's own default). A key registered here does not fix any method's default: a key with the same
 // default for every method that reads it (gr_gamma, gr_epsilon, the options) gets that default, with its type
 // (so -set parses and checks it); a key whose default depends on the method (gr_rho: 0.05 for SAM, 0.5 for
-// ASAM) gets Unset, "", so that a run that does not set it keeps the chosen method's default; a value given
+// ASAM) gets unset, "", so that a run that does not set it keeps the chosen method's default; a value given
 // with -set is then a string, which FromContext parses as the key's type. Call it after every method is
 // registered (Register runs in init functions, so anywhere in main), before commandline.CreateContextSettingsFlag:
 //
@@ -122,7 +122,7 @@ func registeredValues() map[string]any {
 	for _, name := range methodNames[1:] {
 		for _, h := range methods[name].params {
 			if prev, found := out[h.Key]; found && prev != h.Default {
-				out[h.Key] = Unset
+				out[h.Key] = unset
 			} else if !found {
 				out[h.Key] = h.Default
 			}
@@ -133,7 +133,7 @@ func registeredValues() map[string]any {
 
 // FromContext builds the optimizer named by the context hyperparameter ParamMethod around base. It reads
 // the hyperparameters the chosen method declares (each keeps the method's default when the context does not
-// set it or holds Unset; keys of other methods are not read) and the options every method has (ParamEvery,
+// set it or holds unset; keys of other methods are not read) and the options every method has (ParamEvery,
 // ParamWarmUp, ParamZeroWarmUp, ParamGroups, ParamGuardNonFinite). Errors name the key and its valid values.
 //
 // The returned *Regularized reads ctx again each time a trainer builds a training graph with it, so a
@@ -185,7 +185,7 @@ func configFromContext(ctx *context.Context, base optimizers.Interface) *Config 
 	// An option at its default changes nothing (RegisterParams registers every option at its default).
 	set := map[string]bool{}
 	for _, o := range options {
-		if value, found := ctx.GetParam(o.key); found && value != nil && value != Unset && value != o.def {
+		if value, found := ctx.GetParam(o.key); found && value != nil && value != unset && value != o.def {
 			o.apply(c, value)
 			set[o.key] = true
 		}
@@ -215,7 +215,7 @@ func warnIgnoredKeys(ctx *context.Context, c *Config) {
 			continue
 		}
 		value, found := ctx.GetParam(key)
-		if !found || value == nil || value == Unset || value == registered[key] {
+		if !found || value == nil || value == unset || value == registered[key] {
 			continue
 		}
 		var readers []string
@@ -241,10 +241,10 @@ func warnIgnoredKeys(ctx *context.Context, c *Config) {
 	}
 }
 
-// fromContextValue sets h from a context value: nil and Unset keep the default, anything else is converted to
+// fromContextValue sets h from a context value: nil and unset keep the default, anything else is converted to
 // h's type (convertValue) and set.
 func (c *Config) fromContextValue(h *Hyperparameter, value any) {
-	if value == nil || value == Unset {
+	if value == nil || value == unset {
 		return
 	}
 	v, err := convertValue(h, value)
@@ -256,7 +256,7 @@ func (c *Config) fromContextValue(h *Hyperparameter, value any) {
 }
 
 // convertValue converts a context value to h's type: a string (a value given with -set for a key registered as
-// Unset) is parsed; a float64 without fractional part becomes an int for an int hyperparameter (JSON
+// unset) is parsed; a float64 without fractional part becomes an int for an int hyperparameter (JSON
 // decoders give float64); a number becomes a float64 for a float64 one.
 func convertValue(h *Hyperparameter, value any) (any, error) {
 	wrongType := func() error {
@@ -304,7 +304,7 @@ func convertValue(h *Hyperparameter, value any) (any, error) {
 // ParamMethod (the registered name, e.g. "sam"; the Config's name for a method that is not registered), the
 // method's hyperparameters, the schedule of each scheduled one under its key + "_schedule" (e.g.
 // "gr_rho_schedule": "LinearWarmUp(100)"), and the options every method has (ParamEvery, ParamExclude, ...;
-// a Config.Mask shows as ParamMask "custom"). It is what to log to know what was trained; with method "none"
+// a Config.Mask shows as "gr_mask": "custom"). It is what to log to know what was trained; with method "none"
 // it holds ParamMethod alone.
 //
 // For an optimizer built by FromContext it reflects the context when Params is called (see FromContext): a
@@ -326,14 +326,14 @@ func (r *Regularized) Params() map[string]any {
 		out[o.key] = o.get(c)
 	}
 	if c.mask != nil {
-		out[ParamMask] = "custom"
+		out[paramMask] = "custom"
 	}
 	return out
 }
 
-// ParamMask is the key under which Regularized.Params shows that a Config.Mask is set ("custom"). It is not a
+// paramMask is the key under which Regularized.Params shows that a Config.Mask is set ("custom"). It is not a
 // context key: a mask is a Go function; from the context, use ParamExclude.
-const ParamMask = "gr_mask"
+const paramMask = "gr_mask"
 
 // methodKey returns the ParamMethod value of c's method, or its name if it is not registered.
 func (c *Config) methodKey() string {

@@ -8,6 +8,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/pkg/errors"
 )
 
@@ -281,12 +282,12 @@ func (s *Step) fdStep() *Node {
 	return graph.Div(s.Epsilon(), graph.AddScalar(graph.Sqrt(s.gradSquaredNorm()), NormStabilizer))
 }
 
-// gradSquaredNorm returns ‖g₁‖² = InnerProduct(g₁, g₁), built once per step: the normalized finite
+// gradSquaredNorm returns ‖g₁‖² = grvec.InnerProduct(g₁, g₁), built once per step: the normalized finite
 // difference, the curvature metric, the published metrics and the stability check all use it (the pure-Go
 // backend would otherwise run one pass over the gradient for each).
 func (s *Step) gradSquaredNorm() *Node {
 	if s.sq == nil {
-		s.sq = InnerProduct(s.grad, s.grad)
+		s.sq = grvec.InnerProduct(s.grad, s.grad)
 	}
 	return s.sq
 }
@@ -314,7 +315,7 @@ func (s *Step) GradAt(offset []*Node) []*Node {
 // the gradient. The first GradAlong of the full phase also gives the curvature metric g₁ᵀHg₁ (see Metrics):
 // g₁ᵀ[∇L(θ + hg₁) − g₁]/h, 0 when h·‖g₁‖² = 0.
 func (s *Step) GradAlong(h *Node) []*Node {
-	offset := ScaleVec(h, s.grad)
+	offset := grvec.ScaleVec(h, s.grad)
 	grads := s.GradAt(offset)
 	s.recordCurvature(offset, grads)
 	return grads

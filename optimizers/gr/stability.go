@@ -11,6 +11,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // ParamWarnUnstable turns the stability warning of Config.WarnUnstable on or off, read by FromContext.
@@ -164,8 +165,8 @@ func baseStep(base optimizers.Interface, ctx *context.Context, g *graph.Graph, s
 		for i, v := range s.vars {
 			after[i] = v.ValueGraph(g)
 		}
-		num := InnerProduct(SubVec(s.theta, after), grads)
-		den := InnerProduct(grads, grads)
+		num := grvec.InnerProduct(grvec.SubVec(s.theta, after), grads)
+		den := grvec.InnerProduct(grads, grads)
 		zero := graph.ZerosLike(den)
 		isZero := graph.Equal(den, zero)
 		return graph.Where(isZero, zero, graph.Div(num, graph.Where(isZero, graph.OnesLike(den), den))), 0, true

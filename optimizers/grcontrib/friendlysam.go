@@ -4,6 +4,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // Context keys of FriendlySAM's own hyperparameters.
@@ -30,11 +31,11 @@ func FriendlySAM(base optimizers.Interface) *gr.Config {
 }
 
 var newFriendlySAM = gr.NewMethod("FriendlySAM", func(s *gr.Step) []*Node {
-	d := gr.Axpby(s.Scalar(1), s.Grad(), Neg(s.Param(ParamFriendlySAMSigma)), s.State("friendlysam_m"))
-	return s.GradAt(gr.Rescale(s.Param(gr.ParamRho), d))
+	d := grvec.Axpby(s.Scalar(1), s.Grad(), Neg(s.Param(ParamFriendlySAMSigma)), s.State("friendlysam_m"))
+	return s.GradAt(grvec.Rescale(s.Param(gr.ParamRho), d))
 })
 
 func friendlySAMAverage(s *gr.Step) {
 	lambda := Where(Equal(s.GlobalStep(), ZerosLike(s.GlobalStep())), s.Scalar(0), s.Param(ParamFriendlySAMLambda))
-	s.SetState("friendlysam_m", gr.Axpby(lambda, s.State("friendlysam_m"), OneMinus(lambda), s.Grad()))
+	s.SetState("friendlysam_m", grvec.Axpby(lambda, s.State("friendlysam_m"), OneMinus(lambda), s.Grad()))
 }

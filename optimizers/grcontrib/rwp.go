@@ -5,6 +5,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // Context keys of RWP's own hyperparameters.
@@ -39,7 +40,7 @@ var newRWP = gr.NewMethod("RWP", func(s *gr.Step) []*Node {
 		eps[i] = Mul(Mul(ConvertDType(s.Param(ParamRWPSigma), z[i].DType()), rwpScale(theta, z[i].DType())), z[i])
 	}
 	lambda := s.Param(ParamRWPLambda)
-	return gr.Axpby(OneMinus(lambda), s.Grad(), lambda, s.GradAt(eps))
+	return grvec.Axpby(OneMinus(lambda), s.Grad(), lambda, s.GradAt(eps))
 })
 
 // rwpScale is s: the norm of each filter (all axes but the last) for rank ≥ 2, else ‖θ‖ + δ.

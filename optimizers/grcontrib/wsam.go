@@ -4,6 +4,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // ParamWSAMGamma is the context key of WSAM's weight γ of the sharpness term, in [0, 1).
@@ -26,12 +27,14 @@ func init() { gr.Register("wsam", WSAM) }
 func WSAM(base optimizers.Interface) *gr.Config {
 	return newWSAM(base).Declare(rho(0.05),
 		gr.Hyperparameter{Key: ParamWSAMGamma, Name: "Gamma (γ)", Default: 0.9, Min: 0, Max: 1, MaxOpen: true}).
-		Penalty(func(s *gr.Step) *Node { return Mul(wsamWeight(s), Mul(s.Param(gr.ParamRho), gr.GlobalNorm(s.Grad()))) })
+		Penalty(func(s *gr.Step) *Node {
+			return Mul(wsamWeight(s), Mul(s.Param(gr.ParamRho), grvec.GlobalNorm(s.Grad())))
+		})
 }
 
 var newWSAM = gr.NewMethod("WSAM", func(s *gr.Step) []*Node {
-	perturbed := s.GradAlong(gr.RescaleFactor(s.Param(gr.ParamRho), s.Grad()))
-	return gr.AddVec(s.Grad(), gr.ScaleVec(wsamWeight(s), gr.SubVec(perturbed, s.Grad())))
+	perturbed := s.GradAlong(grvec.RescaleFactor(s.Param(gr.ParamRho), s.Grad()))
+	return grvec.AddVec(s.Grad(), grvec.ScaleVec(wsamWeight(s), grvec.SubVec(perturbed, s.Grad())))
 })
 
 // wsamWeight is γ/(1 − γ).
