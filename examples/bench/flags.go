@@ -47,6 +47,9 @@ func checkFlags() error {
 	if d := *flagGradients; d != "gomlx" && d != "grgrad" && d != "both" {
 		return errors.Errorf("unknown -gradients=%q: valid values are gomlx|grgrad|both", d)
 	}
+	if *flagCheck && *flagJSON {
+		return errors.New("-check tests the tables' ratios, which -json does not print: give one of them")
+	}
 	if *flagSoak > 0 && *flagGradients == "both" {
 		return errors.New("-gradients=both compares step times; with -soak give gomlx or grgrad")
 	}

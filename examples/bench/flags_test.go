@@ -36,6 +36,8 @@ func TestCheckFlags(t *testing.T) {
 		{map[string]string{"gradients": "both", "soak": "5"}, []string{"-gradients=both", "-soak"}},
 		{map[string]string{"gradients": "grgrad", "soak": "5"}, nil},
 		{map[string]string{"mnist": filepath.Join(t.TempDir(), "nowhere")}, []string{"-mnist", "nowhere"}},
+		{map[string]string{"check": "true", "json": "true"}, []string{"-check", "-json"}},
+		{map[string]string{"check": "true"}, nil},
 		{map[string]string{}, nil},
 	} {
 		defaults := map[string]string{}

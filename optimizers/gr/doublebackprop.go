@@ -6,6 +6,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/pkg/errors"
 
 	"github.com/gradreg/gradreg/optimizers/grgrad"
@@ -29,11 +30,11 @@ func DoubleBackprop(base optimizers.Interface) *Config {
 }
 
 func doubleBackpropGrad(s *Step) (grads []*Node) {
-	penalty := graph.MulScalar(InnerProduct(s.Grad(), s.Grad()), 0.5) // ½‖g₁‖²
+	penalty := graph.MulScalar(grvec.InnerProduct(s.Grad(), s.Grad()), 0.5) // ½‖g₁‖²
 	defer translateMissingGradient()
-	hg := graph.Gradient(penalty, s.Theta()...) // Hg₁
-	s.SetCurvature(InnerProduct(s.Grad(), hg))  // g₁ᵀHg₁, exact (metrics.go)
-	return Axpby(s.Scalar(1), s.Grad(), s.Gamma(), hg)
+	hg := graph.Gradient(penalty, s.Theta()...)      // Hg₁
+	s.SetCurvature(grvec.InnerProduct(s.Grad(), hg)) // g₁ᵀHg₁, exact (metrics.go)
+	return grvec.Axpby(s.Scalar(1), s.Grad(), s.Gamma(), hg)
 }
 
 // GoMLX's panics when a gradient cannot be differentiated again, and how to find the op in each.

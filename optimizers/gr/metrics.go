@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // MetricType is the metrics.Interface MetricType of the GR metrics.
@@ -90,8 +91,8 @@ func (s *Step) recordCurvature(offset, grads []*Node) {
 	if s.curvature != nil || s.phase != PhaseFull {
 		return
 	}
-	num := InnerProduct(s.grad, SubVec(grads, s.grad))
-	den := InnerProduct(s.grad, offset)
+	num := grvec.InnerProduct(s.grad, grvec.SubVec(grads, s.grad))
+	den := grvec.InnerProduct(s.grad, offset)
 	zero := graph.ZerosLike(den)
 	isZero := graph.Equal(den, zero)
 	safeDen := graph.Where(isZero, graph.OnesLike(den), den)
