@@ -221,3 +221,23 @@ func TestParamCounts(t *testing.T) {
 		}
 	}
 }
+
+// On XLA, -method=db trains the small CNN of GoMLX's own layers (layers.Convolution, batchnorm.New,
+// graph.MaxPool) with grgrad's gradients (-gradients=grgrad, the runner's default).
+func TestDBOnGoMLXLayers(t *testing.T) {
+	be, err := theBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if isPureGo(be) {
+		t.Skip("skipped: GoMLX's batchnorm.New and MaxPool need the XLA backend (GOMLX_BACKEND=xla:cpu)")
+	}
+	rep, err := parse(t, "-synthetic", "-model=cnn", "-conv=gomlx", "-method=db", "-gamma=0.01", "-lr=0.01", "-batch=8", "-steps=3", "-eval_every=3",
+		"-eval_examples=16", "-quiet", "-out="+t.TempDir()).Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := rep.Results[0][0].Curve; len(p) != 1 || !(p[0].TrainLoss >= 0) || math.IsInf(p[0].TrainLoss, 0) {
+		t.Errorf("curve %+v", p)
+	}
+}
