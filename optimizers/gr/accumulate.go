@@ -39,10 +39,10 @@ const guardCycleVar = "cycle_not_finite"
 // prepareFromLoss is the body of NewTrainer's loss function in a training graph: fnLoss is the loss
 // function's value. It computes the combined gradient (prepare) and returns the loss to give the trainer.
 func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) *Node {
-	if r.mustRefresh().none() {
+	g := fnLoss.Graph()
+	if r.resolve(p.ctx, g).none() {
 		return fnLoss
 	}
-	g := fnLoss.Graph()
 	if !fnLoss.Shape().IsScalar() {
 		fnLoss = graph.ReduceAllMean(fnLoss) // As train.Trainer does.
 	}
@@ -66,10 +66,10 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 		return fnLoss
 	}
 
-	grads := prep.grads
+	grads := prep.all
 	if prep.ok != nil {
-		grads = make([]*Node, len(prep.grads))
-		for i, gi := range prep.grads {
+		grads = make([]*Node, len(prep.all))
+		for i, gi := range prep.all {
 			grads[i] = graph.Where(prep.ok, gi, graph.ZerosLike(gi))
 		}
 		guardVariables(p.ctx, g, prep.ok) // The model's own updates (e.g. batch-norm statistics).
@@ -80,7 +80,7 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 		trainerCtx.SetGraphParam(g, train.TrainerLossGraphParamKey, graph.StopGradient(terms))
 	}
 	surrogate := graph.StopGradient(fnLoss)
-	for i, theta := range prep.step.theta {
+	for i, theta := range prep.step.allTheta {
 		d := graph.Sub(theta, graph.StopGradient(theta))
 		term := graph.ReduceAllSum(graph.Mul(graph.StopGradient(grads[i]), d))
 		surrogate = graph.Add(surrogate, castTo(term, surrogate))
@@ -99,14 +99,14 @@ func cycleVar(ctx *context.Context, own string) *context.Variable {
 // prepared by NewTrainer's loss function (e.g. a trainer built by train.NewTrainer): the gradients would be
 // the plain ∇L and the step silently the base optimizer's.
 func (r *Regularized) UpdateGraphWithGradients(ctx *context.Context, grads []*Node, lossDType dtypes.DType) {
-	if r.mustRefresh().none() {
-		r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
-		return
-	}
 	if len(grads) == 0 {
 		panicf("gr.%s: UpdateGraphWithGradients got no gradients", r.cfg.name)
 	}
 	g := grads[0].Graph()
+	if r.resolve(ctx, g).none() {
+		r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
+		return
+	}
 	prep := preparedFor(ctx, g)
 	if prep == nil {
 		panicf("gr.%s: UpdateGraphWithGradients (used by Trainer.AccumulateGradients) got gradients that "+
@@ -116,11 +116,11 @@ func (r *Regularized) UpdateGraphWithGradients(ctx *context.Context, grads []*No
 	}
 	var ok *Node
 	if prep.ok != nil {
-		v := cycleVar(ctx, r.cfg.ownScope(ctx))
+		v := cycleVar(ctx, prep.step.own)
 		ok = graph.LogicalAnd(graph.LogicalNot(v.ValueGraph(g)), allFinite(grads...))
 	}
-	r.apply(ctx, g, grads, ok, lossDType)
+	r.apply(ctx, g, prep, grads, ok, lossDType)
 	if ok != nil {
-		cycleVar(ctx, r.cfg.ownScope(ctx)).SetValueGraph(graph.Const(g, false)) // Next cycle.
+		cycleVar(ctx, prep.step.own).SetValueGraph(graph.Const(g, false)) // Next cycle.
 	}
 }

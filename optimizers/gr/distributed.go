@@ -41,12 +41,12 @@ func (d *everyDistributedDataset) DeviceAssignment() []backends.DeviceNum {
 	return d.dist.DeviceAssignment()
 }
 
-// DistributedYield implements train.DistributedDataset: the wrapped dataset's batch, its spec through
-// StepSpec.
+// DistributedYield implements train.DistributedDataset: the wrapped dataset's batch, its spec wrapped as
+// TrainStep wraps it.
 func (d *everyDistributedDataset) DistributedYield() (spec any, inputs, labels []*distributed.Tensor, err error) {
 	spec, inputs, labels, err = d.dist.DistributedYield()
 	if err != nil {
 		return
 	}
-	return StepSpec(d.trainer, spec), inputs, labels, nil
+	return stepSpec(d.trainer, spec), inputs, labels, nil
 }

@@ -187,7 +187,7 @@ func TestScheduleErrors(t *testing.T) {
 	ctx.SetParams(map[string]any{gr.ParamMethod: "forward", gr.ParamEvery: 4, gr.ParamWarmUp: 10})
 	opt, err := gr.FromContext(ctx, sgd(0.1))
 	require.NoError(t, err)
-	assert.Equal(t, 4, opt.(*gr.Regularized).Every())
+	assert.Equal(t, 4, opt.(*gr.Regularized).Params()[gr.ParamEvery])
 	ctx.SetParam(gr.ParamEvery, 0)
 	_, err = gr.FromContext(ctx, sgd(0.1))
 	assert.ErrorContains(t, err, "Every (k)")

@@ -111,5 +111,5 @@ func TestGroupsErrors(t *testing.T) {
 	ctx.SetParam(gr.ParamGroups, 2)
 	opt, err := gr.FromContext(ctx, sgd(1))
 	require.NoError(t, err)
-	assert.Equal(t, 2, opt.(*gr.Regularized).Groups())
+	assert.Equal(t, 2, opt.(*gr.Regularized).Params()[gr.ParamGroups])
 }

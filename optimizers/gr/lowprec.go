@@ -37,12 +37,13 @@ func widen(x []*Node) []*Node {
 	return out
 }
 
-// narrow converts each gradient to the dtype of its variable.
+// narrow converts each gradient, one per trainable variable of the graph (stepGraph.all), to the dtype of
+// its variable.
 func (s *Step) narrow(grads []*Node) []*Node {
 	out := make([]*Node, len(grads))
 	for i, gi := range grads {
 		out[i] = gi
-		if dt := s.theta[i].DType(); gi.DType() != dt {
+		if dt := s.allTheta[i].DType(); gi.DType() != dt {
 			out[i] = graph.ConvertDType(gi, dt)
 		}
 	}

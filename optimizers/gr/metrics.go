@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // MetricType is the metrics.Interface MetricType of the GR metrics.
@@ -91,7 +92,7 @@ func (s *Step) recordCurvature(h *Node, grads []*Node) {
 	if s.curvature != nil || s.phase != PhaseFull {
 		return
 	}
-	num := InnerProduct(s.grad, SubVec(grads, s.grad))
+	num := grvec.InnerProduct(s.grad, grvec.SubVec(grads, s.grad))
 	h = castTo(h, num)
 	den := graph.Mul(h, s.gradSquaredNorm())
 	zero := graph.ZerosLike(den)

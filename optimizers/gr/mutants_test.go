@@ -13,6 +13,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -142,7 +143,9 @@ func TestStateKeyedByScopeAndName(t *testing.T) {
 	for _, newOpt := range []func() optimizers.Interface{
 		func() optimizers.Interface { return gr.ForwardDifference(sgd(0.3)).Gamma(0.1).Every(2).Done() },
 		func() optimizers.Interface { return gr.SAM(sgd(0.3)).Rho(0.2).Every(3).Done() },
-		func() optimizers.Interface { return newEcho(sgd(0.3)).Param(gr.ParamRho, 0.5, 0, 1).Done() },
+		func() optimizers.Interface {
+			return newEcho(sgd(0.3)).Declare(gr.Hyperparameter{Key: gr.ParamRho, Default: 0.5, Max: 1}).Done()
+		},
 	} {
 		same, unique := run(newOpt(), true), run(newOpt(), false)
 		assert.Equal(t, unique, same)
@@ -151,7 +154,7 @@ func TestStateKeyedByScopeAndName(t *testing.T) {
 
 // newEcho is a method with state: g = g₁ + ρ·m, m ← g₁ (the previous step's gradient).
 var newEcho = gr.NewMethod("Echo", func(s *gr.Step) []*Node {
-	g := gr.Axpby(s.Scalar(1), s.Grad(), s.Param(gr.ParamRho), s.State("echo"))
+	g := grvec.Axpby(s.Scalar(1), s.Grad(), s.Param(gr.ParamRho), s.State("echo"))
 	s.SetState("echo", s.Grad())
 	return g
 })

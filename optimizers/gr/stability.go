@@ -12,6 +12,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // ParamWarnUnstable turns the stability warning of Config.WarnUnstable on or off, read by FromContext.
@@ -33,10 +34,6 @@ const (
 // MetricViolations is the leaky count c of the stability check: a scalar variable of the metric dtype under
 // Config.Scope + "/stability", saved by checkpoints.
 const MetricViolations = "violations"
-
-func init() {
-	readParamIfSet(ParamWarnUnstable, true, (*Config).WarnUnstable, func(c *Config) bool { return !c.noStabilityWarning })
-}
 
 // HeavyBallBase is implemented by a base optimizer whose update is heavy-ball SGD,
 //
@@ -117,12 +114,12 @@ const stabilityMessage = "gradreg stability check"
 // built its update (see Config.WarnUnstable). Its variables are under the optimizer's scope (Config.Scope).
 func (r *Regularized) watchStability(ctx *context.Context, g *graph.Graph, prep *prepared) {
 	s := prep.step
-	key := r.cfg.stabilityKey
-	if r.cfg.noStabilityWarning || key == "" || r.Every() > 1 || s.curvature == nil || s.pass == nil ||
+	key := s.cfg.stabilityKey
+	if s.cfg.noStabilityWarning || key == "" || s.cfg.every() > 1 || s.curvature == nil || s.pass == nil ||
 		s.pass.trainer == nil {
 		return
 	}
-	lr, beta, ok := baseStep(r.cfg.base, ctx, g, s, prep.grads)
+	lr, beta, ok := baseStep(s.cfg.base, ctx, g, s, prep.grads)
 	if !ok {
 		return
 	}
@@ -153,7 +150,7 @@ func (r *Regularized) watchStability(ctx *context.Context, g *graph.Graph, prep 
 		graph.Scalar(g, dtype, beta)}, 0)
 	report := graph.Where(graph.LogicalAnd(graph.LogicalNot(fired), crossed), now, old)
 	latch.SetValueGraph(report)
-	report.SetLoggedf("%s: gr.%s", stabilityMessage, r.cfg.name)
+	report.SetLoggedf("%s: gr.%s", stabilityMessage, s.cfg.name)
 }
 
 // baseStep returns the learning rate η (a scalar of graph g) and momentum β of base, if the check knows
@@ -170,8 +167,8 @@ func baseStep(base optimizers.Interface, ctx *context.Context, g *graph.Graph, s
 		for _, i := range etaVariables(s.vars) {
 			before, after, grad = append(before, s.theta[i]), append(after, s.vars[i].ValueGraph(g)), append(grad, grads[i])
 		}
-		num := InnerProduct(SubVec(before, after), grad)
-		den := InnerProduct(grad, grad)
+		num := grvec.InnerProduct(grvec.SubVec(before, after), grad)
+		den := grvec.InnerProduct(grad, grad)
 		zero := graph.ZerosLike(den)
 		isZero := graph.Equal(den, zero)
 		return graph.Where(isZero, zero, graph.Div(num, graph.Where(isZero, graph.OnesLike(den), den))), 0, true
