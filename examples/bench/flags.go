@@ -65,6 +65,18 @@ func checkFlags() error {
 			}
 		}
 	}
+	if *flagRSS != "" {
+		var names []string
+		for _, m := range methods() {
+			names = append(names, m.name)
+		}
+		if !slices.Contains(names, *flagRSS) {
+			return errors.Errorf("-rss: unknown method %q: valid names (exactly as in the table) are %q", *flagRSS, names)
+		}
+		if *flagGradients == "both" || strings.Contains(*flagBackend, ",") {
+			return errors.New("-rss measures one method in one process: give one backend and -gradients=gomlx or grgrad")
+		}
+	}
 	if *flagSoakOnly != "" {
 		for _, name := range strings.Split(*flagSoakOnly, ",") {
 			if !slices.Contains(gr.Methods(), name) {

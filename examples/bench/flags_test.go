@@ -38,6 +38,9 @@ func TestCheckFlags(t *testing.T) {
 		{map[string]string{"mnist": filepath.Join(t.TempDir(), "nowhere")}, []string{"-mnist", "nowhere"}},
 		{map[string]string{"check": "true", "json": "true"}, []string{"-check", "-json"}},
 		{map[string]string{"check": "true"}, nil},
+		{map[string]string{"rss": "forward"}, []string{"-rss", "\"forward\"", "ForwardDifference"}},
+		{map[string]string{"rss": "SAM", "gradients": "both"}, []string{"-rss", "one backend"}},
+		{map[string]string{"rss": "base (SGD)"}, nil},
 		{map[string]string{}, nil},
 	} {
 		defaults := map[string]string{}

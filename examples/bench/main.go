@@ -231,7 +231,10 @@ func main() {
 			all := methods()
 			var ms []*method
 			for _, m := range all {
-				if *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
+				if *flagRSS != "" && m.name != *flagRSS {
+					continue // Memory mode: the named method alone.
+				}
+				if *flagRSS != "" || *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
 					// A tensor used on one backend cannot be fed to another: each backend has its own.
 					m.backend, m.grgrad = be, useGrgrad
 					m.x = tensors.FromFlatDataAndDimensions(xs, inShape()...)
@@ -282,7 +285,7 @@ func main() {
 	// Memory: peak heap above the post-GC heap while running 10 steps (so Every's both graphs run); not
 	// with -json, which reports times only.
 	for _, ms := range runs {
-		if *flagJSON {
+		if *flagJSON || *flagRSS != "" {
 			break
 		}
 		for _, m := range ms {
@@ -308,6 +311,10 @@ func main() {
 	}
 
 	stopProfile()
+	if *flagRSS != "" {
+		printRSS(runs[0][0], description())
+		return
+	}
 	if *flagJSON {
 		printJSON(runs, description())
 		return
