@@ -27,7 +27,7 @@ func checkFlags() error {
 		flag     string
 		val, min int
 	}{{"rounds", *flagRounds, 1}, {"warmup", *flagWarmUp, 0}, {"batch", *flagBatch, 1}, {"in", *flagIn, 1},
-		{"hidden", *flagHidden, 1}, {"out", *flagOut, 2}, {"soak", *flagSoak, 0}, {"soak_batch", *flagSoakBatch, 1},
+		{"hidden", *flagHidden, 1}, {"depth", *flagDepth, 1}, {"out", *flagOut, 2}, {"soak", *flagSoak, 0}, {"soak_batch", *flagSoakBatch, 1},
 		{"soak_hidden", *flagSoakHidden, 1}} {
 		if v.val < v.min {
 			return errors.Errorf("-%s must be ≥ %d, got %d", v.flag, v.min, v.val)

@@ -18,6 +18,7 @@ func TestCheckFlags(t *testing.T) {
 		{map[string]string{"batch": "0"}, []string{"-batch", "got 0"}},
 		{map[string]string{"hidden": "-4"}, []string{"-hidden", "got -4"}},
 		{map[string]string{"in": "0"}, []string{"-in"}},
+		{map[string]string{"depth": "0"}, []string{"-depth", "≥ 1"}},
 		{map[string]string{"out": "1"}, []string{"-out", "≥ 2"}},
 		{map[string]string{"model": "resnet"}, []string{"-model", "mlp|vit|cnn"}},
 		{map[string]string{"model": "cnn"}, nil},

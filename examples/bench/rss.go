@@ -13,6 +13,12 @@ var flagRSS = flag.String("rss", "", "memory mode: build and train only this met
 	"e.g. \"base (SGD)\" or ForwardDifference), -warmup + -rounds steps, and print the process's peak resident "+
 	"set (VmHWM) with the parameter bytes; run one process per method (examples/bench/rss.sh)")
 
+// resetPeakRSS makes VmHWM start again from the present resident set (Linux: 5 into /proc/self/clear_refs), so
+// that peakRSS measures the training steps apart from graph compilation.
+func resetPeakRSS() error {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
 // peakRSS returns the process's peak resident set size in bytes (VmHWM of /proc/self/status).
 func peakRSS() (int64, error) {
 	f, err := os.Open("/proc/self/status")
@@ -30,8 +36,9 @@ func peakRSS() (int64, error) {
 	return 0, fmt.Errorf("no VmHWM in /proc/self/status")
 }
 
-// printRSS prints the -rss line of m: method, backend, peak RSS and parameter bytes.
-func printRSS(m *method, description string) {
+// printRSS prints the -rss line of m: method, backend, the peak RSS of the process (compilation included), the
+// peak RSS during the timed steps (stepPeak, after resetPeakRSS; 0 if it failed) and the parameter bytes.
+func printRSS(m *method, description string, whole int64) {
 	rss, err := peakRSS()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: -rss: %v\n", err)
@@ -43,6 +50,6 @@ func printRSS(m *method, description string) {
 			params += int64(v.Shape().Memory())
 		}
 	}
-	fmt.Printf("rss\t%s\t%s\t%s, batch %d\tpeak_rss_bytes=%d\tparam_bytes=%d\n", m.name, describe(m), description,
-		*flagBatch, rss, params)
+	fmt.Printf("rss\t%s\t%s\t%s, batch %d\tpeak_rss_bytes=%d\tparam_bytes=%d\tsteps_peak_rss_bytes=%d\n", m.name,
+		describe(m), description, *flagBatch, max(whole, rss), params, rss)
 }
