@@ -60,7 +60,8 @@ var (
 	flagWarmUp = flag.Int("warmup", 3, "untimed steps per method before timing")
 	flagBatch  = flag.Int("batch", 128, "batch size")
 	flagIn     = flag.Int("in", 64, "input features")
-	flagHidden = flag.Int("hidden", 256, "hidden units (two hidden layers)")
+	flagHidden = flag.Int("hidden", 256, "hidden units of each hidden layer (-depth of them)")
+	flagDepth  = flag.Int("depth", 2, "hidden layers of the MLP (1: the MNIST example's 784-64-10 with -in=784 -hidden=64)")
 	flagOut    = flag.Int("out", 10, "classes")
 	flagOnly   = flag.String("only", "", "run only the methods with these comma-separated names (and the base)")
 	flagModel  = flag.String("model", "mlp", "model: mlp (two tanh hidden layers of -hidden), vit (the default "+
@@ -149,6 +150,8 @@ func practiceMethods() []*method {
 		// The guard's goal is on the default rows (guard on) against these.
 		{name: "ForwardDifference guard off", target: "guard on ≤ 1.02× this", opt: func() optimizers.Interface { return fgr().GuardNonFinite(false).Done() }},
 		{name: "SAM guard off", target: "guard on ≤ 1.02× this", opt: func() optimizers.Interface { return gr.SAM(sgd()).GuardNonFinite(false).Done() }},
+		{name: "ForwardDifference check off", target: "WarnUnstable(false): F-GR's check costs F-GR ÷ this", opt: func() optimizers.Interface { return fgr().WarnUnstable(false).Done() }},
+		{name: "USAM check off", target: "WarnUnstable(false)", opt: func() optimizers.Interface { return gr.USAM(sgd()).WarnUnstable(false).Done() }},
 		{name: "base (SGD) bfloat16", target: "", opt: sgd, model: bf16},
 		{name: "ForwardDifference bfloat16", target: "vs SGD bf16", opt: func() optimizers.Interface { return fgr().Done() }, model: bf16},
 	}
@@ -178,7 +181,7 @@ func cnnModelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
 
 func modelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
 	x := inputs[0]
-	for i := range 2 {
+	for i := range *flagDepth {
 		x = layers.DenseWithBias(ctx.In(fmt.Sprintf("hidden_%d", i)), x, *flagHidden)
 		x = activations.Apply(activations.TypeTanh, x)
 	}
@@ -195,7 +198,11 @@ func main() {
 		return
 	}
 	model, description := modelFn, func() string {
-		return fmt.Sprintf("MLP %d→%d→%d→%d", *flagIn, *flagHidden, *flagHidden, *flagOut)
+		desc := fmt.Sprintf("MLP %d", *flagIn)
+		for range *flagDepth {
+			desc += fmt.Sprintf("→%d", *flagHidden)
+		}
+		return desc + fmt.Sprintf("→%d (tanh)", *flagOut)
 	}
 	inShape := func() []int { return []int{*flagBatch, *flagIn} }
 	switch *flagModel {
@@ -231,7 +238,10 @@ func main() {
 			all := methods()
 			var ms []*method
 			for _, m := range all {
-				if *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
+				if *flagRSS != "" && m.name != *flagRSS {
+					continue // Memory mode: the named method alone.
+				}
+				if *flagRSS != "" || *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
 					// A tensor used on one backend cannot be fed to another: each backend has its own.
 					m.backend, m.grgrad = be, useGrgrad
 					m.x = tensors.FromFlatDataAndDimensions(xs, inShape()...)
@@ -282,7 +292,7 @@ func main() {
 	// Memory: peak heap above the post-GC heap while running 10 steps (so Every's both graphs run); not
 	// with -json, which reports times only.
 	for _, ms := range runs {
-		if *flagJSON {
+		if *flagJSON || *flagRSS != "" {
 			break
 		}
 		for _, m := range ms {
@@ -295,6 +305,17 @@ func main() {
 	}
 
 	// Time: interleaved rounds, every method on every backend in turn.
+	var wholePeak int64 // -rss: the peak before the timed steps (compilation, warm-up)
+	if *flagRSS != "" {
+		var err error
+		if wholePeak, err = peakRSS(); err == nil {
+			err = resetPeakRSS()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -rss: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	stopProfile := startProfile()
 	for range *flagRounds {
 		for _, ms := range runs {
@@ -308,6 +329,10 @@ func main() {
 	}
 
 	stopProfile()
+	if *flagRSS != "" {
+		printRSS(runs[0][0], description(), wholePeak)
+		return
+	}
 	if *flagJSON {
 		printJSON(runs, description())
 		return

@@ -2,6 +2,7 @@ package gr
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -71,7 +72,8 @@ type HeavyBallBase interface {
 //
 // It covers the methods with a fixed γ — DoubleBackprop, ForwardDifference, BackwardDifference,
 // CentralDifference (with or without Normalized) and USAM — on bases whose learning rate the graph can see:
-// GoMLX's SGD (η measured from the update itself, ⟨θ − θ′, g⟩/‖g‖², so its decay is included) and any
+// GoMLX's SGD (η measured from the update itself, ⟨θ − θ′, g⟩/‖g‖² over its smallest variables, so its decay
+// is included; a step whose gradient is 0 on all of them counts as stable) and any
 // HeavyBallBase. For other bases (Adam, ...), the SAM family with a normalized ascent (SAM, GNP, ASAM and
 // methods of other packages), Every(k > 1) (whose skip steps add a stored correction that does not scale
 // with θ), the check is off: SAM's ascent ρg₁/‖g₁‖ acts as γ = ρ/‖g₁‖, which shrinks as the iterate leaves
@@ -152,8 +154,8 @@ func (r *Regularized) watchStability(ctx *context.Context, g *graph.Graph, prep 
 }
 
 // baseStep returns the learning rate η (a scalar of graph g) and momentum β of base, if the check knows
-// them: GoMLX's SGD (η = ⟨θ − θ′, g⟩/‖g‖² from the update just built, with g the gradient handed to it) or
-// a HeavyBallBase.
+// them: GoMLX's SGD (η = ⟨θ − θ′, g⟩/‖g‖² from the update just built, with g the gradient handed to it,
+// over the smallest variables: see etaVariables) or a HeavyBallBase.
 func baseStep(base optimizers.Interface, ctx *context.Context, g *graph.Graph, s *Step, grads []*Node) (
 	lr *Node, momentum float64, ok bool) {
 	switch b := base.(type) {
@@ -161,17 +163,38 @@ func baseStep(base optimizers.Interface, ctx *context.Context, g *graph.Graph, s
 		lr, momentum = b.HeavyBall(ctx, g)
 		return lr, momentum, true
 	case *optimizers.SGDConfig:
-		after := make([]*Node, len(s.vars))
-		for i, v := range s.vars {
-			after[i] = v.ValueGraph(g)
+		var before, after, grad []*Node
+		for _, i := range etaVariables(s.vars) {
+			before, after, grad = append(before, s.theta[i]), append(after, s.vars[i].ValueGraph(g)), append(grad, grads[i])
 		}
-		num := grvec.InnerProduct(grvec.SubVec(s.theta, after), grads)
-		den := grvec.InnerProduct(grads, grads)
+		num := grvec.InnerProduct(grvec.SubVec(before, after), grad)
+		den := grvec.InnerProduct(grad, grad)
 		zero := graph.ZerosLike(den)
 		isZero := graph.Equal(den, zero)
 		return graph.Where(isZero, zero, graph.Div(num, graph.Where(isZero, graph.OnesLike(den), den))), 0, true
 	}
 	return nil, 0, false
+}
+
+// etaVariables returns the indices of the variables over which the check measures SGD's learning rate: SGD
+// moves every variable by the same −ηg, so any of them gives η; the smallest ones (usually the biases), up
+// to 1/64 of the parameters and at least one variable, make it cost nothing next to the step (a pass over
+// every parameter costs about 0.1× of an SGD step on XLA CPU). A step whose gradient is 0 on all of them
+// reads η = 0 and counts as stable.
+func etaVariables(vars []*context.Variable) []int {
+	order := make([]int, len(vars))
+	total := 0
+	for i, v := range vars {
+		order[i] = i
+		total += v.Shape().Size()
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return vars[a].Shape().Size() - vars[b].Shape().Size() })
+	n, size := 1, vars[order[0]].Shape().Size()
+	for n < len(order) && size+vars[order[n]].Shape().Size() <= total/64 {
+		size += vars[order[n]].Shape().Size()
+		n++
+	}
+	return order[:n]
 }
 
 // stabilityWatch is the per-trainer state of the stability warning's node logger.

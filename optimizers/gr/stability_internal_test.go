@@ -2,6 +2,7 @@ package gr
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
@@ -274,5 +276,26 @@ func TestStabilityCounterUnderScope(t *testing.T) {
 	}
 	if v := ctx.InAbsPath(Scope + "/stability").GetVariable(MetricViolations); v != nil {
 		t.Errorf("a stability counter under the default scope %s, though both optimizers have their own", Scope)
+	}
+}
+
+// TestEtaVariables: SGD's learning rate is measured over the smallest variables, up to 1/64 of the
+// parameters, at least one.
+func TestEtaVariables(t *testing.T) {
+	ctx := context.New()
+	mk := func(name string, dims ...int) *context.Variable {
+		return ctx.VariableWithShape(name, shapes.Make(dtypes.Float32, dims...))
+	}
+	// The MLP 784-256-256-10: 269,322 parameters, 1/64 of them 4,208.
+	mlp := []*context.Variable{mk("w0", 784, 256), mk("b0", 256), mk("w1", 256, 256), mk("b1", 256),
+		mk("w2", 256, 10), mk("b2", 10)}
+	if got, want := etaVariables(mlp), []int{5, 1, 3, 4}; !slices.Equal(got, want) {
+		t.Errorf("etaVariables(MLP) = %v, want %v (sizes 10, 256, 256, 2560)", got, want)
+	}
+	if got := etaVariables(mlp[:1]); !slices.Equal(got, []int{0}) {
+		t.Errorf("etaVariables(one variable) = %v, want [0]", got)
+	}
+	if got := etaVariables([]*context.Variable{mlp[0], mlp[2]}); !slices.Equal(got, []int{1}) {
+		t.Errorf("etaVariables(two matrices) = %v, want [1] (the smaller, though above 1/64)", got)
 	}
 }
