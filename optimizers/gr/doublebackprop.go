@@ -31,7 +31,7 @@ func doubleBackpropGrad(s *Step) (grads []*Node) {
 	defer translateMissingGradient()
 	hg := graph.Gradient(penalty, s.Theta()...)      // Hg₁
 	s.SetCurvature(grvec.InnerProduct(s.Grad(), hg)) // g₁ᵀHg₁, exact (metrics.go)
-	return grvec.Axpby(s.Scalar(1), s.Grad(), s.Gamma(), hg)
+	return grvec.Axpby(s.Scalar(1), s.Grad(), s.Param(ParamGamma), hg)
 }
 
 // missingGradientRE matches GoMLX's panic for an op without a gradient.

@@ -202,12 +202,6 @@ func (s *Step) Grad() []*Node { return s.grad }
 // Loss returns L(θ), the scalar loss of the step (with every train.AddLoss term).
 func (s *Step) Loss() *Node { return s.loss }
 
-// Gamma returns γ (ParamGamma) as a scalar (Param); it panics if the method has no γ.
-func (s *Step) Gamma() *Node { return s.Param(ParamGamma) }
-
-// Epsilon returns ε (ParamEpsilon) as a scalar (Param); it panics if the method has no ε.
-func (s *Step) Epsilon() *Node { return s.Param(ParamEpsilon) }
-
 // Param returns the method's float64 hyperparameter with context key key for this step, as a scalar of the
 // compute dtype (the loss dtype, float32 for a half-precision loss): the configured value, or with
 // Config.Schedule the schedule's value for this step. The value is also written to the hyperparameter's
@@ -277,9 +271,9 @@ func (s *Step) SetCurvature(curvature *Node) { s.curvature = curvature }
 // fdStep returns the finite-difference step h: ε, or ε/(‖g₁‖ + δ) with Config.Normalized.
 func (s *Step) fdStep() *Node {
 	if !s.ParamBool(ParamNormalized) {
-		return s.Epsilon()
+		return s.Param(ParamEpsilon)
 	}
-	return graph.Div(s.Epsilon(), graph.AddScalar(graph.Sqrt(s.gradSquaredNorm()), NormStabilizer))
+	return graph.Div(s.Param(ParamEpsilon), graph.AddScalar(graph.Sqrt(s.gradSquaredNorm()), NormStabilizer))
 }
 
 // gradSquaredNorm returns ‖g₁‖² = grvec.InnerProduct(g₁, g₁), built once per step: the normalized finite
@@ -393,7 +387,7 @@ func (s *Step) startValue(v *context.Variable) *Node {
 
 // fdCoefficient returns γ/h for the finite-difference step h.
 func (s *Step) fdCoefficient(h *Node) *Node {
-	return graph.Div(s.Gamma(), h)
+	return graph.Div(s.Param(ParamGamma), h)
 }
 
 // panicf panics with an error, as GoMLX's graph-building functions do.
