@@ -34,7 +34,7 @@ func doubleBackpropGrad(s *Step) (grads []*Node) {
 	defer translateMissingGradient()
 	hg := graph.Gradient(penalty, s.Theta()...)      // Hg₁
 	s.SetCurvature(grvec.InnerProduct(s.Grad(), hg)) // g₁ᵀHg₁, exact (metrics.go)
-	return grvec.Axpby(s.Scalar(1), s.Grad(), s.Gamma(), hg)
+	return grvec.Axpby(s.Scalar(1), s.Grad(), s.Param(ParamGamma), hg)
 }
 
 // GoMLX's panics when a gradient cannot be differentiated again, and how to find the op in each.
