@@ -48,6 +48,7 @@ import (
 	"github.com/gradreg/gradreg/examples/internal/sgdm"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 var (
@@ -86,7 +87,7 @@ func probeMethod(k int) func(s *gr.Step) []*Node {
 	return func(s *gr.Step) []*Node {
 		g1 := s.Grad()
 		eps, gamma := s.Param(gr.ParamEpsilon), s.Param(gr.ParamGamma)
-		fresh := gr.ScaleVec(Div(gamma, eps), gr.SubVec(s.GradAt(gr.ScaleVec(eps, g1)), g1))
+		fresh := grvec.ScaleVec(Div(gamma, eps), grvec.SubVec(s.GradAt(grvec.ScaleVec(eps, g1)), g1))
 		step := s.GlobalStep()
 		refresh := Equal(Mod(step, Scalar(step.Graph(), step.DType(), k)), ScalarZero(step.Graph(), step.DType()))
 		stored := s.State("everyk_c")
@@ -95,12 +96,12 @@ func probeMethod(k int) func(s *gr.Step) []*Node {
 			c[i] = Where(refresh, fresh[i], stored[i])
 		}
 		s.SetState("everyk_c", c)
-		sum := gr.AddVec(s.State("everyk_sum"), c) // Σ_t c_t, the corrections applied so far.
+		sum := grvec.AddVec(s.State("everyk_sum"), c) // Σ_t c_t, the corrections applied so far.
 		s.SetState("everyk_sum", sum)
-		stats := Stack([]*Node{gr.GlobalNorm(c), gr.GlobalNorm(fresh), gr.InnerProduct(c, fresh),
-			gr.InnerProduct(c, g1), gr.InnerProduct(fresh, g1), gr.GlobalNorm(g1), gr.GlobalNorm(sum)}, 0)
+		stats := Stack([]*Node{grvec.GlobalNorm(c), grvec.GlobalNorm(fresh), grvec.InnerProduct(c, fresh),
+			grvec.InnerProduct(c, g1), grvec.InnerProduct(fresh, g1), grvec.GlobalNorm(g1), grvec.GlobalNorm(sum)}, 0)
 		stats.SetLogged(probeMessage)
-		return gr.AddVec(g1, c)
+		return grvec.AddVec(g1, c)
 	}
 }
 
@@ -202,7 +203,8 @@ func probeRun(backend backends.Backend, k int, seed int64) (float64, *probeStats
 	}
 	base := &sgdm.Optimizer{LR: 0.05, Momentum: 0.9, TotalSteps: *flagSteps}
 	opt, err := gr.NewMethod("EveryKProbe", probeMethod(k))(base).
-		Param(gr.ParamGamma, gr.DefaultGamma, 0, math.Inf(1)).Param(gr.ParamEpsilon, gr.DefaultEpsilon, 0, math.Inf(1)).
+		Declare(gr.Hyperparameter{Key: gr.ParamGamma, Default: gr.DefaultGamma, Max: math.Inf(1)},
+			gr.Hyperparameter{Key: gr.ParamEpsilon, Default: gr.DefaultEpsilon, Max: math.Inf(1)}).
 		Build()
 	if err != nil {
 		return 0, nil, err

@@ -8,41 +8,16 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train"
 )
 
-// Gradient accumulation (Trainer.AccumulateGradients(n)) with a trainer built by NewTrainer.
-//
-// GoMLX's accumulation graphs call the loss function, differentiate the loss themselves, add the gradient
-// to an accumulator and, on every n-th call, hand the mean of the n accumulated gradients to the optimizer's
-// UpdateGraphWithGradients. NewTrainer's loss function computes the method's combined gradient gⱼ of
-// micro-batch j (its own g₁ and its own perturbation) and returns a surrogate whose value is the loss and
-// whose gradient is gⱼ (see NewTrainer), so the base optimizer steps once per n micro-batches with
-//
-//	g = (1/n) Σⱼ gⱼ
-//
-// which is Groups(n) on the concatenation of the n micro-batches (up to rounding). Every(k > 1) is refused
-// with accumulation (graph-build error). Distributed training with accumulation is refused by GoMLX itself.
-//
-// GuardNonFinite under accumulation: a micro-batch whose loss or gradient is not finite adds zero to the
-// accumulator and marks the cycle; the optimizer step that ends a marked cycle (or whose mean gradient is
-// not finite) writes nothing — the whole cycle is dropped and counted once in MetricSkipped. The loss the
-// trainer reports for that micro-batch is left as it is.
-//
-// Checkpoints: GoMLX keeps the position in the cycle in a Go field that checkpoints do not save, while the
-// accumulated sums are variables that they do save. A checkpoint written at a cycle boundary (after a step
-// count that is a multiple of n, e.g. with train.Loop and checkpoints every multiple of n steps) resumes
-// exactly. Resuming from a checkpoint written mid-cycle restarts the count at 0 with the partial sum of the
-// interrupted cycle still in the accumulator: the next optimizer step then applies the sum of more than n
-// micro-batch gradients divided by n.
-
 // guardCycleVar is the name of the guard's cycle variable (cycleVar).
 const guardCycleVar = "cycle_not_finite"
 
 // prepareFromLoss is the body of NewTrainer's loss function in a training graph: fnLoss is the loss
 // function's value. It computes the combined gradient (prepare) and returns the loss to give the trainer.
 func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) *Node {
-	if r.mustRefresh().none() {
+	g := fnLoss.Graph()
+	if r.resolve(p.ctx, g).none() {
 		return fnLoss
 	}
-	g := fnLoss.Graph()
 	if !fnLoss.Shape().IsScalar() {
 		fnLoss = graph.ReduceAllMean(fnLoss) // As train.Trainer does.
 	}
@@ -66,10 +41,10 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 		return fnLoss
 	}
 
-	grads := prep.grads
+	grads := prep.all
 	if prep.ok != nil {
-		grads = make([]*Node, len(prep.grads))
-		for i, gi := range prep.grads {
+		grads = make([]*Node, len(prep.all))
+		for i, gi := range prep.all {
 			grads[i] = graph.Where(prep.ok, gi, graph.ZerosLike(gi))
 		}
 		guardVariables(p.ctx, g, prep.ok) // The model's own updates (e.g. batch-norm statistics).
@@ -80,7 +55,7 @@ func (r *Regularized) prepareFromLoss(p *pass, fnLoss *Node, accumulating bool) 
 		trainerCtx.SetGraphParam(g, train.TrainerLossGraphParamKey, graph.StopGradient(terms))
 	}
 	surrogate := graph.StopGradient(fnLoss)
-	for i, theta := range prep.step.theta {
+	for i, theta := range prep.step.allTheta {
 		d := graph.Sub(theta, graph.StopGradient(theta))
 		term := graph.ReduceAllSum(graph.Mul(graph.StopGradient(grads[i]), d))
 		surrogate = graph.Add(surrogate, castTo(term, surrogate))
@@ -99,14 +74,14 @@ func cycleVar(ctx *context.Context, own string) *context.Variable {
 // prepared by NewTrainer's loss function (e.g. a trainer built by train.NewTrainer): the gradients would be
 // the plain ∇L and the step silently the base optimizer's.
 func (r *Regularized) UpdateGraphWithGradients(ctx *context.Context, grads []*Node, lossDType dtypes.DType) {
-	if r.mustRefresh().none() {
-		r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
-		return
-	}
 	if len(grads) == 0 {
 		panicf("gr.%s: UpdateGraphWithGradients got no gradients", r.cfg.name)
 	}
 	g := grads[0].Graph()
+	if r.resolve(ctx, g).none() {
+		r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
+		return
+	}
 	prep := preparedFor(ctx, g)
 	if prep == nil {
 		panicf("gr.%s: UpdateGraphWithGradients (used by Trainer.AccumulateGradients) got gradients that "+
@@ -116,11 +91,11 @@ func (r *Regularized) UpdateGraphWithGradients(ctx *context.Context, grads []*No
 	}
 	var ok *Node
 	if prep.ok != nil {
-		v := cycleVar(ctx, r.cfg.ownScope(ctx))
+		v := cycleVar(ctx, prep.step.own)
 		ok = graph.LogicalAnd(graph.LogicalNot(v.ValueGraph(g)), allFinite(grads...))
 	}
-	r.apply(ctx, g, grads, ok, lossDType)
+	r.apply(ctx, g, prep, grads, ok, lossDType)
 	if ok != nil {
-		cycleVar(ctx, r.cfg.ownScope(ctx)).SetValueGraph(graph.Const(g, false)) // Next cycle.
+		cycleVar(ctx, prep.step.own).SetValueGraph(graph.Const(g, false)) // Next cycle.
 	}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // ParamASAMEta is η, ASAM's offset of the normalization operator, read by FromContext. Default: DefaultASAMEta.
@@ -54,16 +55,16 @@ func asamT(s *Step) (t, tg []*Node) {
 
 func asamGrad(s *Step) []*Node {
 	t, tg := asamT(s)
-	c := graph.Div(s.Param(ParamRho), graph.AddScalar(GlobalNorm(tg), NormStabilizer))
+	c := graph.Div(s.Param(ParamRho), graph.AddScalar(grvec.GlobalNorm(tg), NormStabilizer))
 	e := make([]*Node, len(tg)) // ρ T²g₁/(‖Tg₁‖ + δ)
 	for i := range tg {
 		e[i] = graph.Mul(t[i], tg[i])
 	}
-	return s.GradAt(ScaleVec(c, e))
+	return s.GradAt(grvec.ScaleVec(c, e))
 }
 
 // asamPenalty is ρ‖Tg₁‖.
 func asamPenalty(s *Step) *Node {
 	_, tg := asamT(s)
-	return graph.Mul(s.Param(ParamRho), GlobalNorm(tg))
+	return graph.Mul(s.Param(ParamRho), grvec.GlobalNorm(tg))
 }

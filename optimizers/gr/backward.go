@@ -3,6 +3,7 @@ package gr
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 func init() { Register("backward", BackwardDifference) }
@@ -22,5 +23,5 @@ func backwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
 	descent := s.GradAlong(graph.Neg(h))
-	return Axpby(graph.OnePlus(c), s.Grad(), graph.Neg(c), descent)
+	return grvec.Axpby(graph.OnePlus(c), s.Grad(), graph.Neg(c), descent)
 }

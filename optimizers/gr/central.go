@@ -3,6 +3,7 @@ package gr
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 func init() { Register("central", CentralDifference) }
@@ -23,5 +24,5 @@ func centralGrad(s *Step) []*Node {
 	half := graph.MulScalar(s.fdCoefficient(h), 0.5) // γ/2h
 	ascent := s.GradAlong(h)
 	descent := s.GradAlong(graph.Neg(h))
-	return AddVec(s.Grad(), ScaleVec(half, SubVec(ascent, descent)))
+	return grvec.AddVec(s.Grad(), grvec.ScaleVec(half, grvec.SubVec(ascent, descent)))
 }

@@ -2,50 +2,30 @@ package gr
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
-
-// How the options compose. One training step builds, in this order:
-//
-//  1. Groups (groups.go): the batch is split into m groups; each group gets its own sub-step (newSubStep)
-//     with its own loss Lₖ and g₁ᵏ = ∇Lₖ(θ), and the step's g₁ is the mean of the g₁ᵏ. Without Groups the
-//     step is its own single group.
-//  2. The method: its combined gradient, run on each group and averaged (groupsGrad). Its state writes and
-//     curvature are averaged likewise.
-//  3. Fallback (GuardNonFinite): where the method's gradient is not finite while L and g₁ are, g = g₁, and
-//     the step counts one MetricFallbacks. It sits right after the method, so that everything after it
-//     (the correction Every stores, the warm-up) sees a finite gradient.
-//  4. Every(k): on full steps the method's gradient, and its correction c = g − g₁ is stored; on reuse steps
-//     g = g₁ + c_stored (or the method's Reuse). The graph that does not know the step's phase builds both
-//     and selects with t mod k = 0; the state each phase writes is committed for the selected phase only.
-//  5. WarmUp/ZeroWarmUp: g = g₁ + w_t·c with c = g − g₁ of the previous stage, so the ramp scales the
-//     correction whichever of full or reuse produced it. The metrics are published here (the penalty
-//     scaled by w_t).
-//  6. Guard (GuardNonFinite): ok = L and g finite; the gradient is rounded to each variable's dtype and
-//     handed to the base optimizer, and where ok is false every variable the step changed keeps its
-//     pre-step value (UpdateGraph, or UpdateGraphWithGradients under accumulation).
-//
-// Groups is outermost in data (each group runs the method) but the fallback, Every and WarmUp act on the
-// mean over the groups: a group cannot fall back alone, and Every stores one correction for the step.
 
 // prepare builds the step's combined gradient from the total loss L (every train.AddLoss term included) and
 // stores it for the graph. accumulating says the graph is one of Trainer.AccumulateGradients.
 func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, p *pass, accumulating bool) *prepared {
+	cfg := r.resolve(ctx, g)
 	if !loss.Shape().IsScalar() {
-		panicf("gr.%s: the loss must be a scalar, got shape %s", r.cfg.name, loss.Shape())
+		panicf("gr.%s: the loss must be a scalar, got shape %s", cfg.name, loss.Shape())
 	}
-	if accumulating && r.Every() > 1 {
+	if accumulating && cfg.every() > 1 {
 		panicf("gr.%s: Every(%d) cannot be combined with Trainer.AccumulateGradients (the stored correction "+
 			"would be refreshed by one micro-batch of the cycle only): use Every(1), or no accumulation",
-			r.cfg.name, r.Every())
+			cfg.name, cfg.every())
 	}
-	s := newStep(r.cfg, ctx, g, loss, p)     // 1. Groups.
-	grads := s.narrow(r.cfg.combine(s))      // 2.–5. The method, fallback, Every, WarmUp.
-	prep := &prepared{step: s, grads: grads} // 6. The guard (with apply).
-	if r.cfg.guardOn() {
-		prep.ok = graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(grads...))
+	s := newStep(cfg, ctx, g, loss, p)                       // 1. Groups.
+	all := s.narrow(s.withPlain(cfg.combine(s)))             // 2.–5. The method, fallback, Every, WarmUp.
+	prep := &prepared{step: s, all: all, grads: s.pick(all)} // 6. The guard (with apply).
+	if cfg.guardOn() {
+		prep.ok = graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(all...))
 		if s.fallback != nil {
 			addToCounter(ctx, g, s.own, MetricFallbacks, s.fallback)
 		}
@@ -60,18 +40,55 @@ func newStep(cfg *Config, ctx *context.Context, g *graph.Graph, loss *Node, p *p
 	sg := &stepGraph{cfg: cfg, ctx: ctx, g: g, params: map[string]*Node{}, own: cfg.ownScope(ctx)}
 	for v := range ctx.IterVariables() {
 		if v.Trainable && v.InUseByGraph(g) {
-			sg.vars = append(sg.vars, v)
-			sg.theta = append(sg.theta, v.ValueGraph(g))
+			sg.all = append(sg.all, v)
+			sg.allTheta = append(sg.allTheta, v.ValueGraph(g))
+			if cfg.acts(v) {
+				sg.acting = append(sg.acting, len(sg.all)-1)
+				sg.vars = append(sg.vars, v)
+				sg.theta = append(sg.theta, v.ValueGraph(g))
+			}
 		}
+	}
+	if len(sg.vars) == 0 && len(sg.all) > 0 {
+		panicf("gr.%s: Mask and Exclude (%s = %q) leave the method none of the %d trainable variables (e.g. %q): "+
+			"nothing to regularize; use the base optimizer alone (gr_method=none) or a narrower pattern",
+			cfg.name, ParamExclude, cfg.exclude, len(sg.all), sg.all[0].ScopeAndName())
 	}
 	s := newSubStep(sg, p, loss)
 	if cfg.groupsOn() {
 		s.needPass(fmt.Sprintf("Groups(%d) evaluates the model on each group of the batch", cfg.groups))
-		s.splitGroups() // Sets s.groups and s.grad (groups.go).
+		s.splitGroups() // Sets s.groups and s.allGrad (groups.go).
 	} else {
-		s.grad = widen(graph.Gradient(loss, sg.theta...))
+		s.allGrad = widen(graph.Gradient(loss, sg.allTheta...))
 	}
+	s.grad = s.pick(s.allGrad)
 	return s
+}
+
+// pick returns the elements of x, one per trainable variable of the graph (stepGraph.all), that belong to the
+// variables the method acts on (Step.Variables): x itself when it acts on all.
+func (sg *stepGraph) pick(x []*Node) []*Node {
+	if len(sg.acting) == len(sg.all) {
+		return x
+	}
+	out := make([]*Node, len(sg.acting))
+	for i, j := range sg.acting {
+		out[i] = x[j]
+	}
+	return out
+}
+
+// withPlain returns the gradient for every trainable variable of the graph: the method's gradient grads for
+// the variables it acts on, the plain g₁ for the others (Config.Mask).
+func (s *Step) withPlain(grads []*Node) []*Node {
+	if len(s.acting) == len(s.all) {
+		return grads
+	}
+	out := slices.Clone(s.allGrad)
+	for i, j := range s.acting {
+		out[j] = grads[i]
+	}
+	return out
 }
 
 // newSubStep returns a Step of graph sg evaluated on p (the whole batch, or one group of it) with loss
@@ -136,14 +153,14 @@ func (s *Step) branch(phase Phase, store bool) (g, corr []*Node) {
 	case phase == PhaseFull:
 		g = s.withFallback(s.groupsGrad()) // Steps 2 and 3.
 		if store {
-			corr = SubVec(g, s.grad)
+			corr = grvec.SubVec(g, s.grad)
 			s.pending[correctionScope] = corr
 		}
 	case s.cfg.reuse != nil:
 		g = s.cfg.reuse(s)
 	default:
 		corr = varValues(s.g, s.stateVars(correctionScope))
-		g = AddVec(s.grad, corr)
+		g = grvec.AddVec(s.grad, corr)
 	}
 	if s.cfg.update != nil {
 		s.cfg.update(s)
@@ -170,7 +187,7 @@ func (s *Step) correction(g, corr []*Node) []*Node {
 	if corr != nil {
 		return corr
 	}
-	return SubVec(g, s.grad)
+	return grvec.SubVec(g, s.grad)
 }
 
 // warmed returns g without warm-up, else g₁ + w_t·c, with c the correction (from g when corr is nil).
@@ -178,5 +195,5 @@ func (s *Step) warmed(g, corr []*Node) []*Node {
 	if s.warm == nil {
 		return g
 	}
-	return AddVec(s.grad, ScaleVec(s.warm, s.correction(g, corr)))
+	return grvec.AddVec(s.grad, grvec.ScaleVec(s.warm, s.correction(g, corr)))
 }

@@ -3,11 +3,14 @@ package gr
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/pkg/errors"
 )
 
@@ -45,7 +48,7 @@ const (
 
 	// NormStabilizer is δ, added to every global gradient norm that divides: ‖g₁‖ + δ. It keeps a zero
 	// gradient from producing NaN (the perturbation is then zero and the method reduces to the base step).
-	NormStabilizer = 1e-12
+	NormStabilizer = grvec.NormStabilizer
 )
 
 // Hyperparameter declares one hyperparameter of a method (Config.Declare): its context key, the method's
@@ -53,8 +56,15 @@ const (
 // an error, and FromContext reads only the declared keys.
 //
 // Its type is the type of Default: float64, int (an integer hyperparameter: a value with a fractional part
-// is an error) or bool. Min and Max bound a float64 or an int: the range is [Min, Max], with MinOpen
-// (Min, Max], with MaxOpen [Min, Max); Max may be +Inf (then the range is open above).
+// is an error), bool or string. Min and Max bound a float64 or an int: the range is [Min, Max], with MinOpen
+// (Min, Max], with MaxOpen [Min, Max); Max may be +Inf (then the range is open above). A method reads the
+// value with Step.ParamFloat (or Step.Param, as a scalar node that follows a Schedule), Step.ParamInt,
+// Step.ParamBool or Step.ParamString.
+//
+// This is the one way to declare a hyperparameter (Config.Declare). E.g. GSAM's α, which Config.Alpha sets
+// because its Name is "Alpha (α)":
+//
+//	gr.Hyperparameter{Key: "gr_gsam_alpha", Name: "Alpha (α)", Default: 0.4, Min: 0, Max: 1}
 //
 // Several methods may declare the same key only for the same quantity, with the same type and range (Register
 // checks this); their defaults may differ (e.g. ρ of SAM and ASAM). A method's own hyperparameter gets a key
@@ -62,7 +72,7 @@ const (
 type Hyperparameter struct {
 	Key     string  // context key read by FromContext, e.g. ParamRho ("gr_rho"); also the name for Config.Set
 	Name    string  // name in error messages, e.g. "Rho (ρ)"; Key when empty
-	Default any     // the method's default: a float64, an int or a bool (its type is the hyperparameter's type)
+	Default any     // the method's default: a float64, an int, a bool or a string (its type is the hyperparameter's type)
 	Min     float64 // valid range of a float64 or int: [Min, Max]; Max may be +Inf
 	Max     float64
 	MinOpen bool // the range excludes Min
@@ -74,6 +84,15 @@ func (h Hyperparameter) name() string {
 		return h.Key
 	}
 	return h.Name
+}
+
+// label is the hyperparameter in error messages: its name and the context key the user sets, e.g.
+// "Rho (ρ) [gr_rho]", or the key alone when it has no other name.
+func (h Hyperparameter) label() string {
+	if h.Name == "" || h.Name == h.Key {
+		return h.Key
+	}
+	return h.Name + " [" + h.Key + "]"
 }
 
 // Config is the builder of a gradient-regularized optimizer. Create it with one of the method
@@ -102,6 +121,10 @@ type Config struct {
 	scope   string // Scope (state.go); "": DefaultScope
 	noGuard bool   // GuardNonFinite(false) (guard.go)
 
+	mask      func(*context.Variable) bool // Mask (mask.go); nil: every trainable variable
+	exclude   string                       // Exclude (mask.go): the pattern as given; "": none
+	excludeRE *regexp.Regexp               // Exclude, compiled
+
 	noStabilityWarning bool   // WarnUnstable(false) (stability.go)
 	stabilityKey       string // key of the γ of the stability check; "": not covered (stability.go)
 
@@ -114,18 +137,23 @@ type Config struct {
 // method's name in error messages (Regularized.Method); Register makes the constructor available to
 // FromContext under a gr_method value.
 //
-// The constructor returns a *Config with no hyperparameters: a method declares its own with Declare or
-// Param, typically in a wrapping constructor, and may define its reuse computation for Every(k) (Reuse),
+// The constructor returns a *Config with no hyperparameters: a method declares its own with Declare,
+// typically in a wrapping constructor, and may define its reuse computation for Every(k) (Reuse),
 // per-step state updates (Update) and its penalty metric (Penalty). Every option (Every, WarmUp,
 // ZeroWarmUp, Metrics, checkpoints of its state, ...) applies to it without its code knowing:
 //
 //	var newGSAM = gr.NewMethod("GSAM", gsamGrad)
 //
 //	func GSAM(base optimizers.Interface) *gr.Config {
-//		return newGSAM(base).Param(gr.ParamRho, 0.05, 0, math.Inf(1)).Param("gr_gsam_alpha", 0.4, 0, 1)
+//		return newGSAM(base).Declare(
+//			gr.Hyperparameter{Key: gr.ParamRho, Name: "Rho (ρ)", Default: 0.05, Max: math.Inf(1)},
+//			gr.Hyperparameter{Key: "gr_gsam_alpha", Name: "Alpha (α)", Default: 0.4, Max: 1})
 //	}
 //
 //	func init() { gr.Register("gsam", GSAM) }
+//
+// A method acts on the trainable variables Config.Mask and Config.Exclude leave it (Step.Variables); the
+// others get the base optimizer's plain step, without the method's code knowing.
 func NewMethod(name string, fn func(s *Step) []*graph.Node) func(base optimizers.Interface) *Config {
 	if name == "" || fn == nil {
 		panicf("gr.NewMethod: the name (%q) must not be empty and fn must not be nil", name)
@@ -141,18 +169,19 @@ func NewMethod(name string, fn func(s *Step) []*graph.Node) func(base optimizers
 }
 
 // Declare declares hyperparameters of the method (for method authors): each gets its default value,
-// FromContext reads its key, and Set (or a named setter such as Rho) changes it. A default outside its range,
-// a type other than float64, int or bool, or a key declared twice is an error reported by Build (and a panic
-// of Register).
+// FromContext reads its key, and Set (or a named setter such as Rho, for the Name "Rho (ρ)") changes it. A
+// default outside its range, a type other than float64, int, bool or string, a key declared twice or the key
+// of an option every method has (e.g. ParamEvery) is an error reported by Build (and a panic of Register).
 func (c *Config) Declare(params ...Hyperparameter) *Config {
 	for _, h := range params {
 		switch {
-		case h.Key == "" || c.lookup(h.Key) != nil:
-			c.setErr(errors.Errorf("gr.%s: hyperparameter key %q is empty or declared twice", c.name, h.Key))
+		case h.Key == "" || c.lookup(h.Key) != nil || findOption(h.Key) != nil:
+			c.setErr(errors.Errorf("gr.%s: hyperparameter key %q is empty, declared twice or the key of an "+
+				"option every method has", c.name, h.Key))
 			continue
-		case !isFloat(h.Default) && !isInt(h.Default) && !isBool(h.Default):
-			c.setErr(errors.Errorf("gr.%s: the default of %s must be a float64, an int or a bool, got %T",
-				c.name, h.name(), h.Default))
+		case !isFloat(h.Default) && !isInt(h.Default) && !isBool(h.Default) && !isString(h.Default):
+			c.setErr(errors.Errorf("gr.%s: the default of %s must be a float64, an int, a bool or a string, got %T",
+				c.name, h.label(), h.Default))
 			continue
 		case h.Name == "":
 			h.Name = h.Key
@@ -163,16 +192,9 @@ func (c *Config) Declare(params ...Hyperparameter) *Config {
 	return c
 }
 
-// Param declares a float64 hyperparameter with context key key, default def and valid range [lo, hi]
-// (hi may be +Inf): Declare(Hyperparameter{Key: key, Default: def, Min: lo, Max: hi}). Use Declare for
-// integer or bool hyperparameters and open bounds.
-func (c *Config) Param(key string, def, lo, hi float64) *Config {
-	return c.Declare(Hyperparameter{Key: key, Default: def, Min: lo, Max: hi})
-}
-
 // Set sets the hyperparameter with context key key: a number for a float64 hyperparameter (float64, float32
 // or an integer type), an integer for an int hyperparameter (an integer type, or a float64 without a
-// fractional part, as JSON decoders give), a bool for a bool one. It is an error if the method does not
+// fractional part, as JSON decoders give), a bool for a bool one, a string for a string one. It is an error if the method does not
 // declare key, if the type differs or if the value is out of range.
 func (c *Config) Set(key string, value any) *Config {
 	return c.set(key, key, value)
@@ -196,23 +218,22 @@ func (c *Config) set(key, name string, value any) *Config {
 			c.name, c.name, name, key, strings.Join(keys, ", ")))
 		return c
 	}
-	if isBool(h.Default) {
-		b, ok := value.(bool)
-		if !ok {
-			c.setErr(errors.Errorf("gr.%s: %s must be a bool, got %T %v", c.name, h.name(), value, value))
+	if isBool(h.Default) || isString(h.Default) {
+		if fmt.Sprintf("%T", value) != fmt.Sprintf("%T", h.Default) {
+			c.setErr(errors.Errorf("gr.%s: %s must be a %T, got %T %v", c.name, h.label(), h.Default, value, value))
 			return c
 		}
-		c.values[key] = b
+		c.values[key] = value
 		return c
 	}
 	v, ok := toFloat(value)
 	if !ok {
-		c.setErr(errors.Errorf("gr.%s: %s must be a number, got %T %v", c.name, h.name(), value, value))
+		c.setErr(errors.Errorf("gr.%s: %s must be a number, got %T %v", c.name, h.label(), value, value))
 		return c
 	}
 	if isInt(h.Default) {
 		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
-			c.setErr(errors.Errorf("gr.%s: %s must be an integer in %s, got %v", c.name, h.name(), h.rangeString(), value))
+			c.setErr(errors.Errorf("gr.%s: %s must be an integer in %s, got %v", c.name, h.label(), h.rangeString(), value))
 			return c
 		}
 		c.checkRange(h, v)
@@ -256,9 +277,10 @@ func (c *Config) lookup(key string) *Hyperparameter {
 	return nil
 }
 
-func isFloat(v any) bool { _, ok := v.(float64); return ok }
-func isInt(v any) bool   { _, ok := v.(int); return ok }
-func isBool(v any) bool  { _, ok := v.(bool); return ok }
+func isFloat(v any) bool  { _, ok := v.(float64); return ok }
+func isInt(v any) bool    { _, ok := v.(int); return ok }
+func isBool(v any) bool   { _, ok := v.(bool); return ok }
+func isString(v any) bool { _, ok := v.(string); return ok }
 
 // setErr records the first error found.
 func (c *Config) setErr(err error) {
@@ -276,7 +298,7 @@ func (c *Config) checkRange(h *Hyperparameter, value float64) {
 	if isInt(h.Default) {
 		kind = "an integer"
 	}
-	c.setErr(errors.Errorf("gr.%s: %s must be %s in %s, got %g", c.name, h.name(), kind, h.rangeString(), value))
+	c.setErr(errors.Errorf("gr.%s: %s must be %s in %s, got %g", c.name, h.label(), kind, h.rangeString(), value))
 }
 
 // inRange reports whether value is finite and in h's range.

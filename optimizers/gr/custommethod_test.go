@@ -9,17 +9,18 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // ascentMethod is a method written on the public API only: g = ∇L(θ + ρg₁) (USAM's formula).
 var newAscent = gr.NewMethod("Ascent", func(s *gr.Step) []*Node {
-	return s.GradAt(gr.ScaleVec(s.Param(gr.ParamRho), s.Grad()))
+	return s.GradAt(grvec.ScaleVec(s.Param(gr.ParamRho), s.Grad()))
 })
 
 func ascentMethod(base optimizers.Interface, rho float64) *gr.Config {
-	return newAscent(base).Param(gr.ParamRho, 0.05, 0, math.Inf(1)).Set(gr.ParamRho, rho)
+	return newAscent(base).Declare(gr.Hyperparameter{Key: gr.ParamRho, Default: 0.05, Max: math.Inf(1)}).Set(gr.ParamRho, rho)
 }
 
 // TestCustomMethodGetsPracticeOptions: a method defined through gr.NewMethod gets Groups, accumulation and

@@ -3,6 +3,7 @@ package gr
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"weak"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -13,10 +14,6 @@ import (
 
 // ParamEvery is k of Config.Every, read by FromContext. Default: 1 (every step).
 const ParamEvery = "gr_every"
-
-func init() {
-	readParamIfSet(ParamEvery, 1, (*Config).Every, func(c *Config) int { return max(c.sched.every, 1) })
-}
 
 // cadence holds the settings of Every (every.go) and WarmUp/ZeroWarmUp (warmup.go).
 type cadence struct {
@@ -51,8 +48,8 @@ func (c *Config) Every(k int) *Config {
 	return c
 }
 
-// Every returns k of Config.Every (1 when not set).
-func (r *Regularized) Every() int { return max(r.config().sched.every, 1) }
+// every returns k of Every (1 when not set).
+func (c *Config) every() int { return max(c.sched.every, 1) }
 
 // everyPhase says which graph the trainer is building for an Every(k) optimizer.
 type everyPhase int
@@ -71,51 +68,67 @@ type everySpec struct {
 }
 
 // everyTrainers maps the trainers built by NewTrainer with an Every(k > 1) optimizer, or one built by
-// FromContext (whose k may change when a checkpoint loads), to the optimizer.
-var everyTrainers sync.Map // weak.Pointer[train.Trainer] → *Regularized
+// FromContext (whose k may change when a checkpoint loads), to their everyTrainer.
+var everyTrainers sync.Map // weak.Pointer[train.Trainer] → *everyTrainer
+
+// everyTrainer is the optimizer of a trainer in everyTrainers and its k, read once (at the first StepSpec).
+type everyTrainer struct {
+	r *Regularized
+	k atomic.Int64 // 0: not read yet
+}
 
 func registerEveryTrainer(trainer *train.Trainer, optimizer optimizers.Interface) {
 	r, ok := optimizer.(*Regularized)
-	if !ok || (r.Every() <= 1 && r.ctx == nil) {
+	if !ok || (r.cfg.every() <= 1 && r.ctx == nil) {
 		return
 	}
 	key := weak.Make(trainer)
-	everyTrainers.Store(key, r)
+	everyTrainers.Store(key, &everyTrainer{r: r})
 	runtime.AddCleanup(trainer, func(key weak.Pointer[train.Trainer]) { everyTrainers.Delete(key) }, key)
 }
 
 // StepSpec returns the spec to give trainer.TrainStep for its next step: spec itself, unless the trainer was
 // built by NewTrainer with an optimizer configured with Every(k > 1); then a wrapped spec that selects the
 // graph of the step (ascent or skip, from the trainer's global step), which NewTrainer's model function
-// unwraps before calling the model. It reads the global step from the trainer's context.
-func StepSpec(trainer *train.Trainer, spec any) any {
-	r, found := everyTrainers.Load(weak.Make(trainer))
+// unwraps before calling the model. It reads the global step from the trainer's context, and k of an optimizer
+// built by FromContext from the context at its first call (after a checkpoint loaded).
+func stepSpec(trainer *train.Trainer, spec any) any {
+	e, found := everyTrainers.Load(weak.Make(trainer))
 	if !found {
 		return spec
 	}
-	k := r.(*Regularized).Every()
+	et := e.(*everyTrainer)
+	k := et.k.Load()
+	if k == 0 {
+		k = int64(et.r.current().every())
+		et.k.Store(k)
+	}
 	if k <= 1 {
 		return spec
 	}
 	phase := phaseSkip
-	if trainer.GlobalStep()%int64(k) == 0 {
+	if trainer.GlobalStep()%k == 0 {
 		phase = phaseAscent
 	}
 	return everySpec{spec: spec, phase: phase}
 }
 
-// TrainStep is trainer.TrainStep(StepSpec(trainer, spec), inputs, labels): with an optimizer configured
-// with Every(k), it runs the cheap graph (one gradient evaluation) on the steps that reuse the correction.
+// TrainStep is trainer.TrainStep for a trainer built by NewTrainer: with an optimizer configured with
+// Every(k > 1), it gives the trainer a spec that selects the graph of the step, so that the steps that reuse
+// the correction run the cheap graph (one gradient evaluation); NewTrainer's model function unwraps the spec
+// before calling the model. With any other optimizer it is trainer.TrainStep. k of an optimizer built by
+// FromContext is read from the context at the first step (after a checkpoint loaded).
 func TrainStep(trainer *train.Trainer, spec any, inputs, labels []*tensors.Tensor) ([]*tensors.Tensor, error) {
-	return trainer.TrainStep(StepSpec(trainer, spec), inputs, labels)
+	return trainer.TrainStep(stepSpec(trainer, spec), inputs, labels)
 }
 
-// EveryDataset wraps a training dataset for train.Loop so that each yielded spec goes through StepSpec:
+// EveryDataset wraps a training dataset for train.Loop so that each yielded spec selects the graph of the
+// step as TrainStep does:
 // with an optimizer configured with Every(k), the skip steps run the cheap graph. With any other optimizer
 // it changes nothing. Use it for the training dataset only.
 //
 // A train.DistributedDataset stays one: the wrapper forwards Strategy, DeviceAssignment and DistributedYield
-// (with the spec going through StepSpec), so train.Loop still runs it distributed (distributed.go).
+// (with the spec wrapped likewise), so train.Loop still runs it distributed (see Several devices in the package documentation).
 func EveryDataset(trainer *train.Trainer, ds train.Dataset) train.Dataset {
 	d := &everyDataset{Dataset: ds, trainer: trainer}
 	if dds, ok := ds.(train.DistributedDataset); ok {
@@ -135,7 +148,7 @@ func (d *everyDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err 
 	if err != nil {
 		return
 	}
-	return StepSpec(d.trainer, spec), inputs, labels, nil
+	return stepSpec(d.trainer, spec), inputs, labels, nil
 }
 
 // IsOwnershipTransferred implements train.DatasetCustomOwnership as the wrapped dataset does.

@@ -3,6 +3,7 @@ package gr
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 func init() { Register("forward", ForwardDifference) }
@@ -24,5 +25,5 @@ func forwardGrad(s *Step) []*Node {
 	h := s.fdStep()
 	c := s.fdCoefficient(h) // γ/h
 	ascent := s.GradAlong(h)
-	return Axpby(graph.OneMinus(c), s.Grad(), c, ascent)
+	return grvec.Axpby(graph.OneMinus(c), s.Grad(), c, ascent)
 }

@@ -33,11 +33,12 @@ var documentedDefaults = map[string]map[string]any{
 	"friendlysam": {gr.ParamRho: 0.05, grcontrib.ParamFriendlySAMSigma: 1.0, grcontrib.ParamFriendlySAMLambda: 0.9},
 	"wsam":        {gr.ParamRho: 0.05, grcontrib.ParamWSAMGamma: 0.9},
 	"rwp":         {grcontrib.ParamRWPSigma: 0.01, grcontrib.ParamRWPLambda: 0.5},
+	"esam":        {gr.ParamRho: 0.05, grcontrib.ParamESAMBeta: 0.6},
 }
 
 // optionDefaults are the documented defaults of the options every method has.
 var optionDefaults = map[string]any{gr.ParamEvery: 1, gr.ParamWarmUp: 0, gr.ParamZeroWarmUp: 0, gr.ParamGroups: 1,
-	gr.ParamGuardNonFinite: true, gr.ParamWarnUnstable: true}
+	gr.ParamGuardNonFinite: true, gr.ParamWarnUnstable: true, gr.ParamExclude: ""}
 
 // TestRegisterParamsKeepsEachMethodsDefaults: through GoMLX's -set parser, with only gr_method=M every
 // hyperparameter and option of the optimizer FromContext builds is M's documented default; with one key set,
@@ -102,13 +103,15 @@ func anotherValue(key string, def any) (string, any) {
 			v = 0.25
 		}
 		return fmt.Sprint(v), v
+	case string:
+		return "bias", "bias"
 	}
 	panic(fmt.Sprintf("key %s: unexpected default %T", key, def))
 }
 
-// TestRegisterParams: the registered values: the common default with its type, Unset for a key whose default
+// TestRegisterParams: the registered values: the common default with its type, unset for a key whose default
 // depends on the method, and a value ctx already had is kept. -set rejects a value of the wrong type at parse
-// time for a typed key and FromContext rejects it (naming the key) for an Unset one.
+// time for a typed key and FromContext rejects it (naming the key) for an unset one.
 func TestRegisterParams(t *testing.T) {
 	ctx := context.New()
 	ctx.SetParam(gr.ParamGamma, 0.2) // The program's own default.
@@ -117,7 +120,7 @@ func TestRegisterParams(t *testing.T) {
 	assert.Equal(t, "none", get(gr.ParamMethod))
 	assert.Equal(t, 0.2, get(gr.ParamGamma))
 	assert.Equal(t, 0.05, get(gr.ParamEpsilon))
-	assert.Equal(t, gr.Unset, get(gr.ParamRho), "ρ's default depends on the method")
+	assert.Equal(t, "", get(gr.ParamRho), "ρ's default depends on the method")
 	assert.Equal(t, 1, get(gr.ParamEvery))
 	for _, k := range gr.ParamKeys() {
 		_, found := ctx.GetParam(k)
@@ -133,11 +136,11 @@ func TestRegisterParams(t *testing.T) {
 	_, err = commandline.ParseContextSettings(ctx, "gr_method=sam;gr_rho=big")
 	require.NoError(t, err)
 	_, err = gr.FromContext(ctx, sgd(0.1))
-	assert.ErrorContains(t, err, `Rho (ρ) (gr_rho) must be a float64, got "big"`)
+	assert.ErrorContains(t, err, `Rho (ρ) [gr_rho] must be a float64, got "big"`)
 	_, err = commandline.ParseContextSettings(ctx, "gr_rho=-0.1")
 	require.NoError(t, err)
 	_, err = gr.FromContext(ctx, sgd(0.1))
-	assert.ErrorContains(t, err, "Rho (ρ) must be a finite number in [0, +∞), got -0.1")
+	assert.ErrorContains(t, err, "gr.SAM: Rho (ρ) [gr_rho] must be a finite number in [0, +∞), got -0.1")
 	_, err = commandline.ParseContextSettings(ctx, "gr_rho=0.1;gr_warmup=3;gr_zero_warmup=2")
 	require.NoError(t, err)
 	_, err = gr.FromContext(ctx, sgd(0.1))
@@ -159,18 +162,21 @@ func TestFromContextNone(t *testing.T) {
 }
 
 // TestParamsOfBuilder: Params of an optimizer built with the builder: the registered method name, the set
-// values and the options.
+// values, the schedules by name and the options.
 func TestParamsOfBuilder(t *testing.T) {
-	opt := gr.GNP(sgd(0.1)).Alpha(0.3).Every(4).WarmUp(10).Done().(*gr.Regularized)
-	assert.Equal(t, map[string]any{gr.ParamMethod: "gnp", gr.ParamRho: 0.1, gr.ParamGNPAlpha: 0.3, gr.ParamEvery: 4,
-		gr.ParamWarmUp: 10, gr.ParamZeroWarmUp: 0, gr.ParamGroups: 1, gr.ParamGuardNonFinite: true,
-		gr.ParamWarnUnstable: true}, opt.Params())
+	opt := gr.GNP(sgd(0.1)).Alpha(0.3).Every(4).WarmUp(10).Schedule(gr.ParamRho, gr.LinearWarmUp(100)).
+		Exclude("bias").Done().(*gr.Regularized)
+	assert.Equal(t, map[string]any{gr.ParamMethod: "gnp", gr.ParamRho: 0.1, "gr_rho_schedule": "LinearWarmUp(100)",
+		gr.ParamGNPAlpha: 0.3, gr.ParamEvery: 4, gr.ParamWarmUp: 10, gr.ParamZeroWarmUp: 0, gr.ParamGroups: 1,
+		gr.ParamGuardNonFinite: true, gr.ParamWarnUnstable: true, gr.ParamExclude: "bias"}, opt.Params())
+	masked := gr.SAM(sgd(0.1)).Mask(func(*context.Variable) bool { return true }).Done().(*gr.Regularized)
+	assert.Equal(t, "custom", masked.Params()["gr_mask"])
 }
 
 // resumeRun is a training program in the order of GoMLX's examples/mnist: context with RegisterParams, -set,
 // FromContext, NewTrainer, then the checkpoint (which loads the saved parameters, except those given with
-// -set, and the variables). It trains steps steps, saves, and returns θ and the optimizer's Params after
-// training.
+// -set, and the variables). It trains steps steps, saves, and returns θ and the optimizer's Params logged
+// right after the checkpoint loaded (checked equal to those after training).
 func resumeRun(t *testing.T, p *problem, dir, settings string, steps int) ([]float64, map[string]any) {
 	ctx := context.New()
 	gr.RegisterParams(ctx)
@@ -184,13 +190,15 @@ func resumeRun(t *testing.T, p *problem, dir, settings string, steps int) ([]flo
 	if optimizers.GetGlobalStep(ctx) > 0 {
 		trainer.SetContext(ctx.Reuse())
 	}
+	logged := opt.(*gr.Regularized).Params() // Where a program logs it: after the checkpoint loaded.
 	x, y := p.tensors()
 	for range steps {
 		_, err := trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
 		require.NoError(t, err)
 	}
 	require.NoError(t, handler.Save())
-	return variableValues(ctx, "W", "v"), opt.(*gr.Regularized).Params()
+	require.Equal(t, opt.(*gr.Regularized).Params(), logged, "Params logged after the checkpoint loaded is what was trained")
+	return variableValues(ctx, "W", "v"), logged
 }
 
 // TestResumeKeepsTheMethod: a checkpoint written by F-GR (γ = 0.1, ε = 0.02), resumed by a program that
@@ -232,19 +240,19 @@ func TestIntegerAndOpenBounds(t *testing.T) {
 		cfg  *gr.Config
 		want string
 	}{
-		{m().Set("gr_m_n", 2.5), "N must be an integer in [1, +∞), got 2.5"},
-		{m().Set("gr_m_n", 0), "N must be an integer in [1, +∞), got 0"},
-		{m().Set("gr_m_w", 1.0), "W must be a finite number in [0, 1), got 1"},
-		{m().Set("gr_m_e", 0.0), "E must be a finite number in (0, 1], got 0"},
-		{m().Set("gr_m_n", "3"), "N must be a number"},
+		{m().Set("gr_m_n", 2.5), "N [gr_m_n] must be an integer in [1, +∞), got 2.5"},
+		{m().Set("gr_m_n", 0), "N [gr_m_n] must be an integer in [1, +∞), got 0"},
+		{m().Set("gr_m_w", 1.0), "W [gr_m_w] must be a finite number in [0, 1), got 1"},
+		{m().Set("gr_m_e", 0.0), "E [gr_m_e] must be a finite number in (0, 1], got 0"},
+		{m().Set("gr_m_n", "3"), "N [gr_m_n] must be a number"},
 	} {
 		_, err := tc.cfg.Build()
 		assert.ErrorContains(t, err, tc.want)
 	}
 	_, err := m().Set("gr_m_n", 4.0).Set("gr_m_w", 0.999).Set("gr_m_e", 1.0).Build()
 	require.NoError(t, err)
-	_, err = newM(sgd(0.1)).Declare(gr.Hyperparameter{Key: "gr_m_x", Default: "a"}).Build()
-	assert.ErrorContains(t, err, "must be a float64, an int or a bool")
+	_, err = newM(sgd(0.1)).Declare(gr.Hyperparameter{Key: "gr_m_x", Default: []int{1}}).Build()
+	assert.ErrorContains(t, err, "must be a float64, an int, a bool or a string")
 }
 
 // TestRegisterNamesTheFailedCondition: each of Register's conditions has its own message.
@@ -260,7 +268,9 @@ func TestRegisterNamesTheFailedCondition(t *testing.T) {
 		{"none", ok, `the method name "none" is reserved`},
 		{"m_nil", nil, `gr.Register("m_nil"): the constructor is nil`},
 		{"sam", ok, `gr.Register("sam"): a method is already registered under this name`},
-		{"m_bad", func(base optimizers.Interface) *gr.Config { return newM(base).Param("gr_m_bad", -1, 0, 1) },
+		{"m_bad", func(base optimizers.Interface) *gr.Config {
+			return newM(base).Declare(gr.Hyperparameter{Key: "gr_m_bad", Default: -1.0, Max: 1})
+		},
 			`gr.Register("m_bad"): the method's declarations are invalid: gr.M: gr_m_bad must be a finite number in [0, 1], got -1`},
 		{"m_rho", func(base optimizers.Interface) *gr.Config {
 			return newM(base).Declare(gr.Hyperparameter{Key: gr.ParamRho, Default: 0.5, Max: 1})

@@ -3,6 +3,7 @@ package gr
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // ParamGNPAlpha is α, GNP's weight of the perturbed gradient, read by FromContext. Default: DefaultGNPAlpha.
@@ -41,7 +42,7 @@ func (c *Config) Alpha(alpha float64) *Config { return c.set(ParamGNPAlpha, "Alp
 
 func gnpGrad(s *Step) []*Node {
 	alpha := s.Param(ParamGNPAlpha)
-	return Axpby(graph.OneMinus(alpha), s.Grad(), alpha, s.GradAlong(samStep(s)))
+	return grvec.Axpby(graph.OneMinus(alpha), s.Grad(), alpha, s.GradAlong(samStep(s)))
 }
 
 // gnpPenalty is αρ‖g₁‖.

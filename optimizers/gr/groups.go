@@ -2,15 +2,12 @@ package gr
 
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/pkg/errors"
 )
 
 // ParamGroups is m of Config.Groups, read by FromContext. Default: 1 (the whole batch is one group).
 const ParamGroups = "gr_groups"
-
-func init() {
-	readParamIfSet(ParamGroups, 1, (*Config).Groups, func(c *Config) int { return max(c.groups, 1) })
-}
 
 // Groups splits each training batch into m equal contiguous groups — examples [k·B/m, (k+1)·B/m) form
 // group k, for every input and label along their first axis — and runs the method on each group with its
@@ -43,12 +40,9 @@ func (c *Config) Groups(m int) *Config {
 	return c
 }
 
-// Groups returns m of Config.Groups (1 when not set).
-func (r *Regularized) Groups() int { return max(r.config().groups, 1) }
-
 func (c *Config) groupsOn() bool { return c.groups > 1 }
 
-// splitGroups builds one Step per group of the batch, each with its own loss and g₁ᵏ, and sets s.grad to
+// splitGroups builds one Step per group of the batch, each with its own loss and g₁ᵏ, and sets s.allGrad to
 // the mean of the g₁ᵏ.
 func (s *Step) splitGroups() {
 	m := s.cfg.groups
@@ -92,15 +86,16 @@ func (s *Step) splitGroups() {
 			gp.inputs = after(gp.inputs, sum[0]) // Evaluate the groups one after the other (see after).
 		}
 		gs := newSubStep(s.stepGraph, &gp, s.evaluate(&gp, s.theta))
-		gs.grad = widen(graph.Gradient(gs.loss, s.theta...))
+		gs.allGrad = widen(graph.Gradient(gs.loss, s.allTheta...))
+		gs.grad = s.pick(gs.allGrad)
 		s.groups = append(s.groups, gs)
 		if sum == nil {
-			sum = gs.grad
+			sum = gs.allGrad
 		} else {
-			sum = AddVec(sum, gs.grad)
+			sum = grvec.AddVec(sum, gs.allGrad)
 		}
 	}
-	s.grad = s.meanOf(sum)
+	s.allGrad = s.meanOf(sum)
 	total := s.groups[0].loss
 	for _, gs := range s.groups[1:] {
 		total = graph.Add(total, gs.loss)
@@ -119,7 +114,7 @@ func (s *Step) stepLoss() *Node {
 
 // meanOf returns sum/m for m = len(s.groups).
 func (s *Step) meanOf(sum []*Node) []*Node {
-	return ScaleVec(s.Scalar(1/float64(len(s.groups))), sum)
+	return grvec.ScaleVec(s.Scalar(1/float64(len(s.groups))), sum)
 }
 
 // groupsGrad runs the method on each group and returns the mean of the combined gradients (without Groups,
@@ -152,7 +147,7 @@ func (s *Step) groupsGrad() []*Node {
 		if sum == nil {
 			sum = gk
 		} else {
-			sum = AddVec(sum, gk)
+			sum = grvec.AddVec(sum, gk)
 		}
 		for scope, values := range gs.pending {
 			written[scope] = append(written[scope], values)
@@ -162,7 +157,7 @@ func (s *Step) groupsGrad() []*Node {
 	for scope, list := range written {
 		total := list[0]
 		for _, values := range list[1:] {
-			total = AddVec(total, values)
+			total = grvec.AddVec(total, values)
 		}
 		s.pending[scope] = s.meanOf(total)
 	}

@@ -18,10 +18,6 @@ const (
 	MetricSkipped   = "gr_skipped"   // steps that wrote nothing (loss or gradient not finite)
 )
 
-func init() {
-	readParamIfSet(ParamGuardNonFinite, true, (*Config).GuardNonFinite, (*Config).guardOn)
-}
-
 // GuardNonFinite turns the non-finite guard on or off. Default: on.
 //
 // With the guard, a step whose loss L or combined gradient g is NaN or ±Inf writes nothing: every

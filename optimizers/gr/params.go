@@ -1,11 +1,13 @@
 package gr
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
@@ -82,39 +84,10 @@ func (m method) lookup(key string) *Hyperparameter {
 	return nil
 }
 
-// option is a setting every method has (Every, WarmUp, ZeroWarmUp, ...): its context key, default, the
-// FromContext hook that applies it and the getter of its effective value (Regularized.Params).
-type option struct {
-	key   string
-	def   any
-	apply func(c *Config, value any)
-	get   func(c *Config) any
-}
-
-var options []option
-
-// readParamIfSet registers an option read by FromContext: when the context sets param, set applies its
-// value; def is the option's default (ParamDefaults, RegisterParams) and get returns the effective value of a
-// Config (Regularized.Params). T is int or bool.
-func readParamIfSet[T int | bool](param string, def T, set func(c *Config, value T) *Config, get func(c *Config) T) {
-	options = append(options, option{key: param, def: def,
-		apply: func(c *Config, value any) {
-			// The option's setter checks the range; here only the type.
-			h := Hyperparameter{Key: param, Default: def, Min: math.Inf(-1), Max: math.Inf(1)}
-			v, err := convertValue(&h, value)
-			if err != nil {
-				c.setErr(errors.WithMessagef(err, "gr.%s", c.name))
-				return
-			}
-			set(c, v.(T))
-		},
-		get: func(c *Config) any { return get(c) }})
-}
-
-// Unset is the value RegisterParams gives a key whose default depends on the method (ParamRho): FromContext
+// unset is the value RegisterParams gives a key whose default depends on the method (ParamRho): FromContext
 // treats it as not set, so the chosen method keeps its own default. Any value set with -set (a string, which
 // FromContext parses as the key's type) or with Context.SetParam (of the key's type) replaces it.
-const Unset = ""
+const unset = ""
 
 // RegisterParams makes every context key of gradreg known to ctx, so that GoMLX's -set flag
 // (commandline.ParseContextSettings) and settings files accept them: ParamMethod ("none"), each registered
@@ -122,7 +95,7 @@ const Unset = ""
 // program's own default). A key registered here does not fix any method's default: a key with the same
 // default for every method that reads it (gr_gamma, gr_epsilon, the options) gets that default, with its type
 // (so -set parses and checks it); a key whose default depends on the method (gr_rho: 0.05 for SAM, 0.5 for
-// ASAM) gets Unset, "", so that a run that does not set it keeps the chosen method's default; a value given
+// ASAM) gets unset, "", so that a run that does not set it keeps the chosen method's default; a value given
 // with -set is then a string, which FromContext parses as the key's type. Call it after every method is
 // registered (Register runs in init functions, so anywhere in main), before commandline.CreateContextSettingsFlag:
 //
@@ -149,7 +122,7 @@ func registeredValues() map[string]any {
 	for _, name := range methodNames[1:] {
 		for _, h := range methods[name].params {
 			if prev, found := out[h.Key]; found && prev != h.Default {
-				out[h.Key] = Unset
+				out[h.Key] = unset
 			} else if !found {
 				out[h.Key] = h.Default
 			}
@@ -160,7 +133,7 @@ func registeredValues() map[string]any {
 
 // FromContext builds the optimizer named by the context hyperparameter ParamMethod around base. It reads
 // the hyperparameters the chosen method declares (each keeps the method's default when the context does not
-// set it or holds Unset; keys of other methods are not read) and the options every method has (ParamEvery,
+// set it or holds unset; keys of other methods are not read) and the options every method has (ParamEvery,
 // ParamWarmUp, ParamZeroWarmUp, ParamGroups, ParamGuardNonFinite). Errors name the key and its valid values.
 //
 // The returned *Regularized reads ctx again each time a trainer builds a training graph with it, so a
@@ -192,6 +165,7 @@ func configFromContext(ctx *context.Context, base optimizers.Interface) *Config 
 			c.setErr(errors.Errorf("gr.FromContext: base optimizer is nil: pass a GoMLX optimizer, e.g. " +
 				"optimizers.StochasticGradientDescent()"))
 		}
+		warnIgnoredKeys(ctx, c)
 		return c
 	}
 	m, found := methods[name]
@@ -211,7 +185,7 @@ func configFromContext(ctx *context.Context, base optimizers.Interface) *Config 
 	// An option at its default changes nothing (RegisterParams registers every option at its default).
 	set := map[string]bool{}
 	for _, o := range options {
-		if value, found := ctx.GetParam(o.key); found && value != nil && value != Unset && value != o.def {
+		if value, found := ctx.GetParam(o.key); found && value != nil && value != unset && value != o.def {
 			o.apply(c, value)
 			set[o.key] = true
 		}
@@ -221,13 +195,56 @@ func configFromContext(ctx *context.Context, base optimizers.Interface) *Config 
 			ParamWarmUp, ParamZeroWarmUp, context.GetParamOr(ctx, ParamWarmUp, 0),
 			context.GetParamOr(ctx, ParamZeroWarmUp, 0)))
 	}
+	warnIgnoredKeys(ctx, c)
 	return c
 }
 
-// fromContextValue sets h from a context value: nil and Unset keep the default, anything else is converted to
+// warnedKeys holds the messages of warnIgnoredKeys already printed.
+var warnedKeys sync.Map // string → struct{}
+
+// warnIgnoredKeys prints, once per process for each key and value, a warning for every hyperparameter key of
+// another method that ctx sets while c's method does not read it, e.g. gr_rho with gr_method=forward: the
+// method that ignores it and the methods that read it. A key counts as set when its value differs from the
+// one RegisterParams gives it and from every method's default for it (a program that registers each key with
+// some method's default draws no warning). The options every method has are read by every method (for
+// "none", by none: they are reported too).
+func warnIgnoredKeys(ctx *context.Context, c *Config) {
+	registered := registeredValues()
+	for _, key := range slices.Sorted(maps.Keys(registered)) {
+		if key == ParamMethod || c.lookup(key) != nil || (findOption(key) != nil && !c.none()) {
+			continue
+		}
+		value, found := ctx.GetParam(key)
+		if !found || value == nil || value == unset || value == registered[key] {
+			continue
+		}
+		var readers []string
+		isDefault := false
+		for _, name := range methodNames[1:] {
+			if h := methods[name].lookup(key); h != nil || findOption(key) != nil {
+				readers = append(readers, name)
+				isDefault = isDefault || (h != nil && h.Default == value)
+			}
+		}
+		if isDefault {
+			continue
+		}
+		msg := fmt.Sprintf("gr: %s = %v is set, but method %q ignores it (it is read by %s)\n",
+			key, value, c.methodKey(), strings.Join(readers, ", "))
+		if c.none() {
+			msg = fmt.Sprintf("gr: %s = %v is set, but method \"none\" (the base optimizer alone) ignores it\n",
+				key, value)
+		}
+		if _, warned := warnedKeys.LoadOrStore(msg, struct{}{}); !warned {
+			fmt.Fprint(warnOutput, msg)
+		}
+	}
+}
+
+// fromContextValue sets h from a context value: nil and unset keep the default, anything else is converted to
 // h's type (convertValue) and set.
 func (c *Config) fromContextValue(h *Hyperparameter, value any) {
-	if value == nil || value == Unset {
+	if value == nil || value == unset {
 		return
 	}
 	v, err := convertValue(h, value)
@@ -239,16 +256,18 @@ func (c *Config) fromContextValue(h *Hyperparameter, value any) {
 }
 
 // convertValue converts a context value to h's type: a string (a value given with -set for a key registered as
-// Unset) is parsed; a float64 without fractional part becomes an int for an int hyperparameter (JSON
+// unset) is parsed; a float64 without fractional part becomes an int for an int hyperparameter (JSON
 // decoders give float64); a number becomes a float64 for a float64 one.
 func convertValue(h *Hyperparameter, value any) (any, error) {
 	wrongType := func() error {
-		return errors.Errorf("%s (%s) must be a %T, got %T %v", h.name(), h.Key, h.Default, value, value)
+		return errors.Errorf("%s must be a %T, got %T %v", h.label(), h.Default, value, value)
 	}
 	if s, isString := value.(string); isString {
 		var parsed any
 		var err error
 		switch h.Default.(type) {
+		case string:
+			return s, nil
 		case bool:
 			parsed, err = strconv.ParseBool(s)
 		case int:
@@ -257,13 +276,13 @@ func convertValue(h *Hyperparameter, value any) (any, error) {
 			parsed, err = strconv.ParseFloat(s, 64)
 		}
 		if err != nil {
-			return nil, errors.Errorf("%s (%s) must be a %T, got %q", h.name(), h.Key, h.Default, s)
+			return nil, errors.Errorf("%s must be a %T, got %q", h.label(), h.Default, s)
 		}
 		return parsed, nil
 	}
 	switch h.Default.(type) {
-	case bool:
-		if _, ok := value.(bool); !ok {
+	case bool, string:
+		if fmt.Sprintf("%T", value) != fmt.Sprintf("%T", h.Default) {
 			return nil, wrongType()
 		}
 		return value, nil
@@ -283,23 +302,38 @@ func convertValue(h *Hyperparameter, value any) (any, error) {
 
 // Params returns the effective value of every hyperparameter and option of the optimizer, by context key:
 // ParamMethod (the registered name, e.g. "sam"; the Config's name for a method that is not registered), the
-// method's hyperparameters and the options every method has (ParamEvery, ParamWarmUp, ...). It is what to log
-// to know what was trained; with method "none" it holds ParamMethod alone. For an optimizer built by
-// FromContext it reflects the context now (see FromContext).
+// method's hyperparameters, the schedule of each scheduled one under its key + "_schedule" (e.g.
+// "gr_rho_schedule": "LinearWarmUp(100)"), and the options every method has (ParamEvery, ParamExclude, ...;
+// a Config.Mask shows as "gr_mask": "custom"). It is what to log to know what was trained; with method "none"
+// it holds ParamMethod alone.
+//
+// For an optimizer built by FromContext it reflects the context when Params is called (see FromContext): a
+// program that resumes from a checkpoint must log it after the checkpoint loaded its parameters into the
+// context (with GoMLX's checkpoints, after checkpoints.Build(ctx)...Done()), not right after FromContext.
 func (r *Regularized) Params() map[string]any {
-	c := r.config()
+	c := r.current()
 	if c.none() {
 		return map[string]any{ParamMethod: "none"}
 	}
 	out := map[string]any{ParamMethod: c.methodKey()}
 	for _, h := range c.params {
 		out[h.Key] = c.values[h.Key]
+		if sc, found := c.schedules[h.Key]; found {
+			out[h.Key+"_schedule"] = sc.String()
+		}
 	}
 	for _, o := range options {
 		out[o.key] = o.get(c)
 	}
+	if c.mask != nil {
+		out[paramMask] = "custom"
+	}
 	return out
 }
+
+// paramMask is the key under which Regularized.Params shows that a Config.Mask is set ("custom"). It is not a
+// context key: a mask is a Go function; from the context, use ParamExclude.
+const paramMask = "gr_mask"
 
 // methodKey returns the ParamMethod value of c's method, or its name if it is not registered.
 func (c *Config) methodKey() string {

@@ -27,8 +27,8 @@ func TestHyperparameterOfAnotherMethod(t *testing.T) {
 		{gr.SAM(sgd(0.1)).Alpha(0.5), "SAM has no hyperparameter Alpha (α)"},
 		{gr.GNP(sgd(0.1)).Eta(0.5), "GNP has no hyperparameter Eta (η)"},
 		{gr.ASAM(sgd(0.1)).Set("gr_sigma", 1.0), "ASAM has no hyperparameter gr_sigma"},
-		{gr.CentralDifference(sgd(0.1)).Set(gr.ParamGamma, "big"), "Gamma (γ) must be a number"},
-		{gr.CentralDifference(sgd(0.1)).Set(gr.ParamNormalized, 1.0), "Normalized must be a bool"},
+		{gr.CentralDifference(sgd(0.1)).Set(gr.ParamGamma, "big"), "Gamma (γ) [gr_gamma] must be a number"},
+		{gr.CentralDifference(sgd(0.1)).Set(gr.ParamNormalized, 1.0), "Normalized [gr_normalized] must be a bool"},
 	} {
 		_, err := tc.cfg.Build()
 		require.Error(t, err, tc.want)

@@ -1,13 +1,14 @@
 package gr
 
 import (
-	"sync"
+	"fmt"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/pkg/errors"
 )
 
@@ -16,11 +17,10 @@ import (
 //
 // With a trainer built by NewTrainer, the combined gradient is computed by the loss function NewTrainer
 // installs (in training graphs only), when the trainer asks for the loss; UpdateGraph then only applies it.
-// It also implements train.OptimizeWithGradients, so Trainer.AccumulateGradients works (accumulate.go).
+// It also implements train.OptimizeWithGradients, so Trainer.AccumulateGradients works (see Gradient accumulation in the package documentation).
 type Regularized struct {
-	mu  sync.Mutex
-	cfg *Config
-	ctx *context.Context // built by FromContext: the context it reads again at graph building; nil otherwise
+	cfg *Config          // as built (Config.Build), or as the context described it when FromContext ran; never changed
+	ctx *context.Context // built by FromContext: the context it reads again for each training graph; nil otherwise
 }
 
 var (
@@ -29,34 +29,24 @@ var (
 )
 
 // Method returns the method's name ("DoubleBackprop", "ForwardDifference", "SAM", ...; "none" for the base
-// optimizer alone built by FromContext).
-func (r *Regularized) Method() string { return r.config().name }
+// optimizer alone built by FromContext). For an optimizer built by FromContext it is the method the context
+// names now (see FromContext).
+func (r *Regularized) Method() string { return r.current().name }
 
 // Base returns the wrapped base optimizer.
 func (r *Regularized) Base() optimizers.Interface { return r.cfg.base }
 
-// config returns the configuration: for an optimizer built by FromContext, the one the context describes now
-// (the last valid one if the context's values are invalid now); otherwise the one built.
-func (r *Regularized) config() *Config {
-	cfg, _ := r.refresh()
+// current returns the configuration: for an optimizer built by FromContext, the one the context describes
+// now (the one it described when FromContext ran if its values are invalid now); otherwise the one built.
+// It is for the methods that run outside graph building; a training graph reads the context once (resolve).
+func (r *Regularized) current() *Config {
+	cfg, _ := r.fromContext()
 	return cfg
 }
 
-// mustRefresh is config for graph building: for an optimizer built by FromContext it panics with the error if
-// the context's values are invalid now.
-func (r *Regularized) mustRefresh() *Config {
-	cfg, err := r.refresh()
-	if err != nil {
-		panic(err)
-	}
-	return cfg
-}
-
-// refresh reads the context again for an optimizer built by FromContext and returns the configuration it
-// describes (or the previous one and the error).
-func (r *Regularized) refresh() (*Config, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// fromContext reads the context again for an optimizer built by FromContext and returns the configuration it
+// describes, or the one of FromContext's time and the error.
+func (r *Regularized) fromContext() (*Config, error) {
 	if r.ctx == nil {
 		return r.cfg, nil
 	}
@@ -65,8 +55,30 @@ func (r *Regularized) refresh() (*Config, error) {
 		return r.cfg, errors.WithMessagef(cfg.err, "gr.FromContext: the context of the optimizer it built "+
 			"(method %q then) is invalid now", r.cfg.methodKey())
 	}
-	r.cfg = cfg
 	return cfg, nil
+}
+
+// graphParamConfig prefixes the graph parameter (in graphScope) that holds the configuration an optimizer
+// resolved for a training graph.
+const graphParamConfig = "gr_config_"
+
+// resolve returns the configuration of training graph g, built once per graph and kept with it (the Step
+// holds it): for an optimizer built by FromContext, the one the context describes when the graph is built
+// (it panics with the error if the context's values are invalid then); otherwise the one built.
+func (r *Regularized) resolve(ctx *context.Context, g *graph.Graph) *Config {
+	if r.ctx == nil {
+		return r.cfg
+	}
+	scoped, key := ctx.InAbsPath(graphScope), fmt.Sprintf("%s%p", graphParamConfig, r)
+	if cfg, found := scoped.GetGraphParam(g, key); found && cfg != nil {
+		return cfg.(*Config)
+	}
+	cfg, err := r.fromContext()
+	if err != nil {
+		panic(err)
+	}
+	scoped.SetGraphParam(g, key, cfg)
+	return cfg
 }
 
 // Clear deletes the base optimizer's variables and this optimizer's own (everything under its Scope in
@@ -86,7 +98,7 @@ func (r *Regularized) Clear(ctx *context.Context) error {
 // this graph, and is applied as is; with plain train.NewTrainer (methods that do not re-evaluate the model,
 // such as DoubleBackprop) it is computed here from loss.
 func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *Node) {
-	if r.mustRefresh().none() {
+	if r.resolve(ctx, g).none() {
 		r.cfg.base.UpdateGraph(ctx, g, loss)
 		return
 	}
@@ -94,7 +106,7 @@ func (r *Regularized) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *No
 	if prep == nil {
 		prep = r.prepare(ctx, g, loss, recordedPass(ctx, g), false)
 	}
-	r.apply(ctx, g, prep.grads, prep.ok, loss.DType())
+	r.apply(ctx, g, prep, prep.all, prep.ok, loss.DType())
 	r.watchStability(ctx, g, prep)
 }
 
@@ -111,7 +123,8 @@ func (r *Regularized) baseWithGradients() train.OptimizeWithGradients {
 // prepared is the combined gradient of one training graph, computed by prepare.
 type prepared struct {
 	step  *Step
-	grads []*Node // the gradient handed to the base optimizer, in the order of step.vars
+	all   []*Node // the gradient handed to the base optimizer, one per trainable variable (stepGraph.all)
+	grads []*Node // its elements of the variables the method acts on, in the order of step.vars
 	ok    *Node   // Bool scalar: L and the gradient are finite (GuardNonFinite); nil when the guard is off
 }
 
@@ -129,10 +142,10 @@ func preparedFor(ctx *context.Context, g *graph.Graph) *prepared {
 
 // apply hands grads to the base optimizer and, with GuardNonFinite, keeps every variable the step changed
 // at its pre-step value when the step is not finite (guard.go).
-func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, grads []*Node, ok *Node, lossDType dtypes.DType) {
+func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, prep *prepared, grads []*Node, ok *Node, lossDType dtypes.DType) {
 	r.baseWithGradients().UpdateGraphWithGradients(ctx, grads, lossDType)
 	if ok != nil {
-		guardStep(ctx, g, r.cfg.ownScope(ctx), ok)
+		guardStep(ctx, g, prep.step.own, ok)
 	}
 }
 
@@ -142,10 +155,11 @@ func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, grads []*Node,
 type Step struct {
 	*stepGraph
 
-	loss *Node   // L(θ), as the trainer built it (with Groups: of the whole batch; of a group's sub-step: Lₖ)
-	grad []*Node // g₁ = ∇L(θ) (with Groups: the mean of the groups' g₁ᵏ; of a group's sub-step: g₁ᵏ)
-	sq   *Node   // ‖g₁‖², built once by gradSquaredNorm
-	pass *pass   // model and inputs recorded by NewTrainer (of the group for a sub-step); nil with train.NewTrainer
+	loss    *Node   // L(θ), as the trainer built it (with Groups: of the whole batch; of a group's sub-step: Lₖ)
+	grad    []*Node // g₁ = ∇L(θ) of the variables the method acts on (with Groups: the mean of the groups' g₁ᵏ; of a group's sub-step: g₁ᵏ)
+	allGrad []*Node // g₁ of every trainable variable (stepGraph.all)
+	sq      *Node   // ‖g₁‖², built once by gradSquaredNorm
+	pass    *pass   // model and inputs recorded by NewTrainer (of the group for a sub-step); nil with train.NewTrainer
 
 	phase   Phase              // of the branch being built (every.go)
 	pending map[string][]*Node // state written in this branch, by name (state.go)
@@ -163,37 +177,35 @@ type Step struct {
 
 // stepGraph is what the Step of a training graph and its groups' sub-steps share (compose.go).
 type stepGraph struct {
-	cfg    *Config
-	ctx    *context.Context
-	g      *graph.Graph
-	vars   []*context.Variable // trainable variables used by the graph, in context order
-	theta  []*Node             // their values θ at the start of the step
-	params map[string]*Node    // hyperparameters as scalars (Param), built once
-	own    string              // absolute scope of the optimizer's variables (Config.Scope)
+	cfg      *Config
+	ctx      *context.Context
+	g        *graph.Graph
+	vars     []*context.Variable // trainable variables the method acts on (Config.Mask), in context order
+	theta    []*Node             // their values θ at the start of the step
+	all      []*context.Variable // every trainable variable the graph uses, in context order
+	allTheta []*Node             // their values at the start of the step
+	acting   []int               // the index in all of each element of vars
+	params   map[string]*Node    // hyperparameters as scalars (Param), built once
+	own      string              // absolute scope of the optimizer's variables (Config.Scope)
 
 	rngVar *context.Variable // the context's random-number state, once a draw needs it (rng.go)
 	rng    *Node             // its state after the last draw of the phase being built; nil: no draw yet
 }
 
-// Theta returns θ, the values of the trainable variables at the start of the step, in context order.
+// Theta returns θ, the values at the start of the step of the trainable variables the method acts on, one node
+// per variable of Variables, in that order (the context's order).
 func (s *Step) Theta() []*Node { return s.theta }
 
-// Grad returns g₁ = ∇L(θ), one node per trainable variable, in the order of Theta.
+// Grad returns g₁ = ∇L(θ), one node per variable of Variables, in the order of Theta.
 func (s *Step) Grad() []*Node { return s.grad }
 
 // Loss returns L(θ), the scalar loss of the step (with every train.AddLoss term).
 func (s *Step) Loss() *Node { return s.loss }
 
-// Gamma returns γ (ParamGamma) as a scalar (Param); it panics if the method has no γ.
-func (s *Step) Gamma() *Node { return s.Param(ParamGamma) }
-
-// Epsilon returns ε (ParamEpsilon) as a scalar (Param); it panics if the method has no ε.
-func (s *Step) Epsilon() *Node { return s.Param(ParamEpsilon) }
-
 // Param returns the method's float64 hyperparameter with context key key for this step, as a scalar of the
 // compute dtype (the loss dtype, float32 for a half-precision loss): the configured value, or with
 // Config.Schedule the schedule's value for this step. The value is also written to the hyperparameter's
-// variable (schedule.go), so checkpoints save it and other graph code can read it. It panics if the method does
+// variable (see Hyperparameters in variables in the package documentation), so checkpoints save it and other graph code can read it. It panics if the method does
 // not declare key.
 func (s *Step) Param(key string) *Node {
 	if n, found := s.params[key]; found {
@@ -206,20 +218,25 @@ func (s *Step) Param(key string) *Node {
 
 // ParamFloat returns the value of the method's float64 hyperparameter key; it panics if the method does not
 // declare it or it is not a float64.
-func (s *Step) ParamFloat(key string) float64 {
-	v, ok := s.paramValue(key).(float64)
-	if !ok {
-		panicf("gr.%s: hyperparameter %q is a %T, not a float64", s.cfg.name, key, s.paramValue(key))
-	}
-	return v
-}
+func (s *Step) ParamFloat(key string) float64 { return paramAs[float64](s, key) }
 
 // ParamBool returns the value of the method's bool hyperparameter key; it panics if the method does not
 // declare it or it is not a bool.
-func (s *Step) ParamBool(key string) bool {
-	v, ok := s.paramValue(key).(bool)
+func (s *Step) ParamBool(key string) bool { return paramAs[bool](s, key) }
+
+// ParamInt returns the value of the method's int hyperparameter key (declared with an int Default); it panics
+// if the method does not declare it or it is not an int.
+func (s *Step) ParamInt(key string) int { return paramAs[int](s, key) }
+
+// ParamString returns the value of the method's string hyperparameter key; it panics if the method does not
+// declare it or it is not a string.
+func (s *Step) ParamString(key string) string { return paramAs[string](s, key) }
+
+// paramAs returns the value of hyperparameter key as a T, or panics naming its type.
+func paramAs[T any](s *Step, key string) T {
+	v, ok := s.paramValue(key).(T)
 	if !ok {
-		panicf("gr.%s: hyperparameter %q is a %T, not a bool", s.cfg.name, key, s.paramValue(key))
+		panicf("gr.%s: hyperparameter %q is a %T, not a %T", s.cfg.name, key, s.paramValue(key), v)
 	}
 	return v
 }
@@ -254,17 +271,17 @@ func (s *Step) SetCurvature(curvature *Node) { s.curvature = curvature }
 // fdStep returns the finite-difference step h: ε, or ε/(‖g₁‖ + δ) with Config.Normalized.
 func (s *Step) fdStep() *Node {
 	if !s.ParamBool(ParamNormalized) {
-		return s.Epsilon()
+		return s.Param(ParamEpsilon)
 	}
-	return graph.Div(s.Epsilon(), graph.AddScalar(graph.Sqrt(s.gradSquaredNorm()), NormStabilizer))
+	return graph.Div(s.Param(ParamEpsilon), graph.AddScalar(graph.Sqrt(s.gradSquaredNorm()), NormStabilizer))
 }
 
-// gradSquaredNorm returns ‖g₁‖² = InnerProduct(g₁, g₁), built once per step: the normalized finite
+// gradSquaredNorm returns ‖g₁‖² = grvec.InnerProduct(g₁, g₁), built once per step: the normalized finite
 // difference, the curvature metric, the published metrics and the stability check all use it (the pure-Go
 // backend would otherwise run one pass over the gradient for each).
 func (s *Step) gradSquaredNorm() *Node {
 	if s.sq == nil {
-		s.sq = InnerProduct(s.grad, s.grad)
+		s.sq = grvec.InnerProduct(s.grad, s.grad)
 	}
 	return s.sq
 }
@@ -275,7 +292,7 @@ func (s *Step) gradSquaredNorm() *Node {
 // variable is back where the first pass left it: trainable ones at θ, the others with the first pass's
 // updates (e.g. batch-norm moving statistics), so the second pass changes nothing but the gradient.
 // With Groups, a group's GradAt evaluates that group of the batch only. With low-precision variables
-// θ + offset is summed in float32 and rounded once, and the gradient is returned in float32 (lowprec.go).
+// θ + offset is summed in float32 and rounded once, and the gradient is returned in float32 (see Low-precision variables in the package documentation).
 //
 // GradAt gives no curvature metric (see Metrics): a method whose offset is a multiple of g₁ calls GradAlong
 // instead, and one that knows g₁ᵀHg₁ otherwise sets it with SetCurvature.
@@ -292,9 +309,9 @@ func (s *Step) GradAt(offset []*Node) []*Node {
 // the gradient. The first GradAlong of the full phase also gives the curvature metric g₁ᵀHg₁ (see Metrics):
 // g₁ᵀ[∇L(θ + hg₁) − g₁]/h, 0 when h·‖g₁‖² = 0.
 func (s *Step) GradAlong(h *Node) []*Node {
-	offset := ScaleVec(h, s.grad)
+	offset := grvec.ScaleVec(h, s.grad)
 	grads := s.GradAt(offset)
-	s.recordCurvature(offset, grads)
+	s.recordCurvature(h, grads)
 	return grads
 }
 
@@ -370,7 +387,7 @@ func (s *Step) startValue(v *context.Variable) *Node {
 
 // fdCoefficient returns γ/h for the finite-difference step h.
 func (s *Step) fdCoefficient(h *Node) *Node {
-	return graph.Div(s.Gamma(), h)
+	return graph.Div(s.Param(ParamGamma), h)
 }
 
 // panicf panics with an error, as GoMLX's graph-building functions do.

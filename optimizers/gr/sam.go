@@ -5,6 +5,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // ParamRho is ρ, the perturbation radius of the SAM family (SAM, USAM, GNP, ASAM), read by FromContext.
@@ -44,8 +45,8 @@ func samGrad(s *Step) []*Node {
 	return s.GradAlong(samStep(s))
 }
 
-// samStep returns h = ρ/(‖g₁‖ + δ), so that h·g₁ = e = ρ g₁/(‖g₁‖ + δ) (Rescale(ρ, g₁)).
-func samStep(s *Step) *Node { return RescaleFactor(s.Param(ParamRho), s.Grad()) }
+// samStep returns h = ρ/(‖g₁‖ + δ), so that h·g₁ = e = ρ g₁/(‖g₁‖ + δ) (grvec.Rescale(ρ, g₁)).
+func samStep(s *Step) *Node { return grvec.RescaleFactor(s.Param(ParamRho), s.Grad()) }
 
 // samPenalty is ρ‖g₁‖.
-func samPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamRho), GlobalNorm(s.Grad())) }
+func samPenalty(s *Step) *Node { return graph.Mul(s.Param(ParamRho), grvec.GlobalNorm(s.Grad())) }

@@ -149,13 +149,13 @@ func TestSAMBadInput(t *testing.T) {
 		cfg  *gr.Config
 		want string
 	}{
-		{gr.SAM(sgd(0.1)).Rho(-0.1), "Rho (ρ) must be a finite number in [0, +∞)"},
+		{gr.SAM(sgd(0.1)).Rho(-0.1), "Rho (ρ) [gr_rho] must be a finite number in [0, +∞)"},
 		{gr.USAM(sgd(0.1)).Rho(nan), "Rho (ρ)"},
 		{gr.ASAM(sgd(0.1)).Rho(math.Inf(1)), "Rho (ρ)"},
-		{gr.GNP(sgd(0.1)).Alpha(1.5), "Alpha (α) must be a finite number in [0, 1]"},
+		{gr.GNP(sgd(0.1)).Alpha(1.5), "Alpha (α) [gr_gnp_alpha] must be a finite number in [0, 1]"},
 		{gr.GNP(sgd(0.1)).Alpha(-0.1), "Alpha (α)"},
 		{gr.GNP(sgd(0.1)).Alpha(nan), "Alpha (α)"},
-		{gr.ASAM(sgd(0.1)).Eta(-0.01), "Eta (η) must be a finite number in [0, +∞)"},
+		{gr.ASAM(sgd(0.1)).Eta(-0.01), "Eta (η) [gr_asam_eta] must be a finite number in [0, +∞)"},
 		{gr.ASAM(sgd(0.1)).Eta(nan), "Eta (η)"},
 	} {
 		_, err := tc.cfg.Build()

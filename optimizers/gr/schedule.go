@@ -1,6 +1,7 @@
 package gr
 
 import (
+	"fmt"
 	"maps"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -10,19 +11,27 @@ import (
 	"github.com/pkg/errors"
 )
 
-// Schedule returns the value of a hyperparameter for the step being built (Config.Schedule), from its
-// configured value (a scalar of the compute dtype). s gives the step's graph, its global step (Step.GlobalStep)
-// and GoMLX's learning rate (Step.LearningRate). The result is converted to the compute dtype.
-type Schedule func(s *Step, value *Node) *Node
+// Schedule gives the value of a hyperparameter for the step being built (Config.Schedule) from its configured
+// value: LinearWarmUp, StepWarmUp, FollowLearningRate, or one made by NewSchedule. Its String names it, as
+// Regularized.Params shows it (e.g. "LinearWarmUp(100)"). The zero Schedule is none (the configured value).
+type Schedule struct {
+	name string
+	fn   func(s *Step, value *Node) *Node
+}
 
-// Hyperparameters in variables. Each float64 hyperparameter a method reads (Step.Param) is written, on every
-// step that reads it, to a non-trainable scalar variable of the compute dtype under
-// Config.Scope + "/hyperparameters", named by its key (e.g. /gradreg/hyperparameters/gr_rho): checkpoints
-// save the value the last step used and any graph code can read it (HyperparameterVar). With WarmUp or
-// ZeroWarmUp the weight w_t of the correction is written likewise, as "warmup_weight". A constant hyperparameter
-// is a graph constant as before (the variable is only written), so results are bit for bit those of the
-// constant; with a schedule the value is computed in the graph from the global step (or the learning rate),
-// so one compiled graph serves every step and a resumed run recomputes the same values.
+// NewSchedule returns the Schedule named name (what Regularized.Params shows, e.g. "Cosine(1000)") that
+// computes the value of the step from the configured value (a scalar of the compute dtype) with fn. fn gets
+// the step's graph, its global step (Step.GlobalStep) and GoMLX's learning rate (Step.LearningRate) from s; its
+// result is converted to the compute dtype. It panics if name is empty or fn is nil.
+func NewSchedule(name string, fn func(s *Step, value *Node) *Node) Schedule {
+	if name == "" || fn == nil {
+		panicf("gr.NewSchedule: the name (%q) must not be empty and fn must not be nil", name)
+	}
+	return Schedule{name: name, fn: fn}
+}
+
+// String returns the schedule's name, e.g. "LinearWarmUp(100)"; "" for the zero Schedule.
+func (sc Schedule) String() string { return sc.name }
 
 // Schedule makes the float64 hyperparameter key follow fn: on each step the method reads fn(s, value) with
 // value the configured value (Set, Rho, Gamma, ...). E.g. the GSAM paper's ρ, which follows the learning rate
@@ -31,7 +40,8 @@ type Schedule func(s *Step, value *Node) *Node
 //	gr.ForwardDifference(base).Gamma(0.1).Schedule(gr.ParamGamma, gr.LinearWarmUp(1000))
 //
 // It is an error (reported by Build) if the method does not declare key as a float64 hyperparameter. A later
-// Schedule of the same key replaces the earlier one; nil removes it.
+// Schedule of the same key replaces the earlier one; the zero Schedule removes it. Regularized.Params shows it
+// under key + "_schedule", e.g. "gr_rho_schedule": "LinearWarmUp(100)".
 func (c *Config) Schedule(key string, fn Schedule) *Config {
 	if h := c.lookup(key); h == nil || !isFloat(h.Default) {
 		c.setErr(errors.Errorf("gr.%s: Schedule(%q): %s has no float64 hyperparameter %q", c.name, key, c.name, key))
@@ -41,7 +51,7 @@ func (c *Config) Schedule(key string, fn Schedule) *Config {
 	if c.schedules == nil {
 		c.schedules = map[string]Schedule{}
 	}
-	if fn == nil {
+	if fn.fn == nil {
 		delete(c.schedules, key)
 	} else {
 		c.schedules[key] = fn
@@ -55,10 +65,10 @@ func LinearWarmUp(steps int) Schedule {
 	if steps < 1 {
 		panicf("gr.LinearWarmUp: steps must be an integer in [1, +∞), got %d", steps)
 	}
-	return func(s *Step, value *Node) *Node {
+	return NewSchedule(fmt.Sprintf("LinearWarmUp(%d)", steps), func(s *Step, value *Node) *Node {
 		t := graph.ConvertDType(s.GlobalStep(), value.DType())
 		return graph.Mul(value, graph.MinScalar(graph.DivScalar(t, float64(steps)), 1.0))
-	}
+	})
 }
 
 // StepWarmUp returns the schedule 0 for t < steps and the configured value from t = steps on (t the global step
@@ -67,10 +77,10 @@ func StepWarmUp(steps int) Schedule {
 	if steps < 1 {
 		panicf("gr.StepWarmUp: steps must be an integer in [1, +∞), got %d", steps)
 	}
-	return func(s *Step, value *Node) *Node {
+	return NewSchedule(fmt.Sprintf("StepWarmUp(%d)", steps), func(s *Step, value *Node) *Node {
 		t := graph.ConvertDType(s.GlobalStep(), value.DType())
 		return graph.Mul(value, graph.ConvertDType(graph.GreaterOrEqual(t, graph.Scalar(s.g, t.DType(), float64(steps))), value.DType()))
-	}
+	})
 }
 
 // FollowLearningRate returns the GSAM paper's schedule (Zhuang et al., ICLR 2022): the hyperparameter moves
@@ -86,11 +96,11 @@ func FollowLearningRate(lrMax, lrMin, minValue float64) Schedule {
 		panicf("gr.FollowLearningRate: want lrMax > lrMin ≥ 0 and minValue ≥ 0, got lrMax %g, lrMin %g, minValue %g",
 			lrMax, lrMin, minValue)
 	}
-	return func(s *Step, value *Node) *Node {
+	return NewSchedule(fmt.Sprintf("FollowLearningRate(%g, %g, %g)", lrMax, lrMin, minValue), func(s *Step, value *Node) *Node {
 		lr := graph.ConvertDType(s.LearningRate(lrMax), value.DType())
 		frac := graph.DivScalar(graph.AddScalar(lr, -lrMin), lrMax-lrMin)
 		return graph.AddScalar(graph.Mul(graph.AddScalar(value, -minValue), frac), minValue)
-	}
+	})
 }
 
 // LearningRate returns GoMLX's learning rate for this step: the value at the start of the step of the variable
@@ -111,8 +121,8 @@ func (s *Step) LearningRate(initial float64) *Node {
 // scheduled returns value, or fn(s, value) converted to its dtype, and writes it to the variable of
 // hyperparameter key.
 func (s *Step) scheduled(key string, value *Node, fn Schedule) *Node {
-	if fn != nil {
-		value = castTo(fn(s, value), value)
+	if fn.fn != nil {
+		value = castTo(fn.fn(s, value), value)
 	}
 	v := ownVar(s.ctx, s.own+"/"+hyperparametersScope, key, shapes.Make(value.DType()))
 	v.SetValueGraph(value)
@@ -125,5 +135,5 @@ const hyperparametersScope = "hyperparameters"
 // HyperparameterVar returns the variable that holds the value of hyperparameter key (a context key such as
 // ParamRho, or "warmup_weight") of the optimizer opt for a trainer on ctx, or nil if no step wrote it yet.
 func HyperparameterVar(ctx *context.Context, opt *Regularized, key string) *context.Variable {
-	return ctx.InAbsPath(opt.config().ownScope(ctx) + "/" + hyperparametersScope).GetVariable(key)
+	return ctx.InAbsPath(opt.cfg.ownScope(ctx) + "/" + hyperparametersScope).GetVariable(key)
 }

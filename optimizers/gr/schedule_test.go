@@ -13,7 +13,7 @@ import (
 )
 
 // identitySchedule returns the configured value: a schedule that changes nothing.
-func identitySchedule(_ *gr.Step, value *gr.Node) *gr.Node { return value }
+var identitySchedule = gr.NewSchedule("identity", func(_ *gr.Step, value *gr.Node) *gr.Node { return value })
 
 // TestConstantHyperparametersInVariables: a hyperparameter read through its variable mechanism with a schedule
 // that returns the configured value trains bit for bit like the plain constant, for methods of every kind and

@@ -3,6 +3,7 @@ package gr
 import (
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // DefaultUSAMRho is USAM's default ρ, 0.05: equal to DefaultEpsilon, so that USAM at its defaults is
@@ -31,5 +32,5 @@ func usamGrad(s *Step) []*Node {
 
 // usamPenalty is (ρ/2)‖g₁‖².
 func usamPenalty(s *Step) *Node {
-	return graph.Mul(graph.MulScalar(s.Param(ParamRho), 0.5), InnerProduct(s.Grad(), s.Grad()))
+	return graph.Mul(graph.MulScalar(s.Param(ParamRho), 0.5), grvec.InnerProduct(s.Grad(), s.Grad()))
 }

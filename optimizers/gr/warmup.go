@@ -13,11 +13,6 @@ const (
 	ParamZeroWarmUp = "gr_zero_warmup"
 )
 
-func init() {
-	readParamIfSet(ParamWarmUp, 0, (*Config).WarmUp, func(c *Config) int { return c.warmUpSteps(false) })
-	readParamIfSet(ParamZeroWarmUp, 0, (*Config).ZeroWarmUp, func(c *Config) int { return c.warmUpSteps(true) })
-}
-
 // warmUpSteps returns the steps of ZeroWarmUp (zero) or WarmUp (!zero): 0 unless that one is configured.
 func (c *Config) warmUpSteps(zero bool) int {
 	if c.sched.zeroWarmUp != zero {

@@ -4,6 +4,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // Context keys of FriendlySAM's own hyperparameters.
@@ -24,16 +25,17 @@ func init() { gr.Register("friendlysam", FriendlySAM) }
 // g₁ (the step with global step 0, whose d is g₁) and is updated on every step, also on the reuse steps of
 // Every(k). No penalty metric.
 func FriendlySAM(base optimizers.Interface) *gr.Config {
-	return newFriendlySAM(base).Param(gr.ParamRho, 0.05, 0, inf).Param(ParamFriendlySAMSigma, 1, 0, inf).
-		Param(ParamFriendlySAMLambda, 0.9, 0, 1).Update(friendlySAMAverage)
+	return newFriendlySAM(base).Declare(rho(0.05),
+		gr.Hyperparameter{Key: ParamFriendlySAMSigma, Name: "Sigma (σ)", Default: 1.0, Max: inf},
+		gr.Hyperparameter{Key: ParamFriendlySAMLambda, Name: "Lambda (λ)", Default: 0.9, Max: 1}).Update(friendlySAMAverage)
 }
 
 var newFriendlySAM = gr.NewMethod("FriendlySAM", func(s *gr.Step) []*Node {
-	d := gr.Axpby(s.Scalar(1), s.Grad(), Neg(s.Param(ParamFriendlySAMSigma)), s.State("friendlysam_m"))
-	return s.GradAt(gr.Rescale(s.Param(gr.ParamRho), d))
+	d := grvec.Axpby(s.Scalar(1), s.Grad(), Neg(s.Param(ParamFriendlySAMSigma)), s.State("friendlysam_m"))
+	return s.GradAt(grvec.Rescale(s.Param(gr.ParamRho), d))
 })
 
 func friendlySAMAverage(s *gr.Step) {
 	lambda := Where(Equal(s.GlobalStep(), ZerosLike(s.GlobalStep())), s.Scalar(0), s.Param(ParamFriendlySAMLambda))
-	s.SetState("friendlysam_m", gr.Axpby(lambda, s.State("friendlysam_m"), OneMinus(lambda), s.Grad()))
+	s.SetState("friendlysam_m", grvec.Axpby(lambda, s.State("friendlysam_m"), OneMinus(lambda), s.Grad()))
 }

@@ -4,6 +4,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // ParamGSAMAlpha is the context key of GSAM's α (Config.Alpha sets it too).
@@ -21,7 +22,7 @@ func init() { gr.Register("gsam", GSAM) }
 // divides by ‖g_p‖² + δ where pytorch_optimizer writes cos·‖g₁‖/(‖g_p‖ + δ) with cos = ⟨g₁, g_p⟩/(‖g₁‖‖g_p‖ + δ)
 // (equal up to δ). Cost: two gradient evaluations per step. No penalty metric.
 func GSAM(base optimizers.Interface) *gr.Config {
-	return newGSAM(base).Param(gr.ParamRho, 0.05, 0, inf).Declare(alpha(ParamGSAMAlpha, 0.4))
+	return newGSAM(base).Declare(rho(0.05), alpha(ParamGSAMAlpha, 0.4))
 }
 
 // GSAMScheduled returns GSAM with the paper's ρ schedule (Zhuang et al. 2022, Section 5): ρ moves with the
@@ -38,8 +39,8 @@ func GSAMScheduled(base optimizers.Interface, lrMax, lrMin, rhoMin float64) *gr.
 
 var newGSAM = gr.NewMethod("GSAM", func(s *gr.Step) []*Node {
 	g1 := s.Grad()
-	gp := s.GradAlong(gr.RescaleFactor(s.Param(gr.ParamRho), g1))
-	proj := Div(gr.InnerProduct(g1, gp), AddScalar(gr.InnerProduct(gp, gp), gr.NormStabilizer))
-	vertical := gr.Axpby(s.Scalar(1), g1, Neg(proj), gp) // g₁ − proj·g_p
-	return gr.Axpby(s.Scalar(1), gp, Neg(s.Param(ParamGSAMAlpha)), vertical)
+	gp := s.GradAlong(grvec.RescaleFactor(s.Param(gr.ParamRho), g1))
+	proj := Div(grvec.InnerProduct(g1, gp), AddScalar(grvec.InnerProduct(gp, gp), gr.NormStabilizer))
+	vertical := grvec.Axpby(s.Scalar(1), g1, Neg(proj), gp) // g₁ − proj·g_p
+	return grvec.Axpby(s.Scalar(1), gp, Neg(s.Param(ParamGSAMAlpha)), vertical)
 })

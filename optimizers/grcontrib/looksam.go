@@ -4,6 +4,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // ParamLookSAMAlpha is the context key of LookSAM's α (Config.Alpha sets it too).
@@ -22,18 +23,18 @@ func init() { gr.Register("looksam", LookSAM) }
 // Choice: global norms over all variables, as the paper's Algorithm 1 (pytorch_optimizer uses per-tensor
 // norms, the paper's layer-wise variant). Without Every(k) it is SAM. No penalty metric.
 func LookSAM(base optimizers.Interface) *gr.Config {
-	return newLookSAM(base).Param(gr.ParamRho, 0.1, 0, inf).Declare(alpha(ParamLookSAMAlpha, 0.7)).Reuse(lookSAMReuse)
+	return newLookSAM(base).Declare(rho(0.1), alpha(ParamLookSAMAlpha, 0.7)).Reuse(lookSAMReuse)
 }
 
 var newLookSAM = gr.NewMethod("LookSAM", func(s *gr.Step) []*Node {
 	g1 := s.Grad()
-	gs := s.GradAlong(gr.RescaleFactor(s.Param(gr.ParamRho), g1))
-	proj := Div(gr.InnerProduct(g1, gs), AddScalar(gr.InnerProduct(g1, g1), gr.NormStabilizer))
-	s.SetState("looksam_gv", gr.Axpby(s.Scalar(1), gs, Neg(proj), g1))
+	gs := s.GradAlong(grvec.RescaleFactor(s.Param(gr.ParamRho), g1))
+	proj := Div(grvec.InnerProduct(g1, gs), AddScalar(grvec.InnerProduct(g1, g1), gr.NormStabilizer))
+	s.SetState("looksam_gv", grvec.Axpby(s.Scalar(1), gs, Neg(proj), g1))
 	return gs
 })
 
 func lookSAMReuse(s *gr.Step) []*Node {
 	gv := s.State("looksam_gv")
-	return gr.AddVec(s.Grad(), gr.Rescale(Mul(s.Param(ParamLookSAMAlpha), gr.GlobalNorm(s.Grad())), gv))
+	return grvec.AddVec(s.Grad(), grvec.Rescale(Mul(s.Param(ParamLookSAMAlpha), grvec.GlobalNorm(s.Grad())), gv))
 }

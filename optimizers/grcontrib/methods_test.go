@@ -13,6 +13,7 @@ import (
 	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/optimizers/grcontrib"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -288,8 +289,8 @@ func TestFriendlySAMResume(t *testing.T) {
 
 // customUSAM is USAM written through the public API.
 func customUSAM(base optimizers.Interface) *gr.Config {
-	return newUSAM(base).Param(gr.ParamRho, gr.DefaultUSAMRho, 0, math.Inf(1)).Penalty(func(s *gr.Step) *Node {
-		return Mul(MulScalar(s.Param(gr.ParamRho), 0.5), gr.InnerProduct(s.Grad(), s.Grad()))
+	return newUSAM(base).Declare(gr.Hyperparameter{Key: gr.ParamRho, Default: gr.DefaultUSAMRho, Max: math.Inf(1)}).Penalty(func(s *gr.Step) *Node {
+		return Mul(MulScalar(s.Param(gr.ParamRho), 0.5), grvec.InnerProduct(s.Grad(), s.Grad()))
 	})
 }
 

@@ -180,7 +180,7 @@ func TestWSAMOneStep(t *testing.T) {
 	assert.NotZero(t, m[0][n-2])
 
 	_, err := grcontrib.WSAM(sgd(lr)).Set(grcontrib.ParamWSAMGamma, 1.0).Build()
-	assert.ErrorContains(t, err, "Gamma (γ) must be a finite number in [0, 1), got 1")
+	assert.ErrorContains(t, err, "Gamma (γ) [gr_wsam_gamma] must be a finite number in [0, 1), got 1")
 }
 
 // TestCurvatureOnlyAlongG1: methods whose perturbation is not along g₁ (RWP, FriendlySAM, ASAM) report no

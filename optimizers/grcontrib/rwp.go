@@ -5,6 +5,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
 // Context keys of RWP's own hyperparameters.
@@ -27,7 +28,9 @@ func init() { gr.Register("rwp", RWP) }
 // both gradients on the same batch (the authors split it in two halves). Cost: two gradient evaluations per
 // step. The perturbation is not along g₁, so RWP reports no curvature metric; no penalty metric.
 func RWP(base optimizers.Interface) *gr.Config {
-	return newRWP(base).Param(ParamRWPSigma, 0.01, 0, inf).Param(ParamRWPLambda, 0.5, 0, 1)
+	return newRWP(base).Declare(
+		gr.Hyperparameter{Key: ParamRWPSigma, Name: "Sigma (σ)", Default: 0.01, Max: inf},
+		gr.Hyperparameter{Key: ParamRWPLambda, Name: "Lambda (λ)", Default: 0.5, Max: 1})
 }
 
 var newRWP = gr.NewMethod("RWP", func(s *gr.Step) []*Node {
@@ -37,7 +40,7 @@ var newRWP = gr.NewMethod("RWP", func(s *gr.Step) []*Node {
 		eps[i] = Mul(Mul(ConvertDType(s.Param(ParamRWPSigma), z[i].DType()), rwpScale(theta, z[i].DType())), z[i])
 	}
 	lambda := s.Param(ParamRWPLambda)
-	return gr.Axpby(OneMinus(lambda), s.Grad(), lambda, s.GradAt(eps))
+	return grvec.Axpby(OneMinus(lambda), s.Grad(), lambda, s.GradAt(eps))
 })
 
 // rwpScale is s: the norm of each filter (all axes but the last) for rank ≥ 2, else ‖θ‖ + δ.

@@ -1,0 +1,105 @@
+// Package grvec holds the vector helpers of gradreg's methods (package gr): operations on "vectors" of one
+// tensor per trainable variable, seen as one long vector — gr.Step.Theta, gr.Step.Grad, the offsets of
+// gr.Step.GradAt, a method's state. A method written with gr.NewMethod builds its combined gradient with them:
+//
+//	e := grvec.Rescale(s.Param(gr.ParamRho), s.Grad())          // ρg₁/(‖g₁‖ + δ)
+//	g := grvec.Axpby(s.Scalar(1), s.Grad(), alpha, s.GradAt(e)) // g₁ + α∇L(θ + e)
+//
+// They are named apart from graph's ops on purpose: graph.Dot is a matrix product, InnerProduct the global
+// inner product of two such vectors. They accept mixed dtypes: scalars are converted to each tensor's dtype,
+// the second vector to the first's dtypes (e.g. a float32 gradient added to bfloat16 weights gives bfloat16),
+// and InnerProduct and GlobalNorm accumulate in the compute dtype (ComputeDType: float32 for half-precision
+// tensors). Each is one pass over its inputs; none allocates state.
+package grvec
+
+import (
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/graph"
+)
+
+// NormStabilizer is δ, added to every global norm that divides: ‖x‖ + δ (Rescale, RescaleFactor). It keeps a
+// zero vector from producing NaN. gr.NormStabilizer is this constant.
+const NormStabilizer = 1e-12
+
+// ComputeDType is the dtype of reductions and scalars for tensors of dtype dt: dt, or float32 for a
+// half-precision dtype (bfloat16, float16).
+func ComputeDType(dt dtypes.DType) dtypes.DType {
+	if dt == dtypes.BFloat16 || dt == dtypes.Float16 {
+		return dtypes.Float32
+	}
+	return dt
+}
+
+// castTo returns s converted to x's dtype.
+func castTo(s, x *graph.Node) *graph.Node {
+	if s.DType() == x.DType() {
+		return s
+	}
+	return graph.ConvertDType(s, x.DType())
+}
+
+// ScaleVec returns a·x, for a scalar a.
+func ScaleVec(a *graph.Node, x []*graph.Node) []*graph.Node {
+	out := make([]*graph.Node, len(x))
+	for i, xi := range x {
+		out[i] = graph.Mul(castTo(a, xi), xi)
+	}
+	return out
+}
+
+// Axpby returns a·x + b·y, for scalars a and b, in x's dtypes.
+func Axpby(a *graph.Node, x []*graph.Node, b *graph.Node, y []*graph.Node) []*graph.Node {
+	out := make([]*graph.Node, len(x))
+	for i := range x {
+		out[i] = graph.Add(graph.Mul(castTo(a, x[i]), x[i]), graph.Mul(castTo(b, x[i]), castTo(y[i], x[i])))
+	}
+	return out
+}
+
+// AddVec returns x + y, in x's dtypes.
+func AddVec(x, y []*graph.Node) []*graph.Node {
+	out := make([]*graph.Node, len(x))
+	for i := range x {
+		out[i] = graph.Add(x[i], castTo(y[i], x[i]))
+	}
+	return out
+}
+
+// SubVec returns x − y, in x's dtypes.
+func SubVec(x, y []*graph.Node) []*graph.Node {
+	out := make([]*graph.Node, len(x))
+	for i := range x {
+		out[i] = graph.Sub(x[i], castTo(y[i], x[i]))
+	}
+	return out
+}
+
+// InnerProduct returns the global inner product Σᵢ⟨xᵢ, yᵢ⟩, a scalar accumulated in the compute dtype of x
+// (ComputeDType). x must not be empty.
+func InnerProduct(x, y []*graph.Node) *graph.Node {
+	acc := ComputeDType(x[0].DType())
+	total := graph.ScalarZero(x[0].Graph(), acc)
+	for i := range x {
+		xi := graph.ConvertDType(x[i], acc)
+		yi := graph.ConvertDType(y[i], acc)
+		total = graph.Add(total, graph.ReduceAllSum(graph.Mul(xi, yi)))
+	}
+	return total
+}
+
+// GlobalNorm returns the global L2 norm ‖x‖ = √InnerProduct(x, x).
+func GlobalNorm(x []*graph.Node) *graph.Node {
+	return graph.Sqrt(InnerProduct(x, x))
+}
+
+// Rescale returns r·x/(‖x‖ + δ), δ = NormStabilizer: x rescaled to the norm r (0 for x = 0), e.g. SAM's
+// perturbation ρg₁/(‖g₁‖ + δ).
+func Rescale(r *graph.Node, x []*graph.Node) []*graph.Node {
+	return ScaleVec(RescaleFactor(r, x), x)
+}
+
+// RescaleFactor returns r/(‖x‖ + δ), the scalar by which Rescale multiplies x, e.g. for gr.Step.GradAlong.
+func RescaleFactor(r *graph.Node, x []*graph.Node) *graph.Node {
+	n := GlobalNorm(x)
+	return graph.Div(castTo(r, n), graph.AddScalar(n, NormStabilizer))
+}

@@ -1,0 +1,57 @@
+package grvec_test
+
+import (
+	"math"
+	"testing"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/gradreg/gradreg/optimizers/grvec"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestHelpersMatchFloat64: each helper on the vector x = ([1, −2], [3]), y = ([0.5, 4], [−1]) against the float64
+// values, with a = 2, b = −3.
+func TestHelpersMatchFloat64(t *testing.T) {
+	backend, err := grbackend.New()
+	require.NoError(t, err)
+	outs := MustExecOnceN(backend, func(x0, x1, y0, y1 *Node) []*Node {
+		g := x0.Graph()
+		x, y := []*Node{x0, x1}, []*Node{y0, y1}
+		a, b := Scalar(g, dtypes.Float64, 2), Scalar(g, dtypes.Float64, -3)
+		zero := []*Node{ZerosLike(x0), ZerosLike(x1)}
+		return append(append(append(append(append(append(grvec.ScaleVec(a, x), grvec.Axpby(a, x, b, y)...),
+			grvec.AddVec(x, y)...), grvec.SubVec(x, y)...), grvec.Rescale(a, x)...), grvec.Rescale(a, zero)...),
+			grvec.InnerProduct(x, y), grvec.GlobalNorm(x), grvec.RescaleFactor(a, x))
+	}, []float64{1, -2}, 3.0, []float64{0.5, 4}, -1.0)
+	flat := func(i int) []float64 { return tensors.MustCopyFlatData[float64](outs[i]) }
+	n := math.Sqrt(14)
+	r := 2 / (n + grvec.NormStabilizer)
+	for i, want := range [][]float64{{2, -4}, {6}, {2 - 1.5, -4 - 12}, {6 + 3}, {1.5, 2}, {2}, {0.5, -6}, {4},
+		{r, -2 * r}, {3 * r}, {0, 0}, {0}} {
+		assert.InDeltaSlice(t, want, flat(i), 1e-15, "output %d", i)
+	}
+	assert.InDelta(t, 0.5-8-3, outs[12].Value().(float64), 1e-15, "InnerProduct")
+	assert.InDelta(t, n, outs[13].Value().(float64), 1e-15, "GlobalNorm")
+	assert.InDelta(t, r, outs[14].Value().(float64), 1e-15, "RescaleFactor")
+}
+
+// TestMixedDTypes: a float32 vector added to bfloat16 weights gives bfloat16; the inner product of bfloat16
+// tensors accumulates in float32 (ComputeDType).
+func TestMixedDTypes(t *testing.T) {
+	assert.Equal(t, dtypes.Float32, grvec.ComputeDType(dtypes.BFloat16))
+	assert.Equal(t, dtypes.Float32, grvec.ComputeDType(dtypes.Float16))
+	assert.Equal(t, dtypes.Float64, grvec.ComputeDType(dtypes.Float64))
+	backend, err := grbackend.New()
+	require.NoError(t, err)
+	outs := MustExecOnceN(backend, func(w, g *Node) []*Node {
+		wb := ConvertDType(w, dtypes.BFloat16)
+		return []*Node{grvec.AddVec([]*Node{wb}, []*Node{g})[0], grvec.InnerProduct([]*Node{wb}, []*Node{wb})}
+	}, []float32{1, 2}, []float32{0.5, 0.25})
+	assert.Equal(t, dtypes.BFloat16, outs[0].DType())
+	assert.Equal(t, dtypes.Float32, outs[1].DType())
+	assert.InDelta(t, 5, outs[1].Value().(float32), 1e-6)
+}
