@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"weak"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -194,16 +195,17 @@ func TestStabilityNoReadPerStep(t *testing.T) {
 	}
 }
 
-// stabilityWatches holds the stabilityWatch of every trainer built by the tests.
-var stabilityWatches sync.Map // *train.Trainer → *stabilityWatch
+// stabilityWatches holds the stabilityWatch of every trainer built by the tests, by weak pointer: a trainer
+// the tests dropped is still collected (TestTrainerRegistriesForgetCollectedTrainers).
+var stabilityWatches sync.Map // weak.Pointer[train.Trainer] → *stabilityWatch
 
 func init() {
-	onStabilityWatch = func(trainer *train.Trainer, w *stabilityWatch) { stabilityWatches.Store(trainer, w) }
+	onStabilityWatch = func(trainer *train.Trainer, w *stabilityWatch) { stabilityWatches.Store(weak.Make(trainer), w) }
 }
 
 // stabilityReads returns how many times the trainer's stability watch copied a report to the host.
 func stabilityReads(trainer *train.Trainer) int {
-	v, _ := stabilityWatches.Load(trainer)
+	v, _ := stabilityWatches.Load(weak.Make(trainer))
 	w := v.(*stabilityWatch)
 	w.mu.Lock()
 	defer w.mu.Unlock()
