@@ -73,7 +73,9 @@ func otherCases() []opCase {
 				return Square(Pad(in[0], Const(in[0].Graph(), 0.5), PadAxis{Start: 1, End: -1, Interior: 2}, PadAxis{Start: -1, End: 2}))
 			}},
 		{name: "Slice strided", dims: [][]int{{5, 6}}, gomlx: true,
-			fn: func(in []*Node) *Node { return Square(Slice(in[0], AxisRange(1, 5).Stride(2), AxisRange(0, 6).Stride(3))) }},
+			fn: func(in []*Node) *Node {
+				return Square(Slice(in[0], AxisRange(1, 5).Stride(2), AxisRange(0, 6).Stride(3)))
+			}},
 		{name: "Concatenate and Slice", dims: [][]int{{3, 4}, {3, 2}},
 			fn: func(in []*Node) *Node {
 				c := Concatenate([]*Node{in[0], Square(in[1])}, 1)
