@@ -52,6 +52,7 @@ import (
 	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/optimizers/grcontrib"
 	"github.com/gradreg/gradreg/optimizers/grgrad"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -152,6 +153,9 @@ func practiceMethods() []*method {
 		{name: "SAM guard off", target: "guard on ≤ 1.02× this", opt: func() optimizers.Interface { return gr.SAM(sgd()).GuardNonFinite(false).Done() }},
 		{name: "ForwardDifference check off", target: "WarnUnstable(false): F-GR's check costs F-GR ÷ this", opt: func() optimizers.Interface { return fgr().WarnUnstable(false).Done() }},
 		{name: "USAM check off", target: "WarnUnstable(false)", opt: func() optimizers.Interface { return gr.USAM(sgd()).WarnUnstable(false).Done() }},
+		// What the per-step checks cost: a pass over every parameter that ends in one scalar.
+		{name: "base (SGD) + 4 inner products", target: "4 × (one ⟨x, y⟩ over the parameters)", opt: sgd, model: perParameterPasses(4, false)},
+		{name: "base (SGD) + 4 finiteness tests", target: "4 × (one all-finite test of the parameters)", opt: sgd, model: perParameterPasses(4, true)},
 		{name: "base (SGD) bfloat16", target: "", opt: sgd, model: bf16},
 		{name: "ForwardDifference bfloat16", target: "vs SGD bf16", opt: func() optimizers.Interface { return fgr().Done() }, model: bf16},
 	}
@@ -159,6 +163,45 @@ func practiceMethods() []*method {
 
 // guardGoal is the most the non-finite guard may cost: a default row (guard on) against its "guard off" row.
 const guardGoal = 1.02
+
+// perParameterPasses wraps a model to add, to each training step, n passes over every trainable variable that
+// each end in one scalar, as the methods' norms, inner products and checks do: n inner products
+// Σᵢ⟨θᵢ, θᵢ + j⟩ (j = 0…n−1, so that no two are the same), or with finite n all-finite tests of θᵢ + j; the
+// scalars are written to a variable, so that the graph keeps them.
+func perParameterPasses(n int, finite bool) func(train.ModelFn) train.ModelFn {
+	return func(model train.ModelFn) train.ModelFn {
+		return func(ctx *context.Context, spec any, inputs []*Node) []*Node {
+			out := model(ctx, spec, inputs)
+			g := inputs[0].Graph()
+			var params []*Node
+			for v := range ctx.IterVariables() {
+				if v.Trainable && v.InUseByGraph(g) {
+					params = append(params, v.ValueGraph(g))
+				}
+			}
+			total := ScalarZero(g, dtypes.Float32)
+			for j := range n {
+				shifted := make([]*Node, len(params))
+				for i, p := range params {
+					shifted[i] = AddScalar(p, float64(j))
+				}
+				if finite {
+					ok := Const(g, true)
+					for _, p := range shifted {
+						ok = LogicalAnd(ok, LogicalAll(IsFinite(p)))
+					}
+					total = Add(total, ConvertDType(ok, dtypes.Float32))
+				} else {
+					total = Add(total, grvec.InnerProduct(params, shifted))
+				}
+			}
+			sink := ctx.InAbsPath("/bench").Checked(false).
+				VariableWithValue("passes", tensors.FromShape(shapes.Make(dtypes.Float32))).SetTrainable(false)
+			sink.SetValueGraph(total)
+			return out
+		}
+	}
+}
 
 func crossEntropy(labels, logits []*Node) *Node {
 	return losses.SparseCategoricalCrossEntropyLogits(labels, logits)
