@@ -4,8 +4,8 @@
 //
 // All methods run in one process, interleaved: after a warm-up (graph compilation and a few steps), each
 // round runs one step of every method in turn, so that a change in the machine's load affects all of them
-// alike; the table reports the median over the rounds (for Every(k), over blocks of k steps). Memory is the peak Go heap sampled while a method runs
-// a few steps, above the heap after a GC before them: it is meaningful for the pure-Go backend, whose
+// alike; the table reports the median over the rounds (for Every(k), over blocks of k steps). Memory is the
+// peak Go heap sampled while a method runs a few steps, above the heap after a GC before them: it is meaningful for the pure-Go backend, whose
 // buffers live in the Go heap (on XLA the device memory is not seen). The pure-Go backend runs no CNN with
 // second-order methods cheaply; this command benchmarks the MLP, or with -model=vit the ViT of examples/vit
 // (its default architecture on [batch, 784] inputs).
@@ -16,6 +16,14 @@
 // the side-by-side run with PyTorch and JAX (examples/bench/peers/run.sh). -gradients=both runs every
 // backend twice, with GoMLX's gradients of matrix products and with grgrad's (optimizers/grgrad).
 //
+// The goal column gives each row's goal (process CPU time per step ÷ the base's; for a "… guard off" row,
+// the guard's: the row with the guard on ≤ 1.02× it) with ✔ or ✘; -check makes a missed goal exit with
+// status 1 (docs/benchmarks.md gives the check's commands). A row of Every(k) or accumulation needs -rounds
+// ≥ k (one block) and shows — otherwise. -rss=NAME trains the named method alone and prints the process's
+// peak resident set (examples/bench/rss.sh runs it once per method); -cpuprofile writes a pprof profile of
+// the timed rounds; -depth sets the number of hidden layers of the MLP.
+//
+//	go run ./examples/bench -check -backend=xla:cpu -gradients=grgrad -in=784 -hidden=256 -batch=64 -rounds=60 -only=ForwardDifference,SAM,USAM,DoubleBackprop
 //	go run ./examples/bench -rounds=30 -batch=128 -hidden=256
 //	go run ./examples/bench -model=vit -rounds=20 -batch=64
 //	go run ./examples/bench -backend=go,xla:cpu -model=cnn -batch=32 -only=ForwardDifference,SAM,DoubleBackprop
