@@ -84,7 +84,7 @@ type HeavyBallBase interface {
 // to a node logger that NewTrainer installs); with train.NewTrainer the check is off.
 // Cost: per step, two passes over the gradient that end in a scalar (‖g₁‖² and g₁ᵀ(g₂ − g₁), shared with
 // Metrics) and a few scalar operations — measured on XLA's CPU backend at about 0.3× of an SGD step of a
-// 270k-parameter MLP, 0.05–0.1× on the pure-Go backend (docs/benchmarks.md); the 7-value report is copied to
+// 270k-parameter MLP, about 0.1× on the pure-Go backend (docs/benchmarks.md); the 7-value report is copied to
 // the host once every StabilityReadEvery steps and released unread on the others (no transfer, no wait for
 // the step's result).
 func (c *Config) WarnUnstable(on bool) *Config {
