@@ -84,8 +84,9 @@ var (
 		"(each backend twice, interleaved)")
 	flagCheck = flag.Bool("check", false, "exit with status 1 when a ratio misses its goal (each such row is "+
 		"marked ✘ in the table with or without -check)")
-	flagCPUProfile = flag.String("cpuprofile", "", "write a pprof CPU profile of the timed rounds to this file")
-	flagJSON       = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
+	flagCPUProfile = flag.String("cpuprofile", "", "write a pprof CPU profile of the timed rounds to this file (for the "+
+		"pure-Go backend: with XLA's CPU plugin the one try hung, every thread waiting)")
+	flagJSON = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
 		"method instead of the tables (for examples/bench/peers/run.sh)")
 )
 
