@@ -45,7 +45,7 @@ const (
 const (
 	defaultDepth     = 8
 	defaultWidth     = 16
-	defaultTrainSize = 10000
+	defaultTrainSize = 4000
 	augmentPad       = 2
 )
 
@@ -71,6 +71,7 @@ var example = &run.Example{
 		run.ParamSchedule:     "cosine",
 		run.ParamEpochs:       10,
 		run.ParamBatch:        128,
+		run.ParamEvalEvery:    80, // a test evaluation (10,000 images) costs about 25 SGD steps
 	},
 	DefaultMethod:  "sgd",
 	DefaultCompare: "sgd,forward",

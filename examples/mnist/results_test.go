@@ -3,13 +3,19 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
 	"github.com/gradreg/gradreg/examples/internal/run"
+	"github.com/gradreg/gradreg/optimizers/grcheckpoint"
 )
 
 // Nothing silent: each label names what ran (built from the run's configuration, not from the flag that
@@ -175,5 +181,64 @@ func TestNoProgressBarInALog(t *testing.T) {
 	}
 	if !strings.Contains(string(log), "step 2/4: test accuracy") || !strings.Contains(string(log), "step 4/4: test accuracy") {
 		t.Errorf("no line per evaluation in the log:\n%s", log)
+	}
+}
+
+// A checkpoint folder held by another run (here a handler of this process, as another process would hold
+// it): refused before training, naming the holder's PID.
+func TestCheckpointFolderInUse(t *testing.T) {
+	tinyData(t)
+	dir := t.TempDir()
+	h, err := grcheckpoint.Build(context.New()).Dir(dir).Done()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Close() }()
+	stdout, _ := checkCLI(t, []string{"-method=sgd", "-checkpoint=" + dir}, 2,
+		[]string{"-checkpoint", "in use by process " + strconv.Itoa(os.Getpid())}, nil)
+	if strings.Contains(stdout, "step ") {
+		t.Errorf("trained before refusing:\n%s", stdout)
+	}
+}
+
+// A comparison that stops midway (its second seed's data cannot be made, as a kill would stop it): the files
+// it wrote after its first seed say that they are partial, and which entries miss which seeds.
+func TestInterruptedComparisonIsPartial(t *testing.T) {
+	tinyData(t)
+	ex := *example
+	ex.Data = func(b backends.Backend, ctx *context.Context, seed int64) (*run.Data, error) {
+		if seed == 2 {
+			return nil, errors.New("the data of seed 2 are gone")
+		}
+		return example.Data(b, ctx, seed)
+	}
+	out := t.TempDir()
+	args := append(append([]string{}, cliTiny...), "-compare=sgd,forward", "-seeds=2", "-out="+out)
+	var stderr bytes.Buffer
+	f, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stdout
+	os.Stdout = f
+	code := run.Exec(&ex, flag.NewFlagSet("mnist", flag.ContinueOnError), args, &stderr)
+	os.Stdout = saved
+	_ = f.Close()
+	if code == 0 || !strings.Contains(stderr.String(), "seed 2") {
+		t.Fatalf("exit %d, stderr %s: want a failure at seed 2", code, stderr.String())
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "mnist_compare.md"))
+	js, _ := os.ReadFile(filepath.Join(out, "mnist_compare.json"))
+	if !strings.Contains(string(md), "**PARTIAL**: SGD has 1 of 2 seeds; F-GR has 1 of 2 seeds") ||
+		!strings.Contains(string(md), "mnist, 1 of 2 seeds (PARTIAL)") {
+		t.Errorf("the table of the interrupted comparison is not marked partial:\n%s", md)
+	}
+	var rec struct {
+		Partial bool
+		Missing string
+		Seeds   int
+	}
+	if err := json.Unmarshal(js, &rec); err != nil || !rec.Partial || rec.Seeds != 2 || rec.Missing == "" {
+		t.Errorf("JSON: %+v (%v), want partial, 2 seeds planned, what is missing", rec, err)
 	}
 }

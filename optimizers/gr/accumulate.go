@@ -8,31 +8,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train"
 )
 
-// Gradient accumulation (Trainer.AccumulateGradients(n)) with a trainer built by NewTrainer.
-//
-// GoMLX's accumulation graphs call the loss function, differentiate the loss themselves, add the gradient
-// to an accumulator and, on every n-th call, hand the mean of the n accumulated gradients to the optimizer's
-// UpdateGraphWithGradients. NewTrainer's loss function computes the method's combined gradient gⱼ of
-// micro-batch j (its own g₁ and its own perturbation) and returns a surrogate whose value is the loss and
-// whose gradient is gⱼ (see NewTrainer), so the base optimizer steps once per n micro-batches with
-//
-//	g = (1/n) Σⱼ gⱼ
-//
-// which is Groups(n) on the concatenation of the n micro-batches (up to rounding). Every(k > 1) is refused
-// with accumulation (graph-build error). Distributed training with accumulation is refused by GoMLX itself.
-//
-// GuardNonFinite under accumulation: a micro-batch whose loss or gradient is not finite adds zero to the
-// accumulator and marks the cycle; the optimizer step that ends a marked cycle (or whose mean gradient is
-// not finite) writes nothing — the whole cycle is dropped and counted once in MetricSkipped. The loss the
-// trainer reports for that micro-batch is left as it is.
-//
-// Checkpoints: GoMLX keeps the position in the cycle in a Go field that checkpoints do not save, while the
-// accumulated sums are variables that they do save. A checkpoint written at a cycle boundary (after a step
-// count that is a multiple of n, e.g. with train.Loop and checkpoints every multiple of n steps) resumes
-// exactly. Resuming from a checkpoint written mid-cycle restarts the count at 0 with the partial sum of the
-// interrupted cycle still in the accumulator: the next optimizer step then applies the sum of more than n
-// micro-batch gradients divided by n.
-
 // guardCycleVar is the name of the guard's cycle variable (cycleVar).
 const guardCycleVar = "cycle_not_finite"
 

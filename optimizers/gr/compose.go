@@ -9,29 +9,6 @@ import (
 	"github.com/gradreg/gradreg/optimizers/grvec"
 )
 
-// How the options compose. One training step builds, in this order:
-//
-//  1. Groups (groups.go): the batch is split into m groups; each group gets its own sub-step (newSubStep)
-//     with its own loss Lₖ and g₁ᵏ = ∇Lₖ(θ), and the step's g₁ is the mean of the g₁ᵏ. Without Groups the
-//     step is its own single group.
-//  2. The method: its combined gradient, run on each group and averaged (groupsGrad). Its state writes and
-//     curvature are averaged likewise.
-//  3. Fallback (GuardNonFinite): where the method's gradient is not finite while L and g₁ are, g = g₁, and
-//     the step counts one MetricFallbacks. It sits right after the method, so that everything after it
-//     (the correction Every stores, the warm-up) sees a finite gradient.
-//  4. Every(k): on full steps the method's gradient, and its correction c = g − g₁ is stored; on reuse steps
-//     g = g₁ + c_stored (or the method's Reuse). The graph that does not know the step's phase builds both
-//     and selects with t mod k = 0; the state each phase writes is committed for the selected phase only.
-//  5. WarmUp/ZeroWarmUp: g = g₁ + w_t·c with c = g − g₁ of the previous stage, so the ramp scales the
-//     correction whichever of full or reuse produced it. The metrics are published here (the penalty
-//     scaled by w_t).
-//  6. Guard (GuardNonFinite): ok = L and g finite; the gradient is rounded to each variable's dtype and
-//     handed to the base optimizer, and where ok is false every variable the step changed keeps its
-//     pre-step value (UpdateGraph, or UpdateGraphWithGradients under accumulation).
-//
-// Groups is outermost in data (each group runs the method) but the fallback, Every and WarmUp act on the
-// mean over the groups: a group cannot fall back alone, and Every stores one correction for the step.
-
 // prepare builds the step's combined gradient from the total loss L (every train.AddLoss term included) and
 // stores it for the graph. accumulating says the graph is one of Trainer.AccumulateGradients.
 func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, p *pass, accumulating bool) *prepared {

@@ -34,7 +34,7 @@ func doubleBackpropGrad(s *Step) (grads []*Node) {
 	defer translateMissingGradient()
 	hg := graph.Gradient(penalty, s.Theta()...)      // Hg₁
 	s.SetCurvature(grvec.InnerProduct(s.Grad(), hg)) // g₁ᵀHg₁, exact (metrics.go)
-	return grvec.Axpby(s.Scalar(1), s.Grad(), s.Gamma(), hg)
+	return grvec.Axpby(s.Scalar(1), s.Grad(), s.Param(ParamGamma), hg)
 }
 
 // GoMLX's panics when a gradient cannot be differentiated again, and how to find the op in each.
@@ -47,7 +47,7 @@ var (
 	// A gradient of the wrong shape: GoMLX's gradient of a kernel-dilated convolution.
 	invalidGradientRE = regexp.MustCompile(`invalid Gradient calculation for node "(?:\[[^\]]*\] )?(\w+)\(`)
 	// GoMLX's gradient of a convolution's gradient building a convolution of mismatched shapes.
-	convShapeRE = regexp.MustCompile(`(ConvGeneral)Op: |reverse (Convolve)\(\) for gradient`)
+	convShapeRE = regexp.MustCompile(`\b(Convolve|ConvGeneral)(?:Op)?: |reverse (Convolve)\(\) for gradient`)
 	// A backend's refusal of an op that only the gradient of the gradient needs.
 	unimplementedOpRE = regexp.MustCompile(`op "(\w+)" not implemented in (\w+)`)
 )
@@ -89,7 +89,7 @@ func translateMissingGradient() {
 			"cannot differentiate the gradient of op %s: call grgrad.Install() (package "+
 			"github.com/gradreg/gradreg/optimizers/grgrad) once at the start of the program, before any graph "+
 			"is built, which gives %s a gradient that is differentiable again; or use gr.ForwardDifference, "+
-			"which needs first-order gradients only (original error: %s)", op, op, msg))
+			"which needs first-order gradients only", op, op))
 	}
 	panic(errors.Errorf("gr.DoubleBackprop needs the gradient of the gradient (second order), but the model's "+
 		"gradient contains op %s, which has no gradient in GoMLX (nor in optimizers/grgrad): use "+

@@ -128,7 +128,7 @@ func TrainStep(trainer *train.Trainer, spec any, inputs, labels []*tensors.Tenso
 // it changes nothing. Use it for the training dataset only.
 //
 // A train.DistributedDataset stays one: the wrapper forwards Strategy, DeviceAssignment and DistributedYield
-// (with the spec wrapped likewise), so train.Loop still runs it distributed (distributed.go).
+// (with the spec wrapped likewise), so train.Loop still runs it distributed (see Several devices in the package documentation).
 func EveryDataset(trainer *train.Trainer, ds train.Dataset) train.Dataset {
 	d := &everyDataset{Dataset: ds, trainer: trainer}
 	if dds, ok := ds.(train.DistributedDataset); ok {

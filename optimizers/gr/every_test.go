@@ -13,6 +13,7 @@ import (
 	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"math"
 )
 
 // run trains steps steps with opt and returns θ after each step. With viaGR the steps go through
@@ -191,4 +192,30 @@ func TestScheduleErrors(t *testing.T) {
 	ctx.SetParam(gr.ParamEvery, 0)
 	_, err = gr.FromContext(ctx, sgd(0.1))
 	assert.ErrorContains(t, err, "Every (k)")
+}
+
+// TestEveryBothBranchesMetrics: the graph that computes both phases of Every(k) and selects one (plain
+// trainer.TrainStep) reports, step by step, the metrics of the per-phase graphs (gr.TrainStep): on reuse steps
+// the curvature keeps the value of the last full step. Kills the mutant "the both-branch graph publishes the
+// full branch's curvature on reuse steps".
+func TestEveryBothBranchesMetrics(t *testing.T) {
+	p := newProblem(53, 12, 3, 4, 0.01)
+	x, y := p.tensors()
+	for _, newOpt := range []func() optimizers.Interface{
+		func() optimizers.Interface { return gr.ForwardDifference(sgd(0.3)).Every(2).Done() },
+		func() optimizers.Interface { return gr.SAM(sgd(0.3)).Rho(0.1).Every(3).WarmUp(2).Done() },
+	} {
+		perPhase := gr.NewTrainer(backend(t), context.New(), p.modelFn(false), squaredLoss, newOpt(), gr.Metrics(), nil)
+		both := gr.NewTrainer(backend(t), context.New(), p.modelFn(false), squaredLoss, newOpt(), gr.Metrics(), nil)
+		for step := range 6 {
+			a, err := gr.TrainStep(perPhase, nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
+			require.NoError(t, err)
+			b, err := both.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
+			require.NoError(t, err)
+			for _, name := range []string{"GR ‖∇L‖", "GR penalty", "GR curvature"} {
+				want := metricAt(t, perPhase, a, name)
+				assert.InDelta(t, want, metricAt(t, both, b, name), 1e-12*math.Abs(want), "step %d: %s", step, name)
+			}
+		}
+	}
 }

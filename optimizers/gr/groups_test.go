@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"testing"
 
+	. "github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"math"
 )
 
 // group returns the problem restricted to examples [k·n/m, (k+1)·n/m), with the same θ₀ and λ.
@@ -112,4 +114,75 @@ func TestGroupsErrors(t *testing.T) {
 	opt, err := gr.FromContext(ctx, sgd(1))
 	require.NoError(t, err)
 	assert.Equal(t, 2, opt.(*gr.Regularized).Params()[gr.ParamGroups])
+}
+
+// TestGroupsWithOptions: Groups(2) combined with WarmUp, Every (via gr.TrainStep) and the metrics follows,
+// step by step, the independent float64 recursion in which g₁ is the whole batch's gradient (the mean of the
+// groups' g₁ᵏ) and G the mean of the groups' method gradients:
+//
+//	Every(k): c = G(θ_t) − g₁(θ_t) on t ≡ 0 mod k, kept otherwise;   WarmUp(W): g = g₁ + min(1, t/W)·c
+//
+// and the "GR ‖∇L‖" metric is ‖g₁(θ_t)‖. Kills the mutant "Groups' g₁ summed instead of averaged", which only
+// these options read (the plain Groups step does not).
+func TestGroupsWithOptions(t *testing.T) {
+	p := newProblem(51, 16, 3, 4, 0.01)
+	const m, lr, steps = 2, 0.3, 5
+	gamma, eps := 0.07, 0.03
+	hp := samParams{rho: 0.1}
+	for _, method := range []string{"forward", "sam"} {
+		for _, tc := range []struct {
+			name         string
+			every, warm  int
+			viaTrainStep bool
+		}{{"warmup", 1, 3, false}, {"every", 2, 0, true}, {"every+warmup", 3, 2, true}} {
+			t.Run(method+"/"+tc.name, func(t *testing.T) {
+				cfg := groupsConfig(method, sgd(lr), gamma, eps, hp).Groups(m)
+				if tc.every > 1 {
+					cfg.Every(tc.every)
+				}
+				if tc.warm > 0 {
+					cfg.WarmUp(tc.warm)
+				}
+				ctx := context.New()
+				trainer := gr.NewTrainer(backend(t), ctx, p.modelFn(false), squaredLoss, cfg.Done(), gr.Metrics(), nil)
+				x, y := p.tensors()
+				theta := p.theta0()
+				var c []float64
+				for step := range steps {
+					res, err := gr.TrainStep(trainer, nil, []*tensors.Tensor{x}, []*tensors.Tensor{y})
+					require.NoError(t, err)
+					g1 := p.grad(theta, false)
+					assert.InDelta(t, normVec(g1), metricAt(t, trainer, res, "GR ‖∇L‖"), 1e-12*normVec(g1), "step %d: ‖g₁‖", step)
+					if step%tc.every == 0 {
+						c = axpy(-1, g1, groupsReference(p, method, m, theta, gamma, eps, hp))
+					}
+					w := 1.0
+					if tc.warm > 0 {
+						w = math.Min(1, float64(step)/float64(tc.warm))
+					}
+					theta = axpy(-lr, axpy(w, c, g1), theta)
+					got := variableValues(ctx, "W", "v")
+					require.Less(t, relErr(got, theta), 1e-9, "step %d", step)
+				}
+			})
+		}
+	}
+
+	// The fallback with Groups: the base step with the whole batch's g₁. pred_i = exp(k·w·x_i) with x = (1, 1):
+	// every group's loss and the whole batch's is exp(kw), g₁ = k·exp(kw) finite, the ascent overflows.
+	k, w0, lr2 := 1e4, 0.03, 1e-136
+	modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
+		w := ctx.VariableWithValue("w", w0).ValueGraph(inputs[0].Graph())
+		return []*Node{Exp(MulScalar(Mul(w, inputs[0]), k))}
+	}
+	lossFn := func(_, predictions []*Node) *Node { return ReduceAllMean(predictions[0]) }
+	ctx := context.New()
+	trainer := gr.NewTrainer(backend(t), ctx, modelFn, lossFn, gr.ForwardDifference(sgd(lr2)).Groups(2).Done(),
+		gr.GuardMetrics(), nil)
+	x := tensors.FromValue([]float64{1, 1})
+	res, err := trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{x})
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, metricAt(t, trainer, res, "GR fallbacks"))
+	w1 := ctx.GetVariableByScopeAndName(context.RootScope, "w").MustValue().Value().(float64)
+	assert.InDelta(t, w0-lr2*k*math.Exp(k*w0), w1, 1e-12, "fallback: base step with the mean g₁")
 }

@@ -155,3 +155,14 @@ func gradientFromStep(theta0, theta1 []float64) []float64 {
 	}
 	return g
 }
+
+// metricAt returns the value of the train metric named name in a step's results m.
+func metricAt(t *testing.T, trainer *train.Trainer, m []*tensors.Tensor, name string) float64 {
+	for i, mi := range trainer.TrainMetrics() {
+		if mi.Name() == name {
+			return m[i].Value().(float64)
+		}
+	}
+	t.Fatalf("no train metric %q", name)
+	return 0
+}

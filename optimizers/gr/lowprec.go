@@ -10,16 +10,6 @@ import (
 // that holds its last value.
 const MetricRoundedToZero = "rounded_to_zero"
 
-// Low-precision trainable variables (bfloat16, float16). GoMLX's binary ops need equal dtypes, so the
-// perturbed weights θ + o of GradAt are stored in the variable's dtype; everything else is computed in
-// float32: g₁ and the perturbed gradients are widened to float32 as soon as they are computed, so that the
-// differences ∇L(θ + o) − g₁, the combination of the method and the norms (with a float32 loss) are
-// float32 operations, and the offset is added to θ in float32 and rounded once. The gradient handed to the
-// base optimizer is rounded back to the variable's dtype.
-//
-// What remains is the rounding of θ + o itself (an offset below half a unit in the last place of θ is lost)
-// and the rounding of the model's own arithmetic in the perturbed pass; PrecisionMetrics measures the first.
-
 // isLowPrecision says whether dtype is a float narrower than float32.
 func isLowPrecision(dtype dtypes.DType) bool {
 	return dtype == dtypes.BFloat16 || dtype == dtypes.Float16

@@ -14,6 +14,7 @@ import (
 	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"math"
 )
 
 // captureOptimizer is a base optimizer that records, in float32 variables under /capture, the gradient it is
@@ -186,5 +187,72 @@ func TestRoundedToZeroMetric(t *testing.T) {
 		m, err := trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{x})
 		require.NoError(t, err)
 		assert.Equal(t, float32(tc.want), m[3].Value(), "%s", tc.dtype)
+	}
+}
+
+// bf16Gradient returns the gradient F-GR(γ, ε) hands to its base optimizer after one step on the model
+// L = Σᵢ aᵢwᵢ + ½cᵢwᵢ² with bfloat16 variables w = θ and the loss in float32 (captureOptimizer).
+func bf16Gradient(t *testing.T, theta, a, c []float64, gamma, eps float64) []float64 {
+	n := len(theta)
+	modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
+		g := inputs[0].Graph()
+		w := ctx.VariableWithValue("w", toDType(dtypes.BFloat16, theta, n)).ValueGraph(g)
+		av, cv := Const(g, toDType(dtypes.BFloat16, a, n)), Const(g, toDType(dtypes.BFloat16, c, n))
+		l := Add(Mul(av, w), Mul(MulScalar(cv, 0.5), Mul(w, w)))
+		return []*Node{ConvertDType(ReduceAllSum(l), dtypes.Float32)}
+	}
+	lossFn := func(_, predictions []*Node) *Node { return predictions[0] }
+	ctx := context.New()
+	opt := gr.ForwardDifference(captureOptimizer{}).Gamma(gamma).Epsilon(eps).Done()
+	trainer := gr.NewTrainer(backend(t), ctx, modelFn, lossFn, opt, nil, nil)
+	x := tensors.FromValue([]float32{0})
+	_, err := trainer.TrainStep(nil, []*tensors.Tensor{x}, []*tensors.Tensor{x})
+	require.NoError(t, err)
+	var out []float64
+	for _, f := range tensors.MustCopyFlatData[float32](ctx.GetVariableByScopeAndName("/capture", "0").MustValue()) {
+		out = append(out, float64(f))
+	}
+	return out
+}
+
+// TestBFloat16CombinationInFloat32: with bfloat16 variables F-GR combines g₁ and the perturbed gradient in
+// float32. Constructed so that every bfloat16 value is exact: L = 256w − (85/128)w², θ = 0, γ = 0.75,
+// ε = 0.25: g₁ = 256, θ + εg₁ = 64, ∇L(64) = 171, and g = (1 − 3)·256 + 3·171 = 1 exactly in float32, while
+// in bfloat16 3·171 = 513 is not representable (8 significant bits) and the result would be 0 or 2.
+// Kills the mutant "bfloat16 gradients not widened" (the existing bfloat16 test uses γ = ε, where g₁'s
+// coefficient is 0).
+func TestBFloat16CombinationInFloat32(t *testing.T) {
+	g := bf16Gradient(t, []float64{0}, []float64{256}, []float64{-85.0 / 64}, 0.75, 0.25)
+	assert.Equal(t, []float64{1}, g)
+}
+
+// bf16Round returns x (finite, positive) rounded to bfloat16 the way the backend converts float32 to bfloat16,
+// found by converting 1 + 3·2⁻⁹: GoMLX v0.26.0's pure-Go backend truncates (as its bfloat16 package does), XLA
+// rounds to nearest even.
+func bf16Round(t *testing.T, x float32) float64 {
+	probe := MustExecOnce(backend(t), func(x *Node) *Node { return ConvertDType(ConvertDType(x, dtypes.BFloat16), dtypes.Float32) },
+		float32(1+3.0/512))
+	bits := math.Float32bits(x)
+	if tensors.ToScalar[float32](probe) != 1 { // round to nearest, ties to even
+		bits += 0x7fff + (bits>>16)&1
+	}
+	return float64(math.Float32frombits(bits &^ 0xffff))
+}
+
+// TestBFloat16PerturbationRoundedOnce: with bfloat16 variables the perturbed point is fl₁₆(θ + o), the sum
+// taken in float32 and rounded once, not fl₁₆(θ + fl₁₆(o)). L = ½w², so ∇L(x̃) = x̃ exactly, and γ = ε hands
+// x̃ itself to the base optimizer; o = εg₁ = εθ. Two constructed cases, one for each way the backend may
+// round to bfloat16 (the double rounding shows only when it drops bits of o that decide the last bit of the
+// sum): θ = 3·2⁻⁹ with ε ≈ (1 + 2⁻⁸)/θ (truncation: once 1 + 2⁻⁷, twice 1), and θ = 1 with ε = 2⁻⁸ + 2⁻²⁰
+// (round to nearest: once 1 + 2⁻⁷, twice 1). Kills the mutant "θ + o summed in bfloat16".
+func TestBFloat16PerturbationRoundedOnce(t *testing.T) {
+	for _, tc := range []struct{ theta, eps float64 }{
+		{3.0 / 512, float64(float32((1 + 1.0/256) / (3.0 / 512)))},
+		{1, 1.0/256 + 1.0/(1<<20)},
+	} {
+		g := bf16Gradient(t, []float64{tc.theta}, []float64{0}, []float64{1}, tc.eps, tc.eps)
+		o := float32(tc.eps) * float32(tc.theta)
+		want := bf16Round(t, float32(tc.theta)+o)
+		assert.Equal(t, []float64{want}, g, "θ = %g, ε = %g", tc.theta, tc.eps)
 	}
 }

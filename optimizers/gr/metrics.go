@@ -116,7 +116,7 @@ func (s *Step) penaltyValue(sq *Node) *Node {
 	case s.cfg.penalty != nil:
 		penalty = s.cfg.penalty(s)
 	case s.cfg.lookup(ParamGamma) != nil:
-		penalty = graph.Mul(graph.MulScalar(s.Gamma(), 0.5), sq)
+		penalty = graph.Mul(graph.MulScalar(s.Param(ParamGamma), 0.5), sq)
 	default:
 		return nil
 	}

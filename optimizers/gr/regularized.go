@@ -17,7 +17,7 @@ import (
 //
 // With a trainer built by NewTrainer, the combined gradient is computed by the loss function NewTrainer
 // installs (in training graphs only), when the trainer asks for the loss; UpdateGraph then only applies it.
-// It also implements train.OptimizeWithGradients, so Trainer.AccumulateGradients works (accumulate.go).
+// It also implements train.OptimizeWithGradients, so Trainer.AccumulateGradients works (see Gradient accumulation in the package documentation).
 type Regularized struct {
 	cfg *Config          // as built (Config.Build), or as the context described it when FromContext ran; never changed
 	ctx *context.Context // built by FromContext: the context it reads again for each training graph; nil otherwise
@@ -202,16 +202,10 @@ func (s *Step) Grad() []*Node { return s.grad }
 // Loss returns L(θ), the scalar loss of the step (with every train.AddLoss term).
 func (s *Step) Loss() *Node { return s.loss }
 
-// Gamma returns γ (ParamGamma) as a scalar (Param); it panics if the method has no γ.
-func (s *Step) Gamma() *Node { return s.Param(ParamGamma) }
-
-// Epsilon returns ε (ParamEpsilon) as a scalar (Param); it panics if the method has no ε.
-func (s *Step) Epsilon() *Node { return s.Param(ParamEpsilon) }
-
 // Param returns the method's float64 hyperparameter with context key key for this step, as a scalar of the
 // compute dtype (the loss dtype, float32 for a half-precision loss): the configured value, or with
 // Config.Schedule the schedule's value for this step. The value is also written to the hyperparameter's
-// variable (schedule.go), so checkpoints save it and other graph code can read it. It panics if the method does
+// variable (see Hyperparameters in variables in the package documentation), so checkpoints save it and other graph code can read it. It panics if the method does
 // not declare key.
 func (s *Step) Param(key string) *Node {
 	if n, found := s.params[key]; found {
@@ -277,9 +271,9 @@ func (s *Step) SetCurvature(curvature *Node) { s.curvature = curvature }
 // fdStep returns the finite-difference step h: ε, or ε/(‖g₁‖ + δ) with Config.Normalized.
 func (s *Step) fdStep() *Node {
 	if !s.ParamBool(ParamNormalized) {
-		return s.Epsilon()
+		return s.Param(ParamEpsilon)
 	}
-	return graph.Div(s.Epsilon(), graph.AddScalar(graph.Sqrt(s.gradSquaredNorm()), NormStabilizer))
+	return graph.Div(s.Param(ParamEpsilon), graph.AddScalar(graph.Sqrt(s.gradSquaredNorm()), NormStabilizer))
 }
 
 // gradSquaredNorm returns ‖g₁‖² = grvec.InnerProduct(g₁, g₁), built once per step: the normalized finite
@@ -298,7 +292,7 @@ func (s *Step) gradSquaredNorm() *Node {
 // variable is back where the first pass left it: trainable ones at θ, the others with the first pass's
 // updates (e.g. batch-norm moving statistics), so the second pass changes nothing but the gradient.
 // With Groups, a group's GradAt evaluates that group of the batch only. With low-precision variables
-// θ + offset is summed in float32 and rounded once, and the gradient is returned in float32 (lowprec.go).
+// θ + offset is summed in float32 and rounded once, and the gradient is returned in float32 (see Low-precision variables in the package documentation).
 //
 // GradAt gives no curvature metric (see Metrics): a method whose offset is a multiple of g₁ calls GradAlong
 // instead, and one that knows g₁ᵀHg₁ otherwise sets it with SetCurvature.
@@ -393,7 +387,7 @@ func (s *Step) startValue(v *context.Variable) *Node {
 
 // fdCoefficient returns γ/h for the finite-difference step h.
 func (s *Step) fdCoefficient(h *Node) *Node {
-	return graph.Div(s.Gamma(), h)
+	return graph.Div(s.Param(ParamGamma), h)
 }
 
 // panicf panics with an error, as GoMLX's graph-building functions do.

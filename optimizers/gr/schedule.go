@@ -33,15 +33,6 @@ func NewSchedule(name string, fn func(s *Step, value *Node) *Node) Schedule {
 // String returns the schedule's name, e.g. "LinearWarmUp(100)"; "" for the zero Schedule.
 func (sc Schedule) String() string { return sc.name }
 
-// Hyperparameters in variables. Each float64 hyperparameter a method reads (Step.Param) is written, on every
-// step that reads it, to a non-trainable scalar variable of the compute dtype under
-// Config.Scope + "/hyperparameters", named by its key (e.g. /gradreg/hyperparameters/gr_rho): checkpoints
-// save the value the last step used and any graph code can read it (HyperparameterVar). With WarmUp or
-// ZeroWarmUp the weight w_t of the correction is written likewise, as "warmup_weight". A constant hyperparameter
-// is a graph constant as before (the variable is only written), so results are bit for bit those of the
-// constant; with a schedule the value is computed in the graph from the global step (or the learning rate),
-// so one compiled graph serves every step and a resumed run recomputes the same values.
-
 // Schedule makes the float64 hyperparameter key follow fn: on each step the method reads fn(s, value) with
 // value the configured value (Set, Rho, Gamma, ...). E.g. the GSAM paper's ρ, which follows the learning rate
 // (FollowLearningRate), or an annealed γ:

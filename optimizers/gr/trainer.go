@@ -50,7 +50,7 @@ type pass struct {
 //
 // (L_fn the loss function's value; the train.AddLoss terms the model added are frozen likewise), whose
 // value is the loss and whose gradient is g, so that the accumulated gradients are the method's
-// (accumulate.go). Evaluation graphs get the plain loss.
+// (see Gradient accumulation in the package documentation). Evaluation graphs get the plain loss.
 func NewTrainer(backend backends.Backend, ctx *context.Context,
 	modelFn train.ModelFn, lossFn train.LossFn, optimizer optimizers.Interface,
 	trainMetrics, evalMetrics []metrics.Interface) *train.Trainer {

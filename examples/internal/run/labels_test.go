@@ -38,9 +38,11 @@ func TestLabelsFromTheEffectiveConfiguration(t *testing.T) {
 			t.Errorf("%q: labels %q, want %q", c.args, got, c.want)
 		}
 	}
-	// -set=gr_method without -method: the chosen method's own defaults (ASAM's ρ, not SAM's).
-	if got := rho(t, mustParse(t, "-set=gr_method=asam"), 0); got != mustDefaults(t, "asam")["gr_rho"] {
-		t.Errorf("-set=gr_method=asam: gr_rho %g, want ASAM's default", got)
+	// -set=gr_method without -method: the chosen method's own defaults (GNP's ρ, not another method's).
+	for _, m := range []string{"gnp", "asam", "sam"} {
+		if got := rho(t, mustParse(t, "-set=gr_method="+m), 0); got != mustDefaults(t, m)["gr_rho"] {
+			t.Errorf("-set=gr_method=%s: gr_rho %g, want its default %v", m, got, mustDefaults(t, m)["gr_rho"])
+		}
 	}
 }
 

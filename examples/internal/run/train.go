@@ -323,10 +323,11 @@ func (j *job) finish() error {
 
 // progressBar reports whether runs draw a progress bar: on a terminal, without -quiet. Elsewhere (a log,
 // a pipe) each evaluation prints one line instead.
-func (r *runner) progressBar() bool {
-	if r.opts.Quiet {
-		return false
-	}
+func (r *runner) progressBar() bool { return !r.opts.Quiet && StdoutIsTerminal() }
+
+// StdoutIsTerminal reports whether stdout is a terminal (a character device), where a progress bar may be
+// drawn; a file or a pipe (a log) gets none.
+func StdoutIsTerminal() bool {
 	fi, err := os.Stdout.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
