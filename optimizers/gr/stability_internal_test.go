@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"weak"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -159,14 +158,20 @@ func TestStabilityNoReadPerStep(t *testing.T) {
 	ctx := context.New()
 	opt := ForwardDifference(optimizers.StochasticGradientDescent().WithDecay(false).WithLearningRate(lr)).
 		Gamma(gamma).Epsilon(0.01).Done()
+	var watch *stabilityWatch // The trainer's, handed over by the hook (only while this test runs).
+	onStabilityWatch = func(_ *train.Trainer, w *stabilityWatch) { watch = w }
+	t.Cleanup(func() { onStabilityWatch = nil })
 	trainer := quadraticTrainer(t, ctx, "model", lambda, opt)
+	if watch == nil {
+		t.Fatal("NewTrainer installed no stability watch")
+	}
 	var reads []int
 	x, y := tensors.FromValue([]float64{0, 0, 0}), tensors.FromValue([]float64{0})
 	for range steps {
 		if _, err := TrainStep(trainer, nil, []*tensors.Tensor{x}, []*tensors.Tensor{y}); err != nil {
 			t.Fatal(err)
 		}
-		reads = append(reads, stabilityReads(trainer))
+		reads = append(reads, stabilityReads(watch))
 	}
 	// The warning fired at the first read, so exactly one read in all.
 	for i, n := range reads {
@@ -195,18 +200,8 @@ func TestStabilityNoReadPerStep(t *testing.T) {
 	}
 }
 
-// stabilityWatches holds the stabilityWatch of every trainer built by the tests, by weak pointer: a trainer
-// the tests dropped is still collected (TestTrainerRegistriesForgetCollectedTrainers).
-var stabilityWatches sync.Map // weak.Pointer[train.Trainer] → *stabilityWatch
-
-func init() {
-	onStabilityWatch = func(trainer *train.Trainer, w *stabilityWatch) { stabilityWatches.Store(weak.Make(trainer), w) }
-}
-
-// stabilityReads returns how many times the trainer's stability watch copied a report to the host.
-func stabilityReads(trainer *train.Trainer) int {
-	v, _ := stabilityWatches.Load(weak.Make(trainer))
-	w := v.(*stabilityWatch)
+// stabilityReads returns how many times w copied a report to the host.
+func stabilityReads(w *stabilityWatch) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.reads
