@@ -10,6 +10,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/losses"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/stretchr/testify/require"
@@ -34,6 +35,11 @@ type vitProblem struct {
 	names  []string             // "scope/name" of the model's trainable variables, sorted
 	theta0 map[string][]float64 // initial values
 	shapes map[string][]int
+
+	// The plain SGD(lr = 1) trainer of grad, built once: its graph is compiled once and serves every θ (the
+	// variables are set before each step), where a trainer per call compiled the same graph each time.
+	sgdCtx     *context.Context
+	sgdTrainer *train.Trainer
 }
 
 func newVitProblem(t *testing.T, cfg Config, batch int, seed uint64) *vitProblem {
@@ -117,10 +123,30 @@ func (p *vitProblem) combined(t *testing.T, cfg *gr.Config, theta []float64) []f
 	return sub(theta, after)
 }
 
-// grad returns ∇L(θ) (a plain SGD step with lr = 1) and L(θ).
+// grad returns ∇L(θ) (a plain SGD step with lr = 1) and L(θ), from the problem's one SGD trainer.
 func (p *vitProblem) grad(t *testing.T, theta []float64) (g []float64, loss float64) {
-	after, loss := p.step(t, sgd1(), theta)
-	return sub(theta, after), loss
+	if p.sgdTrainer == nil {
+		p.sgdCtx = p.newContext(theta, 0)
+		p.sgdTrainer = gr.NewTrainer(backend(t), p.sgdCtx, ModelFn, losses.SparseCategoricalCrossEntropyLogits,
+			sgd1(), nil, nil)
+	} else {
+		off := 0
+		for _, key := range p.names {
+			i := strings.LastIndex(key, "/")
+			size := len(p.theta0[key])
+			value := tensors.FromFlatDataAndDimensions(slices.Clone(theta[off:off+size]), p.shapes[key]...)
+			require.NoError(t, p.sgdCtx.InAbsPath(key[:i]).GetVariable(key[i+1:]).SetValue(value))
+			off += size
+		}
+	}
+	metrics, err := p.sgdTrainer.TrainStep(nil, []*tensors.Tensor{p.x}, []*tensors.Tensor{p.y})
+	require.NoError(t, err)
+	var after []float64
+	for _, key := range p.names {
+		i := strings.LastIndex(key, "/")
+		after = append(after, tensors.MustCopyFlatData[float64](p.sgdCtx.InAbsPath(key[:i]).GetVariable(key[i+1:]).MustValue())...)
+	}
+	return sub(theta, after), metrics[0].Value().(float64)
 }
 
 // fdHVP is the central finite difference of gradients [∇L(θ + hu) − ∇L(θ − hu)] / 2h, h = step/‖u‖.
