@@ -27,7 +27,7 @@ func checkFlags() error {
 		flag     string
 		val, min int
 	}{{"rounds", *flagRounds, 1}, {"warmup", *flagWarmUp, 0}, {"batch", *flagBatch, 1}, {"in", *flagIn, 1},
-		{"hidden", *flagHidden, 1}, {"out", *flagOut, 2}, {"soak", *flagSoak, 0}, {"soak_batch", *flagSoakBatch, 1},
+		{"hidden", *flagHidden, 1}, {"depth", *flagDepth, 1}, {"out", *flagOut, 2}, {"soak", *flagSoak, 0}, {"soak_batch", *flagSoakBatch, 1},
 		{"soak_hidden", *flagSoakHidden, 1}} {
 		if v.val < v.min {
 			return errors.Errorf("-%s must be ≥ %d, got %d", v.flag, v.min, v.val)
@@ -47,6 +47,9 @@ func checkFlags() error {
 	if d := *flagGradients; d != "gomlx" && d != "grgrad" && d != "both" {
 		return errors.Errorf("unknown -gradients=%q: valid values are gomlx|grgrad|both", d)
 	}
+	if *flagCheck && *flagJSON {
+		return errors.New("-check tests the tables' ratios, which -json does not print: give one of them")
+	}
 	if *flagSoak > 0 && *flagGradients == "both" {
 		return errors.New("-gradients=both compares step times; with -soak give gomlx or grgrad")
 	}
@@ -60,6 +63,18 @@ func checkFlags() error {
 				return errors.Errorf("-only: unknown method %q: valid names (comma-separated, exactly as in the "+
 					"table) are %q", name, names)
 			}
+		}
+	}
+	if *flagRSS != "" {
+		var names []string
+		for _, m := range methods() {
+			names = append(names, m.name)
+		}
+		if !slices.Contains(names, *flagRSS) {
+			return errors.Errorf("-rss: unknown method %q: valid names (exactly as in the table) are %q", *flagRSS, names)
+		}
+		if *flagGradients == "both" || strings.Contains(*flagBackend, ",") {
+			return errors.New("-rss measures one method in one process: give one backend and -gradients=gomlx or grgrad")
 		}
 	}
 	if *flagSoakOnly != "" {

@@ -18,6 +18,7 @@ func TestCheckFlags(t *testing.T) {
 		{map[string]string{"batch": "0"}, []string{"-batch", "got 0"}},
 		{map[string]string{"hidden": "-4"}, []string{"-hidden", "got -4"}},
 		{map[string]string{"in": "0"}, []string{"-in"}},
+		{map[string]string{"depth": "0"}, []string{"-depth", "≥ 1"}},
 		{map[string]string{"out": "1"}, []string{"-out", "≥ 2"}},
 		{map[string]string{"model": "resnet"}, []string{"-model", "mlp|vit|cnn"}},
 		{map[string]string{"model": "cnn"}, nil},
@@ -36,6 +37,11 @@ func TestCheckFlags(t *testing.T) {
 		{map[string]string{"gradients": "both", "soak": "5"}, []string{"-gradients=both", "-soak"}},
 		{map[string]string{"gradients": "grgrad", "soak": "5"}, nil},
 		{map[string]string{"mnist": filepath.Join(t.TempDir(), "nowhere")}, []string{"-mnist", "nowhere"}},
+		{map[string]string{"check": "true", "json": "true"}, []string{"-check", "-json"}},
+		{map[string]string{"check": "true"}, nil},
+		{map[string]string{"rss": "forward"}, []string{"-rss", "\"forward\"", "ForwardDifference"}},
+		{map[string]string{"rss": "SAM", "gradients": "both"}, []string{"-rss", "one backend"}},
+		{map[string]string{"rss": "base (SGD)"}, nil},
 		{map[string]string{}, nil},
 	} {
 		defaults := map[string]string{}

@@ -28,6 +28,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -59,7 +60,8 @@ var (
 	flagWarmUp = flag.Int("warmup", 3, "untimed steps per method before timing")
 	flagBatch  = flag.Int("batch", 128, "batch size")
 	flagIn     = flag.Int("in", 64, "input features")
-	flagHidden = flag.Int("hidden", 256, "hidden units (two hidden layers)")
+	flagHidden = flag.Int("hidden", 256, "hidden units of each hidden layer (-depth of them)")
+	flagDepth  = flag.Int("depth", 2, "hidden layers of the MLP (1: the MNIST example's 784-64-10 with -in=784 -hidden=64)")
 	flagOut    = flag.Int("out", 10, "classes")
 	flagOnly   = flag.String("only", "", "run only the methods with these comma-separated names (and the base)")
 	flagModel  = flag.String("model", "mlp", "model: mlp (two tanh hidden layers of -hidden), vit (the default "+
@@ -71,14 +73,18 @@ var (
 	flagGradients = flag.String("gradients", "gomlx", "gradient of the matrix products: gomlx (GoMLX's, a "+
 		"[batch, in, out] broadcast product and sum), grgrad (grgrad.Install: transposed matrix products) or both "+
 		"(each backend twice, interleaved)")
-	flagJSON = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
+	flagCheck = flag.Bool("check", false, "exit with status 1 when a ratio misses its goal (each such row is "+
+		"marked ✘ in the table with or without -check)")
+	flagCPUProfile = flag.String("cpuprofile", "", "write a pprof CPU profile of the timed rounds to this file")
+	flagJSON       = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
 		"method instead of the tables (for examples/bench/peers/run.sh)")
 )
 
 // method is one benchmarked configuration.
 type method struct {
 	name    string
-	target  string // the expected cost, printed in the table
+	target  string  // the expected cost, printed in the table (without a goal); with a goal it is derived
+	goal    float64 // the most its CPU time per step may be, × the base's (✘ past it; -check exits 1); 0: none
 	opt     func() optimizers.Interface
 	lossFn  train.LossFn                      // nil: plain cross-entropy
 	every   int                               // k of Every(k), n of accumulation: timed over blocks of k steps; 0 for the others
@@ -99,17 +105,17 @@ func sgd() optimizers.Interface {
 }
 
 func methods() []*method {
-	fd := "≤ 2.05×"
+	const twoPasses = 2.05 // A two-pass method costs two passes of the base step, plus scalars.
 	ms := []*method{
 		{name: "base (SGD)", target: "1×", opt: sgd},
-		{name: "DoubleBackprop", target: "vs F-GR", opt: func() optimizers.Interface { return gr.DoubleBackprop(sgd()).Done() }},
-		{name: "ForwardDifference", target: fd, opt: func() optimizers.Interface { return gr.ForwardDifference(sgd()).Done() }},
-		{name: "BackwardDifference", target: fd, opt: func() optimizers.Interface { return gr.BackwardDifference(sgd()).Done() }},
-		{name: "CentralDifference", target: "(3 passes)", opt: func() optimizers.Interface { return gr.CentralDifference(sgd()).Done() }},
-		{name: "SAM", target: fd, opt: func() optimizers.Interface { return gr.SAM(sgd()).Done() }},
-		{name: "USAM", target: fd, opt: func() optimizers.Interface { return gr.USAM(sgd()).Done() }},
-		{name: "GNP", target: fd, opt: func() optimizers.Interface { return gr.GNP(sgd()).Done() }},
-		{name: "ASAM", target: fd, opt: func() optimizers.Interface { return gr.ASAM(sgd()).Done() }},
+		{name: "DoubleBackprop", goal: 2.5, opt: func() optimizers.Interface { return gr.DoubleBackprop(sgd()).Done() }},
+		{name: "ForwardDifference", goal: twoPasses, opt: func() optimizers.Interface { return gr.ForwardDifference(sgd()).Done() }},
+		{name: "BackwardDifference", goal: twoPasses, opt: func() optimizers.Interface { return gr.BackwardDifference(sgd()).Done() }},
+		{name: "CentralDifference", goal: 3.05, opt: func() optimizers.Interface { return gr.CentralDifference(sgd()).Done() }},
+		{name: "SAM", goal: twoPasses, opt: func() optimizers.Interface { return gr.SAM(sgd()).Done() }},
+		{name: "USAM", goal: twoPasses, opt: func() optimizers.Interface { return gr.USAM(sgd()).Done() }},
+		{name: "GNP", goal: twoPasses, opt: func() optimizers.Interface { return gr.GNP(sgd()).Done() }},
+		{name: "ASAM", goal: twoPasses, opt: func() optimizers.Interface { return gr.ASAM(sgd()).Done() }},
 	}
 	for _, k := range []int{2, 5, 10} {
 		ms = append(ms, &method{name: fmt.Sprintf("ForwardDifference Every(%d)", k),
@@ -117,11 +123,11 @@ func methods() []*method {
 			opt: func() optimizers.Interface { return gr.ForwardDifference(sgd()).Every(k).Done() }})
 	}
 	ms = append(ms,
-		&method{name: "GSAM", target: fd, opt: func() optimizers.Interface { return grcontrib.GSAM(sgd()).Done() }},
-		&method{name: "FriendlySAM", target: fd, opt: func() optimizers.Interface { return grcontrib.FriendlySAM(sgd()).Done() }},
-		&method{name: "LookSAM Every(5)", target: "≤ 1.3×", every: 5,
+		&method{name: "GSAM", goal: twoPasses, opt: func() optimizers.Interface { return grcontrib.GSAM(sgd()).Done() }},
+		&method{name: "FriendlySAM", goal: twoPasses, opt: func() optimizers.Interface { return grcontrib.FriendlySAM(sgd()).Done() }},
+		&method{name: "LookSAM Every(5)", goal: 1.3, every: 5,
 			opt: func() optimizers.Interface { return grcontrib.LookSAM(sgd()).Every(5).Done() }})
-	ms = append(ms, &method{name: "Flooding (b=0.02)", target: "≤ 1.02×", opt: sgd,
+	ms = append(ms, &method{name: "Flooding (b=0.02)", goal: 1.02, opt: sgd,
 		lossFn: regularizers.Flooding(crossEntropy, 0.02)})
 	return append(ms, practiceMethods()...)
 }
@@ -137,16 +143,22 @@ func practiceMethods() []*method {
 		}
 	}
 	return []*method{
-		{name: "ForwardDifference Groups(4)", target: "≤ 2.1× base", opt: func() optimizers.Interface { return fgr().Groups(4).Done() }},
-		{name: "SAM Groups(4)", target: "≤ 2.1× base", opt: func() optimizers.Interface { return gr.SAM(sgd()).Groups(4).Done() }},
+		{name: "ForwardDifference Groups(4)", goal: 2.1, opt: func() optimizers.Interface { return fgr().Groups(4).Done() }},
+		{name: "SAM Groups(4)", goal: 2.1, opt: func() optimizers.Interface { return gr.SAM(sgd()).Groups(4).Done() }},
 		{name: "base (SGD) accumulation n=4", target: "per micro-batch", opt: sgd, acc: 4, every: 4},
 		{name: "ForwardDifference accumulation n=4", target: "per micro-batch", opt: func() optimizers.Interface { return fgr().Done() }, acc: 4, every: 4},
-		{name: "ForwardDifference guard off", target: "on ≤ 1.02× off", opt: func() optimizers.Interface { return fgr().GuardNonFinite(false).Done() }},
-		{name: "SAM guard off", target: "on ≤ 1.02× off", opt: func() optimizers.Interface { return gr.SAM(sgd()).GuardNonFinite(false).Done() }},
+		// The guard's goal is on the default rows (guard on) against these.
+		{name: "ForwardDifference guard off", target: "guard on ≤ 1.02× this", opt: func() optimizers.Interface { return fgr().GuardNonFinite(false).Done() }},
+		{name: "SAM guard off", target: "guard on ≤ 1.02× this", opt: func() optimizers.Interface { return gr.SAM(sgd()).GuardNonFinite(false).Done() }},
+		{name: "ForwardDifference check off", target: "WarnUnstable(false): F-GR's check costs F-GR ÷ this", opt: func() optimizers.Interface { return fgr().WarnUnstable(false).Done() }},
+		{name: "USAM check off", target: "WarnUnstable(false)", opt: func() optimizers.Interface { return gr.USAM(sgd()).WarnUnstable(false).Done() }},
 		{name: "base (SGD) bfloat16", target: "", opt: sgd, model: bf16},
 		{name: "ForwardDifference bfloat16", target: "vs SGD bf16", opt: func() optimizers.Interface { return fgr().Done() }, model: bf16},
 	}
 }
+
+// guardGoal is the most the non-finite guard may cost: a default row (guard on) against its "guard off" row.
+const guardGoal = 1.02
 
 func crossEntropy(labels, logits []*Node) *Node {
 	return losses.SparseCategoricalCrossEntropyLogits(labels, logits)
@@ -169,7 +181,7 @@ func cnnModelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
 
 func modelFn(ctx *context.Context, _ any, inputs []*Node) []*Node {
 	x := inputs[0]
-	for i := range 2 {
+	for i := range *flagDepth {
 		x = layers.DenseWithBias(ctx.In(fmt.Sprintf("hidden_%d", i)), x, *flagHidden)
 		x = activations.Apply(activations.TypeTanh, x)
 	}
@@ -186,7 +198,11 @@ func main() {
 		return
 	}
 	model, description := modelFn, func() string {
-		return fmt.Sprintf("MLP %d→%d→%d→%d", *flagIn, *flagHidden, *flagHidden, *flagOut)
+		desc := fmt.Sprintf("MLP %d", *flagIn)
+		for range *flagDepth {
+			desc += fmt.Sprintf("→%d", *flagHidden)
+		}
+		return desc + fmt.Sprintf("→%d (tanh)", *flagOut)
 	}
 	inShape := func() []int { return []int{*flagBatch, *flagIn} }
 	switch *flagModel {
@@ -222,7 +238,10 @@ func main() {
 			all := methods()
 			var ms []*method
 			for _, m := range all {
-				if *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
+				if *flagRSS != "" && m.name != *flagRSS {
+					continue // Memory mode: the named method alone.
+				}
+				if *flagRSS != "" || *flagOnly == "" || m == all[0] || slices.Contains(strings.Split(*flagOnly, ","), m.name) {
 					// A tensor used on one backend cannot be fed to another: each backend has its own.
 					m.backend, m.grgrad = be, useGrgrad
 					m.x = tensors.FromFlatDataAndDimensions(xs, inShape()...)
@@ -273,7 +292,7 @@ func main() {
 	// Memory: peak heap above the post-GC heap while running 10 steps (so Every's both graphs run); not
 	// with -json, which reports times only.
 	for _, ms := range runs {
-		if *flagJSON {
+		if *flagJSON || *flagRSS != "" {
 			break
 		}
 		for _, m := range ms {
@@ -286,6 +305,18 @@ func main() {
 	}
 
 	// Time: interleaved rounds, every method on every backend in turn.
+	var wholePeak int64 // -rss: the peak before the timed steps (compilation, warm-up)
+	if *flagRSS != "" {
+		var err error
+		if wholePeak, err = peakRSS(); err == nil {
+			err = resetPeakRSS()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -rss: %v\n", err)
+			os.Exit(1)
+		}
+	}
+	stopProfile := startProfile()
 	for range *flagRounds {
 		for _, ms := range runs {
 			for _, m := range ms {
@@ -297,15 +328,49 @@ func main() {
 		}
 	}
 
+	stopProfile()
+	if *flagRSS != "" {
+		printRSS(runs[0][0], description(), wholePeak)
+		return
+	}
 	if *flagJSON {
 		printJSON(runs, description())
 		return
 	}
+	missed := 0
 	for i, ms := range runs {
 		if i > 0 {
 			fmt.Println()
 		}
-		printTable(ms, description())
+		missed += printTable(ms, description())
+	}
+	if missed > 0 {
+		fmt.Printf("\n✘ %d goal(s) missed (CPU time per step; goals in docs/benchmarks.md).\n", missed)
+		if *flagCheck {
+			os.Exit(1)
+		}
+	}
+}
+
+// startProfile starts the CPU profile of -cpuprofile, if given, and returns the function that stops it.
+func startProfile() (stop func()) {
+	if *flagCPUProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(*flagCPUProfile)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: -cpuprofile=%q: %v\n", *flagCPUProfile, err)
+		os.Exit(1)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: -cpuprofile=%q: %v\n", *flagCPUProfile, err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -385,27 +450,83 @@ func peakHeap(f func()) uint64 {
 	return 0
 }
 
-// printTable prints one backend's Markdown table.
-func printTable(ms []*method, description string) {
+// printTable prints one backend's Markdown table and returns the number of goals it missed (rows marked ✘).
+func printTable(ms []*method, description string) (missed int) {
 	var params int64
 	for v := range ms[0].ctx.IterVariables() {
 		if v.Trainable {
 			params += int64(v.Shape().Memory())
 		}
 	}
-	baseT, baseC, baseM := stepTime(ms[0], ms[0].times), stepTime(ms[0], ms[0].cpu), float64(ms[0].peak)
+	baseT, _ := stepTime(ms[0], ms[0].times)
+	baseC, _ := stepTime(ms[0], ms[0].cpu)
+	baseM := float64(ms[0].peak)
 	fmt.Printf("%s, batch %d, float32, %d parameter bytes; backend %s; %d rounds, median.\n\n",
 		description, *flagBatch, params, describe(ms[0]), *flagRounds)
-	fmt.Println("| method | time/step | × base | CPU/step | × base (CPU) | target | heap alloc/step | × base | extra ÷ param bytes |")
+	fmt.Println("| method | time/step | × base | CPU/step | × base (CPU) | goal (CPU) | heap alloc/step | × base | extra ÷ param bytes |")
 	fmt.Println("|---|---:|---:|---:|---:|---|---:|---:|---:|")
 	for _, m := range ms {
-		t, c := stepTime(m, m.times), stepTime(m, m.cpu)
-		fmt.Printf("| %s | %.2f ms | %.2f× | %.2f ms | %.2f× | %s | %.1f MiB | %.2f× | %.1f |\n", m.name,
+		goal, miss := goalCell(m, ms)
+		if miss {
+			missed++
+		}
+		memory := fmt.Sprintf("%.1f MiB | — | %.1f", float64(m.peak)/(1<<20), (float64(m.peak)-baseM)/float64(params))
+		if baseM > 0 {
+			memory = fmt.Sprintf("%.1f MiB | %.2f× | %.1f", float64(m.peak)/(1<<20), float64(m.peak)/baseM,
+				(float64(m.peak)-baseM)/float64(params))
+		}
+		t, ok := stepTime(m, m.times)
+		c, _ := stepTime(m, m.cpu)
+		if !ok {
+			fmt.Printf("| %s | — | — | — | — | %s (needs -rounds ≥ %d: one block of %d steps) | %s |\n", m.name,
+				goal, m.every, m.every, memory)
+			continue
+		}
+		fmt.Printf("| %s | %.2f ms | %.2f× | %.2f ms | %.2f× | %s | %s |\n", m.name,
 			float64(t.Microseconds())/1000, float64(t)/float64(baseT),
-			float64(c.Microseconds())/1000, float64(c)/float64(max(baseC, 1)), m.target,
-			float64(m.peak)/(1<<20), float64(m.peak)/baseM, (float64(m.peak)-baseM)/float64(params))
+			float64(c.Microseconds())/1000, float64(c)/float64(max(baseC, 1)), goal, memory)
 	}
+	return missed
 }
+
+// goalCell returns the goal column of m's row: its goal (CPU time per step × the base's), or the guard's
+// (the row with the guard on ≤ guardGoal× m's, for a "… guard off" row), with ✔ or ✘; miss says ✘.
+func goalCell(m *method, ms []*method) (cell string, miss bool) {
+	ratio := func(num, den *method) (float64, bool) {
+		n, okN := stepTime(num, num.cpu)
+		d, okD := stepTime(den, den.cpu)
+		return float64(n) / float64(max(d, 1)), okN && okD
+	}
+	mark := func(r, goal float64) string {
+		if r > goal {
+			miss = true
+			return fmt.Sprintf("%.2f× ✘", r)
+		}
+		return fmt.Sprintf("%.2f× ✔", r)
+	}
+	if on, found := strings.CutSuffix(m.name, guardOffSuffix); found {
+		i := slices.IndexFunc(ms, func(o *method) bool { return o.name == on })
+		if i < 0 {
+			return fmt.Sprintf("%s ≤ %.2f× this (not run)", on, guardGoal), false
+		}
+		r, ok := ratio(ms[i], m)
+		if !ok {
+			return fmt.Sprintf("%s ≤ %.2f× this", on, guardGoal), false
+		}
+		return fmt.Sprintf("%s ≤ %.2f× this: %s", on, guardGoal, mark(r, guardGoal)), miss
+	}
+	if m.goal == 0 {
+		return m.target, false
+	}
+	r, ok := ratio(m, ms[0])
+	if !ok {
+		return fmt.Sprintf("≤ %.2f×", m.goal), false
+	}
+	return fmt.Sprintf("≤ %.2f×: %s", m.goal, mark(r, m.goal)), miss
+}
+
+// guardOffSuffix ends the name of a row with the guard off; the row named without it has the guard on.
+const guardOffSuffix = " guard off"
 
 // printJSON prints one JSON object per backend and method: the per-step CPU and wall times in ms (blocks of
 // k steps for Every(k) and accumulation, as in the tables).
@@ -438,8 +559,9 @@ func printJSON(runs [][]*method, description string) {
 
 // stepTime is the median of times (wall or CPU time per step); for Every(k), the median over blocks of k
 // consecutive steps of the block's mean (each block holds exactly one ascent step, whatever its alignment),
-// since the median of single steps would just pick a skip step.
-func stepTime(m *method, times []time.Duration) time.Duration {
+// since the median of single steps would just pick a skip step. ok is false when there is no whole block
+// (fewer than k rounds).
+func stepTime(m *method, times []time.Duration) (d time.Duration, ok bool) {
 	k := max(m.every, 1)
 	var blocks []time.Duration
 	for i := 0; i+k <= len(times); i += k {
@@ -449,7 +571,10 @@ func stepTime(m *method, times []time.Duration) time.Duration {
 		}
 		blocks = append(blocks, sum/time.Duration(k))
 	}
-	return median(blocks)
+	if len(blocks) == 0 {
+		return 0, false
+	}
+	return median(blocks), true
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -26,9 +26,9 @@ var example = &run.Example{
 			"downloaded there (checksum-verified) if missing"},
 		{Key: paramModel, Flag: "model", Default: "resnet20", Usage: "model: " + modelList() +
 			" (mlp runs anywhere; the CNNs need XLA or -conv=dconv)"},
-		{Key: paramConv, Flag: "conv", Default: "auto", Usage: "convolution: gomlx (graph.Convolve: fast on XLA, " +
-			"first-order only, not on the pure-Go backend), dconv (twice differentiable, every backend) or auto " +
-			"(dconv on the pure-Go backend or with -method=db, else gomlx)"},
+		{Key: paramConv, Flag: "conv", Default: "auto", Usage: "convolutional models on: gomlx (GoMLX's own layers: " +
+			"layers.Convolution, batchnorm.New, pooling; XLA only; DB with -gradients=grgrad), dconv (im2col, every " +
+			"backend) or auto (dconv on the pure-Go backend, else gomlx)"},
 		{Key: paramAugment, Flag: "augment", Default: true, Usage: "random crop (4-pixel padding) and horizontal flip"},
 		{Key: paramEvalExamples, Flag: "eval_examples", Default: 0, Usage: "evaluate on the first this many test " +
 			"images (0: all 10 000)"},

@@ -17,6 +17,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/gradreg/gradreg/examples/internal/run"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 )
 
 const recordSize = 1 + 32*32*3 // CIFAR-10 binary record: label byte + 3072 pixel bytes
@@ -120,15 +121,30 @@ func TestErrors(t *testing.T) {
 		return ctx
 	}
 	if _, err := resolveConv(ctxFor("-model=resnet20", "-conv=gomlx"), be); isPureGo(be) {
-		if err == nil || !strings.Contains(err.Error(), "-model=mlp") {
-			t.Errorf("pure-Go backend with -conv=gomlx: error %v, want one naming -model=mlp", err)
+		if err == nil || !strings.Contains(err.Error(), "-model=mlp") || !strings.Contains(err.Error(), "BatchNormForTraining") {
+			t.Errorf("pure-Go backend with -conv=gomlx: error %v, want one naming -model=mlp and the op", err)
 		}
 	}
-	if _, err := resolveConv(ctxFor("-model=resnet20", "-conv=gomlx", "-method=db"), be); err == nil {
-		t.Errorf("-method=db with -conv=gomlx: no error")
+	// DB on GoMLX's layers needs grgrad's gradients.
+	installed := grgrad.Installed()
+	defer func() {
+		if installed {
+			grgrad.MustInstall()
+		} else {
+			grgrad.Uninstall()
+		}
+	}()
+	grgrad.Uninstall()
+	if _, err := resolveConv(ctxFor("-model=resnet20", "-conv=gomlx", "-method=db"), be); !isPureGo(be) && (err == nil ||
+		!strings.Contains(err.Error(), "-gradients=grgrad")) {
+		t.Errorf("-method=db with -conv=gomlx and GoMLX's gradients: error %v, want one naming -gradients=grgrad", err)
 	}
 	if conv, err := resolveConv(ctxFor("-model=resnet20", "-method=db"), be); err != nil || conv != "dconv" {
-		t.Errorf("-conv=auto -method=db: %q, %v; want dconv", conv, err)
+		t.Errorf("-conv=auto -method=db with GoMLX's gradients: %q, %v; want dconv", conv, err)
+	}
+	grgrad.MustInstall()
+	if conv, err := resolveConv(ctxFor("-model=resnet20", "-method=db"), be); !isPureGo(be) && (err != nil || conv != "gomlx") {
+		t.Errorf("-conv=auto -method=db with grgrad on XLA: %q, %v; want gomlx", conv, err)
 	}
 	if _, err := data(be, ctxFor("-model=resnet21"), 1); err == nil || !strings.Contains(err.Error(), "resnet20") {
 		t.Errorf("bad -model: %v", err)
@@ -190,13 +206,38 @@ func TestParamCounts(t *testing.T) {
 		if testing.Short() && model != "mlp" && model != "resnet20" {
 			continue
 		}
-		n, err := buildParams(t, model, "dconv")
-		if err != nil {
-			t.Logf("%s: graph not buildable on this backend, skipping its count: %v", model, err)
-			continue
+		for _, conv := range []string{"dconv", "gomlx"} {
+			if conv == "gomlx" && model == "resnet56" {
+				continue // the same builder as resnet20's, deeper
+			}
+			n, err := buildParams(t, model, conv)
+			if err != nil {
+				t.Logf("%s, -conv=%s: graph not buildable on this backend, skipping its count: %.200v", model, conv, err)
+				continue
+			}
+			if n != want[model] {
+				t.Errorf("%s, -conv=%s: %d parameters, want %d", model, conv, n, want[model])
+			}
 		}
-		if n != want[model] {
-			t.Errorf("%s: %d parameters, want %d", model, n, want[model])
-		}
+	}
+}
+
+// On XLA, -method=db trains the small CNN of GoMLX's own layers (layers.Convolution, batchnorm.New,
+// graph.MaxPool) with grgrad's gradients (-gradients=grgrad, the runner's default).
+func TestDBOnGoMLXLayers(t *testing.T) {
+	be, err := theBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if isPureGo(be) {
+		t.Skip("skipped: GoMLX's batchnorm.New and MaxPool need the XLA backend (GOMLX_BACKEND=xla:cpu)")
+	}
+	rep, err := parse(t, "-synthetic", "-model=cnn", "-conv=gomlx", "-method=db", "-gamma=0.01", "-lr=0.01", "-batch=8", "-steps=3", "-eval_every=3",
+		"-eval_examples=16", "-quiet", "-out="+t.TempDir()).Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := rep.Results[0][0].Curve; len(p) != 1 || !(p[0].TrainLoss >= 0) || math.IsInf(p[0].TrainLoss, 0) {
+		t.Errorf("curve %+v", p)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/pkg/errors"
 
 	"github.com/gradreg/gradreg/examples/cifar/dconv"
+	"github.com/gradreg/gradreg/examples/internal/resnet"
 )
 
 // Context hyperparameters read by the model function.
@@ -61,8 +62,12 @@ func modelFn(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
 	std := graph.Reshape(graph.ConvertDType(graph.Const(g, channelStd), x.DType()), 1, 1, 1, 3)
 	x = graph.Div(graph.Sub(x, mean), std)
 	numClasses := context.GetParamOr(ctx, paramNumClasses, 10)
-	m := &modelBuilder{conv: context.GetParamOr(ctx, paramConv, "gomlx")}
-	switch model := context.GetParamOr(ctx, paramModel, "mlp"); model {
+	model := context.GetParamOr(ctx, paramModel, "mlp")
+	if model != "mlp" && context.GetParamOr(ctx, paramConv, "gomlx") == "gomlx" {
+		return []*graph.Node{nativeModel(ctx, x, model, numClasses)}
+	}
+	m := &modelBuilder{}
+	switch model {
 	case "mlp":
 		x = graph.Reshape(x, x.Shape().Dimensions[0], -1)
 		for i, width := range []int{512, 256} {
@@ -72,11 +77,9 @@ func modelFn(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
 	case "cnn":
 		x = m.smallCNN(ctx, x)
 	case "resnet20", "resnet56":
-		depth := map[string]int{"resnet20": 20, "resnet56": 56}[model]
-		x = m.resNet(ctx, x, depth)
+		x = m.resNet(ctx, x, resNetDepth(model))
 	case "wrn16-4", "wrn28-10":
-		var depth, width int
-		_, _ = fmt.Sscanf(model, "wrn%d-%d", &depth, &width)
+		depth, width := wideResNetSize(model)
 		x = m.wideResNet(ctx, x, depth, width)
 	default:
 		panic(checkModel(model))
@@ -84,11 +87,50 @@ func modelFn(ctx *context.Context, _ any, inputs []*graph.Node) []*graph.Node {
 	return []*graph.Node{layers.Dense(ctx.In("logits"), x, true, numClasses)}
 }
 
-// modelBuilder builds the convolutional models with the convolution selected by paramConv: "gomlx" is
-// graph.Convolve (fast on XLA, first-order only, not on the pure-Go backend) and "dconv" is dconv.Conv2D
-// (twice differentiable, every backend). Both use the same variables, so checkpoints are interchangeable.
+// resNetDepth is the depth of -model=resnet20 or resnet56.
+func resNetDepth(model string) int { return map[string]int{"resnet20": 20, "resnet56": 56}[model] }
+
+// wideResNetSize is the depth and width factor of -model=wrn<depth>-<width>.
+func wideResNetSize(model string) (depth, width int) {
+	_, _ = fmt.Sscanf(model, "wrn%d-%d", &depth, &width)
+	return depth, width
+}
+
+// nativeModel is a convolutional model (-conv=gomlx) from GoMLX's own layers, returning logits: the ResNets
+// and Wide ResNets of examples/internal/resnet (layers.Convolution, batchnorm.New, graph.MeanPool), and the
+// small CNN with layers.Convolution, batchnorm.New and graph.MaxPool. Its gradients are GoMLX's; double
+// backpropagation through it needs optimizers/grgrad's (installed by default, -gradients=grgrad).
+func nativeModel(ctx *context.Context, x *graph.Node, model string, numClasses int) *graph.Node {
+	switch model {
+	case "cnn":
+		hctx := ctx.WithInitializer(initializers.HeFn(ctx))
+		for i, ch := range []int{16, 32} {
+			cctx := hctx.Inf("conv_%d", i)
+			x = layers.Convolution(cctx, x).Channels(ch).KernelSize(3).PadSame().UseBias(false).Done()
+			x = activations.Relu(batchnorm.New(cctx.In("bn"), x, -1).Momentum(0.9).Epsilon(1e-5).Done())
+			x = graph.MaxPool(x).Window(2).Done()
+		}
+		x = graph.Reshape(x, x.Shape().Dimensions[0], -1)
+		x = activations.Relu(layers.Dense(ctx.In("dense"), x, true, 128))
+		return layers.Dense(ctx.In("logits"), x, true, numClasses)
+	case "resnet20", "resnet56":
+		return resnet.New(ctx, x, numClasses).Depth(resNetDepth(model)).Width(16).Shortcut(resnet.ShortcutZeros).Done()
+	case "wrn16-4", "wrn28-10":
+		// examples/internal/resnet's Wide ResNet starts with a convolution to 16·k channels, the paper's
+		// (Zagoruyko & Komodakis, table 1) to 16: its WRN-16-4 has 2 776 906 parameters, the paper's
+		// 2 748 890. This one is the paper's, on GoMLX's convolution, batch norm and pooling.
+		depth, width := wideResNetSize(model)
+		x = (&modelBuilder{native: true}).wideResNet(ctx, x, depth, width)
+		return layers.Dense(ctx.In("logits"), x, true, numClasses)
+	}
+	panic(checkModel(model))
+}
+
+// modelBuilder builds the convolutional models on dconv (-conv=dconv): im2col convolutions, pooling and
+// batch norm from ops every backend has, the pure-Go one included, and twice differentiable with GoMLX's
+// own gradients; native, the Wide ResNets on GoMLX's convolution, batchnorm.New and MeanPool.
 type modelBuilder struct {
-	conv string
+	native bool
 }
 
 // convLayer is a bias-free k×k convolution to outChannels with stride and "same" padding, He-initialized.
@@ -98,20 +140,33 @@ func (m *modelBuilder) convLayer(ctx *context.Context, x *graph.Node, outChannel
 		VariableWithShape("weights", shapes.Make(x.DType(), k, k, inChannels, outChannels)).
 		ValueGraph(x.Graph())
 	padding := (k - 1) / 2
-	if m.conv == "dconv" {
-		return dconv.Conv2D(x, kernel, stride, padding)
+	if m.native {
+		return graph.Convolve(x, kernel).StridePerAxis(stride, stride).
+			PaddingPerDim([][2]int{{padding, padding}, {padding, padding}}).Done()
 	}
-	return graph.Convolve(x, kernel).StridePerAxis(stride, stride).
-		PaddingPerDim([][2]int{{padding, padding}, {padding, padding}}).Done()
+	return dconv.Conv2D(x, kernel, stride, padding)
 }
 
-// batchNorm is batch normalization over the channels. GoMLX's layer keeps the moving averages (used in
-// evaluation); in training the output is recomputed here so that its gradient flows through the batch
+// globalAvgPool averages over the spatial axes: [batch, h, w, c] → [batch, c].
+func (m *modelBuilder) globalAvgPool(x *graph.Node) *graph.Node {
+	if m.native {
+		dims := x.Shape().Dimensions
+		return graph.Reshape(graph.MeanPool(x).WindowPerAxis(dims[1], dims[2]).Done(), dims[0], dims[3])
+	}
+	return dconv.GlobalAvgPool(x)
+}
+
+// batchNorm is batch normalization over the channels: natively GoMLX's layer (its BatchNormForTraining op,
+// whose gradient grgrad makes differentiable); on dconv GoMLX's layer keeps the moving averages (used in
+// evaluation) and in training the output is recomputed here so that its gradient flows through the batch
 // mean and variance, as in the standard formulation (GoMLX's differentiable path stops it there), with
-// the same value. It is differentiable to any order.
+// the same value, differentiable to any order with GoMLX's own gradients.
 func (m *modelBuilder) batchNorm(ctx *context.Context, x *graph.Node) *graph.Node {
 	ctx = ctx.In("bn")
 	const eps = 1e-5
+	if m.native {
+		return batchnorm.New(ctx, x, -1).Momentum(0.9).Epsilon(eps).Done()
+	}
 	y := batchnorm.New(ctx, x, -1).Momentum(0.9).Epsilon(eps).UseBackendInference(false).Done()
 	if !ctx.IsTraining(x.Graph()) {
 		return y
@@ -163,7 +218,7 @@ func (m *modelBuilder) resNet(ctx *context.Context, x *graph.Node, depth int) *g
 			x = activations.Relu(graph.Add(y, shortcut))
 		}
 	}
-	return dconv.GlobalAvgPool(x)
+	return m.globalAvgPool(x)
 }
 
 // wideResNet is WRN-depth-width of Zagoruyko & Komodakis (2016), depth = 6n+4: pre-activation wide basic
@@ -191,7 +246,7 @@ func (m *modelBuilder) wideResNet(ctx *context.Context, x *graph.Node, depth, wi
 		}
 	}
 	x = activations.Relu(m.batchNorm(ctx.In("final"), x))
-	return dconv.GlobalAvgPool(x)
+	return m.globalAvgPool(x)
 }
 
 // augment applies, per image, a random crop of the image zero-padded by 4 pixels on each side and a

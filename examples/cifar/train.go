@@ -19,6 +19,7 @@ import (
 	"github.com/gradreg/gradreg/examples/internal/run"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 )
 
 // Context hyperparameters of the data (flags -dataset, -data, -eval_examples, -synthetic).
@@ -39,22 +40,26 @@ func defaultDataDir() string {
 func isPureGo(be backends.Backend) bool { return strings.Contains(be.Name(), "SimpleGo") }
 
 // resolveConv picks the convolution for -conv (model, conv and method from the context) and explains
-// impossible combinations.
+// impossible combinations. "gomlx" is GoMLX's own layers (native convolutions, batchnorm.New, pooling):
+// the XLA backend, and grgrad's gradients for -method=db. "dconv" runs on every backend.
 func resolveConv(ctx *context.Context, be backends.Backend) (string, error) {
 	model := context.GetParamOr(ctx, paramModel, "mlp")
 	method := context.GetParamOr(ctx, gr.ParamMethod, "none")
 	if !isCNN(model) {
 		return "gomlx", nil
 	}
+	const pureGoLacks = "the pure-Go backend lacks ops GoMLX's layers need (BatchNormForTraining for batchnorm.New, " +
+		"SelectAndScatterMax for MaxPool's gradient, Pad for MeanPool's)"
 	switch conv := context.GetParamOr(ctx, paramConv, "auto"); conv {
 	case "auto":
 		if isPureGo(be) {
-			fmt.Fprintf(os.Stderr, "cifar: the pure-Go backend cannot differentiate GoMLX's convolution (it lacks "+
-				"the op Reverse): using dconv (im2col, slow there; -model=mlp is the fast choice, or XLA: "+
-				"GOMLX_BACKEND=xla:cpu or xla:cuda)\n")
+			fmt.Fprintf(os.Stderr, "cifar: %s: using dconv (im2col, slow there; -model=mlp is the fast choice, or "+
+				"XLA: GOMLX_BACKEND=xla:cpu or xla:cuda)\n", pureGoLacks)
 			return "dconv", nil
 		}
-		if method == "db" {
+		if method == "db" && !grgrad.Installed() {
+			fmt.Fprintf(os.Stderr, "cifar: -method=db with -gradients=gomlx: GoMLX's own gradients of convolutions "+
+				"are not differentiable, using dconv (-gradients=grgrad, the default, runs DB on GoMLX's layers)\n")
 			return "dconv", nil
 		}
 		return "gomlx", nil
@@ -62,14 +67,14 @@ func resolveConv(ctx *context.Context, be backends.Backend) (string, error) {
 		return "dconv", nil
 	case "gomlx":
 		if isPureGo(be) {
-			return "", errors.Errorf("-model=%s with -conv=gomlx cannot train on the pure-Go backend: the gradient "+
-				"of GoMLX's convolution needs the op Reverse, which that backend does not implement. Use "+
+			return "", errors.Errorf("-model=%s with -conv=gomlx cannot train on the pure-Go backend: %s. Use "+
 				"-model=mlp, -conv=dconv (slow), or XLA: GOMLX_BACKEND=xla:cpu, xla:cuda or "+
-				"xla:/abs/path/pjrt_plugin.so (see examples/cifar/README.md)", model)
+				"xla:/abs/path/pjrt_plugin.so (see examples/cifar/README.md)", model, pureGoLacks)
 		}
-		if method == "db" {
-			return "", errors.Errorf("-method=db needs the gradient of the gradient, and GoMLX's convolution " +
-				"gradient is not differentiable: use -conv=dconv (or -conv=auto)")
+		if method == "db" && !grgrad.Installed() {
+			return "", errors.Errorf("-method=db needs the gradient of the gradient, and GoMLX's own gradients of " +
+				"convolutions, pooling and batch norm are not differentiable: use -gradients=grgrad (the default), " +
+				"which installs optimizers/grgrad's, or -conv=dconv")
 		}
 		return "gomlx", nil
 	default:

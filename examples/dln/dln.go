@@ -15,6 +15,7 @@ import (
 	"github.com/gomlx/gomlx/ui/commandline"
 	"github.com/pkg/errors"
 
+	"github.com/gradreg/gradreg/examples/internal/run"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
 )
 
@@ -198,7 +199,7 @@ type Settings struct {
 	Tol        float64 // stop a model when its training loss is below Tol
 	MaxSteps   int     // step cap
 	CheckEvery int     // check the losses every CheckEvery steps
-	Quiet      bool    // no progress bar
+	Quiet      bool    // no progress bar (there is none either when stdout is not a terminal)
 }
 
 // MaxLoss is the divergence threshold: a model whose training loss is non-finite or above MaxLoss at the
@@ -426,7 +427,7 @@ func TrainBatch(backend backends.Backend, method Method, models []Model, s Setti
 	}
 
 	loop := train.NewLoop(trainer)
-	if !s.Quiet {
+	if !s.Quiet && run.StdoutIsTerminal() { // No progress bar in a log.
 		commandline.AttachProgressBar(loop)
 	}
 	train.EveryNSteps(loop, s.CheckEvery, "convergence", 200, func(loop *train.Loop, _ []*tensors.Tensor) error {

@@ -167,26 +167,32 @@ func TestCommandLines(t *testing.T) {
 		{"plot with a comparison", []string{"-compare=sgd,forward", "-plot=x.png"}, 2, []string{"-plot", "single run"}, nil},
 		{"merge comparable runs", []string{"-merge=" + jsonOf("a") + "," + jsonOf("c"), "-out=" + filepath.Join(dir, "m5")}, 0, nil, []string{"2 seed(s)", "| F-GR |"}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			code, stdout, stderr := execCLI(t, c.args...)
-			if code != c.code {
-				t.Errorf("%q: exit code %d, want %d; stderr:\n%s", c.args, code, c.code, stderr)
-			}
-			for _, w := range c.words {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("%q: stderr lacks %q:\n%s", c.args, w, stderr)
-				}
-			}
-			for _, w := range c.out {
-				if !strings.Contains(stdout, w) {
-					t.Errorf("%q: stdout lacks %q:\n%s", c.args, w, stdout)
-				}
-			}
-			if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
-				t.Errorf("%q: a stack trace or panic:\n%s", c.args, stderr)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkCLI(t, c.args, c.code, c.words, c.out) })
 	}
+}
+
+// checkCLI runs a command line and checks its exit code, that stderr holds words and stdout out, and that
+// no stack trace is printed.
+func checkCLI(t *testing.T, args []string, code int, words, out []string) (stdout, stderr string) {
+	t.Helper()
+	got, stdout, stderr := execCLI(t, args...)
+	if got != code {
+		t.Errorf("%q: exit code %d, want %d; stderr:\n%s", args, got, code, stderr)
+	}
+	for _, w := range words {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("%q: stderr lacks %q:\n%s", args, w, stderr)
+		}
+	}
+	for _, w := range out {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("%q: stdout lacks %q:\n%s", args, w, stdout)
+		}
+	}
+	if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic") {
+		t.Errorf("%q: a stack trace or panic:\n%s", args, stderr)
+	}
+	return stdout, stderr
 }
 
 // A disk that fills up under -out while a comparison runs: the runs go on, the table is printed, the

@@ -97,11 +97,14 @@ func data(_ backends.Backend, ctx *context.Context, seed int64) (*run.Data, erro
 
 // parseHidden parses the hidden layer sizes, e.g. "256,128".
 func parseHidden(s string) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.Errorf("-hidden (%s) is empty: give the hidden layer sizes, e.g. 64 or 256,128", paramHidden)
+	}
 	var sizes []int
-	for _, f := range strings.Split(s, ",") {
+	for i, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
-			continue
+			return nil, errors.Errorf("-hidden (%s) %q: size %d is empty: remove the extra comma", paramHidden, s, i+1)
 		}
 		n, err := strconv.Atoi(f)
 		if err != nil || n <= 0 {
@@ -109,9 +112,6 @@ func parseHidden(s string) ([]int, error) {
 				"separated by commas, e.g. 256,128", f, paramHidden, s)
 		}
 		sizes = append(sizes, n)
-	}
-	if len(sizes) == 0 {
-		return nil, errors.Errorf("-hidden (%s) is empty: give the hidden layer sizes, e.g. 64 or 256,128", paramHidden)
 	}
 	return sizes, nil
 }

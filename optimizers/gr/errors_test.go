@@ -12,6 +12,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -110,31 +111,55 @@ func dbError(t *testing.T, modelFn train.ModelFn) error {
 	})
 }
 
-// TestDoubleBackpropMissingSecondOrderError: an op whose gradient has no gradient (here a custom gradient
-// built with ReduceMultiply, whose gradient GoMLX does not define) makes DB fail at graph build with an
-// error naming the op and suggesting ForwardDifference, while ForwardDifference trains.
-func TestDoubleBackpropMissingSecondOrderError(t *testing.T) {
-	modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
-		w := ctx.VariableWithValue("w", 0.5).ValueGraph(inputs[0].Graph())
-		h := IdentityWithCustomGradient(Mul(inputs[0], w), func(x, v *Node) *Node {
-			return Mul(v, ReduceAllMultiply(OnePlus(Square(x))))
-		})
-		return []*Node{ReduceSum(Tanh(h), -1)}
+// withoutGrgrad runs the test with GoMLX's own gradients, restoring grgrad's afterwards if installed.
+func withoutGrgrad(t *testing.T) {
+	backend(t) // New applies $GRADREG_GRADIENTS
+	if grgrad.Installed() {
+		grgrad.Uninstall()
+		t.Cleanup(grgrad.MustInstall)
 	}
-	err := dbError(t, modelFn)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "gr.DoubleBackprop needs the gradient of the gradient")
-	assert.Contains(t, err.Error(), "op ReduceProduct")
-	assert.Contains(t, err.Error(), "gr.ForwardDifference")
-	err = trainStepErr(t, func(ctx *context.Context) *train.Trainer {
-		return gr.NewTrainer(backend(t), ctx, modelFn, squaredLoss, build("forward", sgd(1), 0.1, 0.1, false), nil, nil)
-	})
-	assert.NoError(t, err, "ForwardDifference needs first-order gradients only")
+}
+
+// TestDoubleBackpropMissingSecondOrderError: an op whose gradient has no gradient makes DB fail at graph
+// build with an error naming the op and the remedy, while ForwardDifference trains: grgrad.Install for
+// an op grgrad differentiates (ReduceProduct, in a custom gradient, without grgrad), ForwardDifference
+// for one it does not (Rem).
+func TestDoubleBackpropMissingSecondOrderError(t *testing.T) {
+	model := func(inner func(x *Node) *Node) train.ModelFn {
+		return func(ctx *context.Context, _ any, inputs []*Node) []*Node {
+			w := ctx.VariableWithValue("w", 0.5).ValueGraph(inputs[0].Graph())
+			h := IdentityWithCustomGradient(Mul(inputs[0], w), func(x, v *Node) *Node { return Mul(v, inner(x)) })
+			return []*Node{ReduceSum(Tanh(h), -1)}
+		}
+	}
+	for _, c := range []struct {
+		op, remedy string
+		inner      func(x *Node) *Node
+	}{
+		{"ReduceProduct", "grgrad.Install()", func(x *Node) *Node { return ReduceAllMultiply(OnePlus(Square(x))) }},
+		{"Rem", "gr.ForwardDifference", func(x *Node) *Node { return OnePlus(Mod(Square(x), Scalar(x.Graph(), x.DType(), 0.7))) }},
+	} {
+		t.Run(c.op, func(t *testing.T) {
+			withoutGrgrad(t)
+			modelFn := model(c.inner)
+			err := dbError(t, modelFn)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "gr.DoubleBackprop needs the gradient of the gradient")
+			assert.Contains(t, err.Error(), "op "+c.op)
+			assert.Contains(t, err.Error(), c.remedy)
+			err = trainStepErr(t, func(ctx *context.Context) *train.Trainer {
+				return gr.NewTrainer(backend(t), ctx, modelFn, squaredLoss, build("forward", sgd(1), 0.1, 0.1, false), nil, nil)
+			})
+			assert.NoError(t, err, "ForwardDifference needs first-order gradients only")
+		})
+	}
 }
 
 // TestDoubleBackpropMaxPoolError: MaxPool's gradient (SelectAndScatterMax) has no gradient in GoMLX.
-// On backends that build MaxPool's first-order gradient, DB must fail with an error naming the op.
+// On backends that build MaxPool's first-order gradient, DB must fail with an error naming the op and
+// grgrad.Install; with grgrad installed, DB trains.
 func TestDoubleBackpropMaxPoolError(t *testing.T) {
+	withoutGrgrad(t)
 	modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
 		x := InsertAxes(inputs[0], -1) // [batch, in, 1 channel]
 		w := ctx.VariableWithValue("w", 0.5).ValueGraph(x.Graph())
@@ -149,5 +174,8 @@ func TestDoubleBackpropMaxPoolError(t *testing.T) {
 	}
 	assert.Contains(t, err.Error(), "gr.DoubleBackprop needs the gradient of the gradient")
 	assert.Contains(t, err.Error(), "SelectAndScatter")
-	assert.Contains(t, err.Error(), "gr.ForwardDifference")
+	assert.Contains(t, err.Error(), "grgrad.Install()")
+	grgrad.MustInstall()
+	defer grgrad.Uninstall()
+	assert.NoError(t, dbError(t, modelFn), "DB through MaxPool with grgrad installed")
 }

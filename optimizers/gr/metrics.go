@@ -86,17 +86,19 @@ func metricFn(name string) metrics.BaseMetricGraph {
 }
 
 // recordCurvature sets s.curvature, unless already set or outside the full phase, from the first perturbed
-// gradient along g₁ (Step.GradAlong) grads = ∇L(θ + o): g₁ᵀ(grads − g₁)·‖g₁‖²/(g₁ᵀo), or 0 when g₁ᵀo = 0.
-func (s *Step) recordCurvature(offset, grads []*Node) {
+// gradient along g₁ (Step.GradAlong) grads = ∇L(θ + h·g₁): g₁ᵀ(grads − g₁)/h, or 0 when h·‖g₁‖² = 0 (the
+// offset's g₁ᵀo = h‖g₁‖² is known without a pass over the gradient).
+func (s *Step) recordCurvature(h *Node, grads []*Node) {
 	if s.curvature != nil || s.phase != PhaseFull {
 		return
 	}
 	num := grvec.InnerProduct(s.grad, grvec.SubVec(grads, s.grad))
-	den := grvec.InnerProduct(s.grad, offset)
+	h = castTo(h, num)
+	den := graph.Mul(h, s.gradSquaredNorm())
 	zero := graph.ZerosLike(den)
 	isZero := graph.Equal(den, zero)
-	safeDen := graph.Where(isZero, graph.OnesLike(den), den)
-	s.curvature = graph.Where(isZero, zero, graph.Div(graph.Mul(num, s.gradSquaredNorm()), safeDen))
+	safeH := graph.Where(isZero, graph.OnesLike(h), h)
+	s.curvature = graph.Where(isZero, zero, graph.Div(num, safeH))
 }
 
 // sharpness returns λ̂ = curvature/sq (sq = ‖g₁‖²), or 0 when sq = 0.

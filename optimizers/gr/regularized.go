@@ -311,7 +311,7 @@ func (s *Step) GradAt(offset []*Node) []*Node {
 func (s *Step) GradAlong(h *Node) []*Node {
 	offset := grvec.ScaleVec(h, s.grad)
 	grads := s.GradAt(offset)
-	s.recordCurvature(offset, grads)
+	s.recordCurvature(h, grads)
 	return grads
 }
 

@@ -48,6 +48,11 @@ func New() (backends.Backend, error) {
 		return nil, err
 	}
 	config, source := choose()
+	if name, _, _ := strings.Cut(config, ":"); isXLAName(name) || source != "from $"+backends.ConfigEnvVar {
+		if err := checkPluginFiles(); err != nil {
+			return nil, err
+		}
+	}
 	noAutoInstall()
 	backend, err := newWithConfig(config)
 	if err != nil {
@@ -68,9 +73,12 @@ func NewCPUDevices(devices int) (backends.Backend, error) {
 	if err := dotGradient(); err != nil {
 		return nil, err
 	}
+	if err := checkPluginFiles(); err != nil {
+		return nil, err
+	}
 	config, source := choose()
-	name, plugin, isXLA := strings.Cut(config, ":")
-	if !isXLA || !isXLAName(name) {
+	name, plugin, _ := strings.Cut(config, ":")
+	if !isXLAName(name) {
 		return nil, fmt.Errorf("gradreg: NewCPUDevices(%d): backend %q (%s) is not XLA; several devices need "+
 			"XLA's CPU plugin, e.g. GOMLX_BACKEND=xla:cpu (GoMLX's pure-Go backend has one device and refuses "+
 			"shardings)", devices, config, source)
@@ -108,6 +116,9 @@ func choose() (config, source string) {
 	source = "from $" + backends.ConfigEnvVar
 	if !found || config == "" {
 		config, source = "go", "no PJRT plugin installed"
+		if checkPluginFiles() != nil { // New reports it.
+			return config, source
+		}
 		if plugins := installedXLAPlugins(); len(plugins) > 0 {
 			config, source = "xla:"+plugins[0], "PJRT plugin installed"
 		}

@@ -38,7 +38,14 @@
 //	for _, s := range ckpt.Skipped() { log.Print(s) } // broken newer checkpoints, if any
 //	loop.OnStep(...) or train.EveryNSteps(loop, n, "checkpoint", 100, ckpt.OnStepFn)
 //
-// Two processes must not save into the same folder at the same time.
+// A Handler holds the folder locked (LockFile, an flock on unix) from Done until Close or the end of its
+// process: a second Handler of the folder, in another process or in the same one, is refused with an error
+// that names the holder's PID. The operating system releases the lock of a killed process, so a lock
+// file left behind does not block. (On platforms without flock there is no lock.)
+//
+// Variables of GoMLX's metrics (scope metrics.Scope: moving averages and means whose scope carries a
+// random UUID per metric object) are neither saved nor resumed: a resumed process cannot use them, and
+// saving them would add a set with each resume.
 package grcheckpoint
 
 import (
@@ -58,6 +65,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/context/checkpoints"
 	"github.com/gomlx/gomlx/pkg/ml/train"
+	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
 	"github.com/pkg/errors"
 )
 
@@ -109,6 +117,7 @@ type Handler struct {
 	loadMeta []byte
 	skipped  []*BrokenError
 	meta     any
+	lock     *os.File // the folder's lock (LockFile), held until Close
 }
 
 // BrokenError describes a checkpoint that cannot be read.
@@ -149,6 +158,21 @@ func (c *Config) Done() (*Handler, error) {
 	if err := ProbeDir(c.dir); err != nil {
 		return nil, errors.WithMessage(err, "checkpoint folder")
 	}
+	lk, err := lock(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	h.lock = lk
+	if _, err = h.open(); err != nil {
+		_ = lk.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// open is Done once the folder is locked.
+func (h *Handler) open() (*Handler, error) {
+	c := &Config{ctx: h.ctx, dir: h.dir, keep: h.keep}
 	if err := h.resetStaging(); err != nil {
 		return nil, err
 	}
@@ -185,6 +209,11 @@ func (c *Config) Done() (*Handler, error) {
 		WithCompression(checkpoints.BinUncompressed).Done()
 	if err != nil {
 		return nil, errors.WithMessagef(err, "grcheckpoint: loading checkpoint %s of %q", h.loaded, c.dir)
+	}
+	for name := range h.gomlx.LoadedVariables() { // Metrics' accumulators of an earlier process: not resumed.
+		if isMetricVariable(name) {
+			delete(h.gomlx.LoadedVariables(), name)
+		}
 	}
 	if err := h.resetStaging(); err != nil {
 		return nil, err
@@ -240,6 +269,11 @@ func (h *Handler) stage() (string, error) {
 	if err := h.resetStaging(); err != nil {
 		return "", err
 	}
+	for v := range h.ctx.IterVariables() {
+		if isMetricVariable(v.ParameterName()) {
+			h.gomlx.ExcludeVarsFromSaving(v)
+		}
+	}
 	if err := h.gomlx.Save(); err != nil {
 		return "", err
 	}
@@ -293,12 +327,15 @@ func (h *Handler) commit(staged string) error {
 		if _, err := os.Stat(src); suffix == MetaSuffix && os.IsNotExist(err) {
 			continue
 		}
-		if err := os.Rename(src, filepath.Join(h.dir, final+suffix)); err != nil {
+		if err := rename(src, filepath.Join(h.dir, final+suffix)); err != nil {
 			return errors.Wrap(err, "grcheckpoint")
 		}
 	}
 	return syncFile(h.dir)
 }
+
+// rename is os.Rename; tests make it fail.
+var rename = os.Rename
 
 // prune removes the checkpoints beyond Keep, oldest first (each one's .json first, so that a checkpoint
 // cut off by a crash during the removal is no longer listed), and files left over from an interrupted
@@ -344,6 +381,14 @@ func (h *Handler) resetStaging() error {
 		return errors.Wrap(err, "grcheckpoint: creating the staging folder")
 	}
 	return nil
+}
+
+// isMetricVariable reports whether a variable (by its ParameterName, "var:/scope/name") is in the scope of
+// GoMLX's metrics (metrics.Scope): moving averages and means whose scope names carry a random UUID per
+// metric object, so a resumed process never uses a saved one; saving them would add a set per resume.
+func isMetricVariable(parameterName string) bool {
+	scope := strings.TrimPrefix(parameterName, "var:")
+	return strings.HasPrefix(scope, context.ScopeSeparator+metrics.Scope+context.ScopeSeparator)
 }
 
 // nameRegex matches GoMLX's checkpoint base names: checkpoint-n<number>-<time>[-step-<step>|-initial].

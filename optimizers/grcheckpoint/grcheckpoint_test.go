@@ -44,6 +44,7 @@ func open(t *testing.T, dir string, size int) (*Handler, int, error) {
 	if err != nil {
 		return nil, -1, err
 	}
+	defer func() { _ = h.Close() }() // The caller inspects it (Loaded, Skipped) and may open the folder again.
 	if h.Loaded() == "" {
 		return h, -1, nil
 	}
@@ -72,6 +73,7 @@ func save(t *testing.T, dir string, size, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = h.Close() }()
 	for step := 1; step <= n; step++ {
 		state(ctx, size, step)
 		h.SetMeta(record{step})
@@ -146,6 +148,9 @@ func TestBrokenNewestFallsBack(t *testing.T) {
 			state(ctx, 1000, 7)
 			h.SetMeta(record{7})
 			if err := h.Save(); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Close(); err != nil {
 				t.Fatal(err)
 			}
 			if h, step, err = open(t, dir, 1000); err != nil || step != 7 || len(h.Skipped()) != 0 {
@@ -309,7 +314,8 @@ func TestFullDisk(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "already there, if any, are intact") {
 		t.Fatalf("save on a full disk: %v, want an error saying the earlier checkpoints are intact", err)
 	}
-	if _, step, err := open(t, dir, 1000); err != nil || step != 1 {
+	// h holds the folder: it is read through a copy.
+	if _, step, err := open(t, copied(t, dir), 1000); err != nil || step != 1 {
 		t.Fatalf("after the failed save: step %d, err %v: want step 1 loadable", step, err)
 	}
 	if err := os.Remove(filler); err != nil {
@@ -318,7 +324,30 @@ func TestFullDisk(t *testing.T) {
 	if err := h.Save(); err != nil {
 		t.Fatalf("save after freeing space: %v", err)
 	}
-	if _, step, err := open(t, dir, 1000); err != nil || step != 2 {
+	if _, step, err := open(t, copied(t, dir), 1000); err != nil || step != 2 {
 		t.Fatalf("after freeing space: step %d, err %v: want 2", step, err)
 	}
+}
+
+// copied copies the checkpoints of dir (not its lock) into a new folder and returns it.
+func copied(t *testing.T, dir string) string {
+	t.Helper()
+	dst := t.TempDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "checkpoint-") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }

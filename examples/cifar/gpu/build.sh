@@ -7,7 +7,8 @@
 # Contents (each binary stripped: -ldflags="-s -w"; cgo on, as the XLA backend needs; default build tags,
 # so the XLA backend is compiled in — see examples/cifar/backend_xla.go):
 #   cifar              go build ./examples/cifar                       (parts 2: GoMLX ResNet-20 timings)
-#   optimizers.test    go test -c ./optimizers                         (part 1: equivalence tests)
+#   gr.test            go test -c ./optimizers/gr                      (part 1: equivalence tests)
+#   grgrad.test        go test -c ./optimizers/grgrad                  (part 1: grgrad's gradients, DB through layers)
 #   regularizers.test  go test -c ./regularizers                       (part 1)
 #   dconv.test         go test -c ./examples/cifar/dconv               (part 1)
 #   distcheck          go build ./examples/cifar/gpu/distcheck         (part 3: DistributedTrainStep)
@@ -35,7 +36,8 @@ build() { # command...: logged (with the staging folder as $STAGE) and run
   "$@"
 }
 build go build -ldflags="$LDFLAGS" -o "$STAGE/cifar" ./examples/cifar
-build go test -c -ldflags="$LDFLAGS" -o "$STAGE/optimizers.test" ./optimizers
+build go test -c -ldflags="$LDFLAGS" -o "$STAGE/gr.test" ./optimizers/gr
+build go test -c -ldflags="$LDFLAGS" -o "$STAGE/grgrad.test" ./optimizers/grgrad
 build go test -c -ldflags="$LDFLAGS" -o "$STAGE/regularizers.test" ./regularizers
 build go test -c -ldflags="$LDFLAGS" -o "$STAGE/dconv.test" ./examples/cifar/dconv
 build go build -ldflags="$LDFLAGS" -o "$STAGE/distcheck" ./examples/cifar/gpu/distcheck

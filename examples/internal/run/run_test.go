@@ -205,22 +205,23 @@ func TestMeanStepTime(t *testing.T) {
 func TestMerge(t *testing.T) {
 	dir := t.TempDir()
 	entries := []Entry{{Method: "sgd"}, {Method: "forward", Settings: "gr_every=5"}}
+	grMethods := []string{`"none"`, `"forward"`}
 	acc := map[int64][]float64{1: {0.90, 0.93}, 2: {0.91, 0.92}, 3: {0.89, 0.95}}
 	all := make([][]*Result, 2)
 	var files []string
 	for _, seed := range []int64{3, 1, 2} {
 		r := mustParse(t, "-out="+filepath.Join(dir, fmt.Sprint(seed)))
-		rep := &Report{Entries: entries, Results: make([][]*Result, 2)}
+		rep := &Report{Entries: entries, Results: make([][]*Result, 2), Example: "test", Seeds: 1}
 		for i, e := range entries {
 			res := &Result{Entry: e.Label(), Spec: e.String(), Method: e.Method, Seed: seed,
-				Settings:     map[string]string{ParamSteps: "10", "gr_every": fmt.Sprint(5 * i)},
+				Settings:     map[string]string{ParamSteps: "10", "gr_every": fmt.Sprint(5 * i), gr.ParamMethod: grMethods[i]},
 				TestAccuracy: acc[seed][i], StepTime: time.Duration(i+1) * time.Millisecond,
 				Curve: []Point{{Step: 10, TestAccuracy: acc[seed][i]}}}
 			rep.Results[i] = []*Result{res}
 			all[i] = append(all[i], res)
 		}
 		rep.Rows = Rows(entries, rep.Results)
-		if err := r.writeReport(rep, 1); err != nil {
+		if err := r.writeReport(rep); err != nil {
 			t.Fatal(err)
 		}
 		files = append(files, filepath.Join(dir, fmt.Sprint(seed), "test_compare.json"))
@@ -257,14 +258,14 @@ func TestMerge(t *testing.T) {
 	// Runs that cannot be compared: another seed layout, other settings, no settings recorded.
 	write := func(name string, results [][]*Result) string {
 		r := mustParse(t, "-out="+filepath.Join(dir, name))
-		rep := &Report{Entries: entries, Results: results, Rows: Rows(entries, results)}
-		if err := r.writeReport(rep, 1); err != nil {
+		rep := &Report{Entries: entries, Results: results, Rows: Rows(entries, results), Example: "test", Seeds: 1}
+		if err := r.writeReport(rep); err != nil {
 			t.Fatal(err)
 		}
 		return filepath.Join(dir, name, "test_compare.json")
 	}
 	res := func(i int, seed int64, steps string) *Result {
-		settings := map[string]string{ParamSteps: steps, "gr_every": fmt.Sprint(5 * i)}
+		settings := map[string]string{ParamSteps: steps, "gr_every": fmt.Sprint(5 * i), gr.ParamMethod: grMethods[i]}
 		if steps == "" {
 			settings = nil
 		}

@@ -259,12 +259,54 @@ func MethodNames() []string {
 
 // newContext builds the context of one run of entry e with seed: the settings' defaults, every gr_* key
 // (the method's own defaults for the keys it reads), the explicit flags, -set, then the entry's settings.
-// It returns an error when a gr_* key that was given explicitly is not read by the entry's method.
+// The method is the one the context ends up with: -set=gr_method=... (or -flood_method) may choose it when
+// -method was not given; when it was (or with -compare), a -set or entry setting that picks another one is
+// an error. A key given twice in -set or in an entry's settings is an error. It returns an error when a gr_* key that was
+// given explicitly is not read by the method.
 func (r *runner) newContext(e Entry, seed int64) (*context.Context, error) {
 	grMethod, flood, err := methodParams(e.Method)
 	if err != nil {
 		return nil, err
 	}
+	ctx, err := r.buildContext(e, seed, grMethod, flood)
+	if err != nil {
+		return nil, err
+	}
+	eff := context.GetParamOr(ctx, gr.ParamMethod, grMethod)
+	if r.methodGiven {
+		if eff != grMethod {
+			return nil, errors.Errorf("%s=%s conflicts with method %s (which runs %s=%s): give the method once",
+				gr.ParamMethod, eff, e.Method, gr.ParamMethod, grMethod)
+		}
+		if flood != "" && r.floodMethodSet(e) != "" && r.floodMethodSet(e) != flood {
+			return nil, errors.Errorf("%s=%s conflicts with method %s: give the loss wrapper once",
+				r.settingName(regularizers.ParamFloodMethod), r.floodMethodSet(e), e.Method)
+		}
+	}
+	if eff != grMethod { // -set chose the gr method: its own defaults, not those of -method's.
+		if ctx, err = r.buildContext(e, seed, eff, flood); err != nil {
+			return nil, err
+		}
+	}
+	return ctx, nil
+}
+
+// floodMethodSet returns the loss wrapper that -flood_method, -set or e's settings name explicitly ("" for
+// none; the last of them).
+func (r *runner) floodMethodSet(e Entry) string {
+	name := r.flags.values["flood_method"]
+	for _, list := range []string{r.opts.Set, e.Settings} {
+		for _, item := range strings.Split(list, ";") {
+			if k, v, ok := strings.Cut(item, "="); ok && strings.TrimSpace(k) == regularizers.ParamFloodMethod {
+				name = strings.Trim(strings.TrimSpace(v), `"`)
+			}
+		}
+	}
+	return name
+}
+
+// buildContext is newContext for the gr method grMethod and the loss wrapper flood ("" for none) of e.
+func (r *runner) buildContext(e Entry, seed int64, grMethod, flood string) (*context.Context, error) {
 	ctx := context.New()
 	if err := ctx.SetRNGStateFromSeed(seed); err != nil {
 		return nil, err
@@ -287,6 +329,9 @@ func (r *runner) newContext(e Entry, seed int64) (*context.Context, error) {
 	}
 	ctx.SetParams(values)
 	if r.opts.Set != "" {
+		if _, err := settingKeys(r.opts.Set); err != nil {
+			return nil, errors.WithMessage(err, "-set")
+		}
 		keys, err := commandline.ParseContextSettings(ctx, r.opts.Set)
 		if err != nil {
 			return nil, errors.WithMessage(err, "parsing -set")
