@@ -42,7 +42,7 @@ type cadence struct {
 // branches and selects one, so nothing is saved.
 func (c *Config) Every(k int) *Config {
 	if k < 1 {
-		c.setErr(errors.Errorf("gr.%s: Every (k) must be an integer in [1, +∞), got %d", c.name, k))
+		c.setErr(errors.Errorf("gr.%s: Every (k) [%s] must be an integer in [1, +∞), got %d", c.name, ParamEvery, k))
 	}
 	c.sched.every = k
 	return c
