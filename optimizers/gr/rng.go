@@ -26,7 +26,7 @@ import (
 func (s *Step) RandomNormal() []*Node { return s.random(graph.RandomNormal) }
 
 // RandomUniform returns independent draws from the uniform distribution on [0, 1), one tensor per variable
-// variable, like RandomNormal.
+// of Variables, like RandomNormal.
 func (s *Step) RandomUniform() []*Node { return s.random(graph.RandomUniform) }
 
 // random draws one tensor per trainable variable with draw, chaining the generator's state.
