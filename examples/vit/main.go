@@ -14,6 +14,7 @@
 //	go run ./examples/vit -compare=sgd,forward,db,sam -seeds=3
 //	go run ./examples/vit -method=db -depth=1 -width=16 -steps=200 -checkpoint=/tmp/vit-db
 //	go run ./examples/vit -norm=rms -heads=4 -patch=4 -set="gr_every=5"
+//	go run ./examples/vit -compare='sgd,sam,sam:gr_exclude=bias|gain|offset|scale' -seeds=3  # SAM sparing biases and norms
 //
 // Every flag of the runner is listed by -h. DB runs through the whole model on every backend.
 package main

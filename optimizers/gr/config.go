@@ -132,7 +132,7 @@ type Config struct {
 }
 
 // NewMethod returns the constructor of a method, shaped like ForwardDifference: fn builds the combined
-// gradient handed to the base optimizer, one node per trainable variable in the order of Step.Theta, from the
+// gradient handed to the base optimizer, one node per variable of Step.Variables in the order of Step.Theta, from the
 // *Step of the training step (θ, g₁, GradAt, hyperparameters, state and vector helpers). name is the
 // method's name in error messages (Regularized.Method); Register makes the constructor available to
 // FromContext under a gr_method value.

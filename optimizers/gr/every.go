@@ -42,7 +42,7 @@ type cadence struct {
 // branches and selects one, so nothing is saved.
 func (c *Config) Every(k int) *Config {
 	if k < 1 {
-		c.setErr(errors.Errorf("gr.%s: Every (k) must be an integer in [1, +∞), got %d", c.name, k))
+		c.setErr(errors.Errorf("gr.%s: Every (k) [%s] must be an integer in [1, +∞), got %d", c.name, ParamEvery, k))
 	}
 	c.sched.every = k
 	return c
@@ -71,7 +71,7 @@ type everySpec struct {
 // FromContext (whose k may change when a checkpoint loads), to their everyTrainer.
 var everyTrainers sync.Map // weak.Pointer[train.Trainer] → *everyTrainer
 
-// everyTrainer is the optimizer of a trainer in everyTrainers and its k, read once (at the first StepSpec).
+// everyTrainer is the optimizer of a trainer in everyTrainers and its k, read once (at the first stepSpec).
 type everyTrainer struct {
 	r *Regularized
 	k atomic.Int64 // 0: not read yet
@@ -87,7 +87,7 @@ func registerEveryTrainer(trainer *train.Trainer, optimizer optimizers.Interface
 	runtime.AddCleanup(trainer, func(key weak.Pointer[train.Trainer]) { everyTrainers.Delete(key) }, key)
 }
 
-// StepSpec returns the spec to give trainer.TrainStep for its next step: spec itself, unless the trainer was
+// stepSpec returns the spec to give trainer.TrainStep for its next step: spec itself, unless the trainer was
 // built by NewTrainer with an optimizer configured with Every(k > 1); then a wrapped spec that selects the
 // graph of the step (ascent or skip, from the trainer's global step), which NewTrainer's model function
 // unwraps before calling the model. It reads the global step from the trainer's context, and k of an optimizer

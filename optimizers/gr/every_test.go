@@ -175,9 +175,9 @@ func TestScheduleErrors(t *testing.T) {
 		cfg  *gr.Config
 		want string
 	}{
-		{gr.ForwardDifference(sgd(0.1)).Every(0), "Every (k) must be an integer in [1, +∞), got 0"},
-		{gr.ForwardDifference(sgd(0.1)).WarmUp(-1), "WarmUp (steps) must be an integer in [0, +∞), got -1"},
-		{gr.DoubleBackprop(sgd(0.1)).ZeroWarmUp(-5), "ZeroWarmUp (steps) must be an integer in [0, +∞), got -5"},
+		{gr.ForwardDifference(sgd(0.1)).Every(0), "Every (k) [gr_every] must be an integer in [1, +∞), got 0"},
+		{gr.ForwardDifference(sgd(0.1)).WarmUp(-1), "WarmUp (steps) [gr_warmup] must be an integer in [0, +∞), got -1"},
+		{gr.DoubleBackprop(sgd(0.1)).ZeroWarmUp(-5), "ZeroWarmUp (steps) [gr_zero_warmup] must be an integer in [0, +∞), got -5"},
 	} {
 		_, err := tc.cfg.Build()
 		require.Error(t, err)

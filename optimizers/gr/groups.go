@@ -34,7 +34,7 @@ const ParamGroups = "gr_groups"
 // NewTrainer.
 func (c *Config) Groups(m int) *Config {
 	if m < 1 {
-		c.setErr(errors.Errorf("gr.%s: Groups (m) must be an integer in [1, +∞), got %d", c.name, m))
+		c.setErr(errors.Errorf("gr.%s: Groups (m) [%s] must be an integer in [1, +∞), got %d", c.name, ParamGroups, m))
 	}
 	c.groups = m
 	return c

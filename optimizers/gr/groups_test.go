@@ -98,7 +98,7 @@ func TestGroupsOneIsPlain(t *testing.T) {
 func TestGroupsErrors(t *testing.T) {
 	_, err := gr.ForwardDifference(sgd(1)).Groups(0).Build()
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "Groups (m) must be an integer in [1, +∞), got 0")
+	assert.Contains(t, err.Error(), "Groups (m) [gr_groups] must be an integer in [1, +∞), got 0")
 
 	p := newProblem(23, 10, 3, 4, 0)
 	trainer := gr.NewTrainer(backend(t), context.New(), p.modelFn(false), squaredLoss,

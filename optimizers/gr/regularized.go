@@ -150,8 +150,9 @@ func (r *Regularized) apply(ctx *context.Context, g *graph.Graph, prep *prepared
 }
 
 // Step is the graph of one training step while a method builds its combined gradient: a method is a
-// function of *Step that returns the gradient handed to the base optimizer, one node per trainable
-// variable, in the order of Theta (see NewMethod).
+// function of *Step that returns the gradient handed to the base optimizer, one node per variable of
+// Variables (the trainable variables the method acts on, see Config.Mask), in the order of Theta (see
+// NewMethod).
 type Step struct {
 	*stepGraph
 

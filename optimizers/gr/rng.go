@@ -7,7 +7,7 @@ import (
 )
 
 // RandomNormal returns independent draws from the standard normal distribution N(0, 1), one tensor per
-// trainable variable, shaped like it, in its compute dtype (float32 for half-precision variables), in the
+// variable of Variables, shaped like it, in its compute dtype (float32 for half-precision variables), in the
 // order of Theta: e.g. the random perturbation of RWP. RandomUniform draws from [0, 1) likewise.
 //
 // The draws come from the context's random-number generator (its state variable "#rngState" in the root
@@ -25,8 +25,8 @@ import (
 // trajectory. With GuardNonFinite a step that writes nothing leaves the state unchanged too.
 func (s *Step) RandomNormal() []*Node { return s.random(graph.RandomNormal) }
 
-// RandomUniform returns independent draws from the uniform distribution on [0, 1), one tensor per trainable
-// variable, like RandomNormal.
+// RandomUniform returns independent draws from the uniform distribution on [0, 1), one tensor per variable
+// of Variables, like RandomNormal.
 func (s *Step) RandomUniform() []*Node { return s.random(graph.RandomUniform) }
 
 // random draws one tensor per trainable variable with draw, chaining the generator's state.

@@ -10,7 +10,7 @@ import (
 	"github.com/pkg/errors"
 )
 
-// State returns the method's state name: one tensor per trainable variable, in the order of Theta, shaped like
+// State returns the method's state name: one tensor per variable of Variables, in the order of Theta, shaped like
 // it, of its compute dtype (float32 for half-precision variables), zero before the first SetState. It is the
 // value written by SetState earlier in this step, else the value at the start of the step.
 //
@@ -26,7 +26,7 @@ func (s *Step) State(name string) []*Node {
 	return varValues(s.g, s.stateVars(scope))
 }
 
-// SetState sets the method's state name to values (one tensor per trainable variable, converted to the
+// SetState sets the method's state name to values (one tensor per variable of Variables, converted to the
 // state's dtype); the variables are written at the end of the step.
 func (s *Step) SetState(name string, values []*Node) {
 	scope := stateScope(name)

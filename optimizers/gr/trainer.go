@@ -58,7 +58,7 @@ func NewTrainer(backend backends.Backend, ctx *context.Context,
 	reg, _ := optimizer.(*Regularized)
 	recordingModelFn := func(ctx *context.Context, spec any, inputs []*Node) []*Node {
 		g := inputs[0].Graph()
-		spec, phase := unwrapSpec(spec) // The spec given by StepSpec, EveryDataset or TrainStep (every.go).
+		spec, phase := unwrapSpec(spec) // The spec wrapped by stepSpec for EveryDataset or TrainStep (every.go).
 		p := &pass{ctx: ctx, spec: spec, inputs: inputs, modelFn: modelFn, lossFn: lossFn, phase: phase,
 			trainer: trainer}
 		ctx.InAbsPath(graphScope).SetGraphParam(g, graphParamPass, p)

@@ -38,7 +38,7 @@ func (c *Config) warmUpSteps(zero bool) int {
 // written to the variable "warmup_weight" under Config.Scope + "/hyperparameters" (HyperparameterVar). To ramp
 // a hyperparameter itself instead, e.g. SAM's ρ, use Schedule(ParamRho, LinearWarmUp(steps)).
 func (c *Config) WarmUp(steps int) *Config {
-	c.checkWarmUp("WarmUp", steps)
+	c.checkWarmUp("WarmUp", ParamWarmUp, steps)
 	c.sched.warmUp, c.sched.zeroWarmUp = steps, false
 	return c
 }
@@ -49,14 +49,14 @@ func (c *Config) WarmUp(steps int) *Config {
 // With t the global step before the step, g = g₁ for t < steps and the method's gradient g₁ + c for
 // t ≥ steps. It replaces a previous WarmUp. w_t is the schedule StepWarmUp(steps) of a weight 1 (see WarmUp).
 func (c *Config) ZeroWarmUp(steps int) *Config {
-	c.checkWarmUp("ZeroWarmUp", steps)
+	c.checkWarmUp("ZeroWarmUp", ParamZeroWarmUp, steps)
 	c.sched.warmUp, c.sched.zeroWarmUp = steps, true
 	return c
 }
 
-func (c *Config) checkWarmUp(param string, steps int) {
+func (c *Config) checkWarmUp(param, key string, steps int) {
 	if steps < 0 {
-		c.setErr(errors.Errorf("gr.%s: %s (steps) must be an integer in [0, +∞), got %d", c.name, param, steps))
+		c.setErr(errors.Errorf("gr.%s: %s (steps) [%s] must be an integer in [0, +∞), got %d", c.name, param, key, steps))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/gomlx/gomlx/pkg/ml/train"
 	"github.com/gomlx/gomlx/pkg/ml/train/losses"
 	"github.com/gomlx/gomlx/pkg/ml/train/optimizers"
 	"github.com/stretchr/testify/require"
@@ -35,6 +36,11 @@ type vitProblem struct {
 	names  []string             // "scope/name" of the model's trainable variables, sorted
 	theta0 map[string][]float64 // initial values
 	shapes map[string][]int
+
+	// The plain SGD(lr = 1) trainer of grad, built once: its graph is compiled once and serves every θ (the
+	// variables are set before each step), where a trainer per call compiled the same graph each time.
+	sgdCtx     *context.Context
+	sgdTrainer *train.Trainer
 }
 
 func newVitProblem(t *testing.T, cfg Config, batch int, seed uint64) *vitProblem {
@@ -78,15 +84,32 @@ func (p *vitProblem) newContext(theta []float64, seed int64) *context.Context {
 	if theta == nil {
 		return ctx
 	}
+	p.eachVariable(theta, func(scope, name string, value *tensors.Tensor) {
+		ctx.InAbsPath(scope).VariableWithValue(name, value)
+	})
+	return ctx.Checked(false)
+}
+
+// eachVariable calls fn with the scope, name and value in theta (flattened in the order of names) of each
+// trainable variable.
+func (p *vitProblem) eachVariable(theta []float64, fn func(scope, name string, value *tensors.Tensor)) {
 	off := 0
 	for _, key := range p.names {
 		i := strings.LastIndex(key, "/")
 		size := len(p.theta0[key])
-		value := tensors.FromFlatDataAndDimensions(slices.Clone(theta[off:off+size]), p.shapes[key]...)
-		ctx.InAbsPath(key[:i]).VariableWithValue(key[i+1:], value)
+		fn(key[:i], key[i+1:], tensors.FromFlatDataAndDimensions(slices.Clone(theta[off:off+size]), p.shapes[key]...))
 		off += size
 	}
-	return ctx.Checked(false)
+}
+
+// thetaOf returns the values of the trainable variables in ctx, flattened in the order of names.
+func (p *vitProblem) thetaOf(ctx *context.Context) []float64 {
+	var out []float64
+	for _, key := range p.names {
+		i := strings.LastIndex(key, "/")
+		out = append(out, tensors.MustCopyFlatData[float64](ctx.InAbsPath(key[:i]).GetVariable(key[i+1:]).MustValue())...)
+	}
+	return out
 }
 
 // theta returns the initial θ flattened in the order of names.
@@ -104,12 +127,7 @@ func (p *vitProblem) step(t *testing.T, opt optimizers.Interface, theta []float6
 	trainer := gr.NewTrainer(backend(t), ctx, ModelFn, losses.SparseCategoricalCrossEntropyLogits, opt, nil, nil)
 	metrics, err := trainer.TrainStep(nil, []*tensors.Tensor{p.x}, []*tensors.Tensor{p.y})
 	require.NoError(t, err)
-	for _, key := range p.names {
-		i := strings.LastIndex(key, "/")
-		v := ctx.InAbsPath(key[:i]).GetVariable(key[i+1:])
-		after = append(after, tensors.MustCopyFlatData[float64](v.MustValue())...)
-	}
-	return after, metrics[0].Value().(float64)
+	return p.thetaOf(ctx), metrics[0].Value().(float64)
 }
 
 // combined returns the gradient a method hands to SGD(lr=1): θ − θ'.
@@ -118,10 +136,20 @@ func (p *vitProblem) combined(t *testing.T, cfg *gr.Config, theta []float64) []f
 	return sub(theta, after)
 }
 
-// grad returns ∇L(θ) (a plain SGD step with lr = 1) and L(θ).
+// grad returns ∇L(θ) (a plain SGD step with lr = 1) and L(θ), from the problem's one SGD trainer.
 func (p *vitProblem) grad(t *testing.T, theta []float64) (g []float64, loss float64) {
-	after, loss := p.step(t, sgd1(), theta)
-	return sub(theta, after), loss
+	if p.sgdTrainer == nil {
+		p.sgdCtx = p.newContext(theta, 0)
+		p.sgdTrainer = gr.NewTrainer(backend(t), p.sgdCtx, ModelFn, losses.SparseCategoricalCrossEntropyLogits,
+			sgd1(), nil, nil)
+	} else {
+		p.eachVariable(theta, func(scope, name string, value *tensors.Tensor) {
+			require.NoError(t, p.sgdCtx.InAbsPath(scope).GetVariable(name).SetValue(value))
+		})
+	}
+	metrics, err := p.sgdTrainer.TrainStep(nil, []*tensors.Tensor{p.x}, []*tensors.Tensor{p.y})
+	require.NoError(t, err)
+	return sub(theta, p.thetaOf(p.sgdCtx)), metrics[0].Value().(float64)
 }
 
 // fdHVP is the central finite difference of gradients [∇L(θ + hu) − ∇L(θ − hu)] / 2h, h = step/‖u‖.
