@@ -210,8 +210,9 @@ for key in "${JOBS[@]}"; do
     gomlx)
       cutoff=$((BUDGET * 75 / 100)) args=(-method=$m)
       case $m in
-        sgd-dconv) args=(-method=sgd -conv=dconv) ;; # dconv's own base
-        db-dconv) args=(-method=db -conv=dconv) ;;
+        sgd-dconv | db-dconv)
+          [[ $MODEL == mlp ]] && { NOTE[$key]="the MLP has no convolution"; say "$(elapsed) $key: skipped (${NOTE[$key]})"; continue; }
+          args=(-method=${m%-dconv} -conv=dconv) ;; # dconv's SGD is the base of its DB-GR
         every5)
           [[ -z $RUNNER ]] && { NOTE[$key]="needs the shared runner's -set"; say "$(elapsed) $key: skipped (${NOTE[$key]})"; continue; }
           args=(-method=forward -set=gr_every=5) ;;
