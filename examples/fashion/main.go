@@ -45,7 +45,7 @@ const (
 const (
 	defaultDepth     = 8
 	defaultWidth     = 16
-	defaultTrainSize = 4000
+	defaultTrainSize = 2000
 	augmentPad       = 2
 )
 
@@ -69,7 +69,7 @@ var example = &run.Example{
 		run.ParamWeightDecay:  5e-4,
 		run.ParamLearningRate: 0.05,
 		run.ParamSchedule:     "cosine",
-		run.ParamEpochs:       10,
+		run.ParamEpochs:       20,
 		run.ParamBatch:        128,
 		run.ParamEvalEvery:    80, // a test evaluation (10,000 images) costs about 25 SGD steps
 	},
