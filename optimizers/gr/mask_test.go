@@ -72,6 +72,7 @@ func maskedMethod(method string, base optimizers.Interface, gamma, eps float64, 
 // counted in the norms; the variable left out gets the base optimizer's plain step, exactly; the variables it
 // acts on do not.
 func TestMaskOneStepMatchesFormula(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(81, 16, 3, 4, 0.01)
 	const lr, gamma, eps = 0.3, 0.07, 0.03
 	hp := samParams{rho: 0.2, alpha: 0.6}
@@ -134,6 +135,7 @@ func TestMaskOneStepMatchesFormula(t *testing.T) {
 // TestMaskWithOptions: with Exclude, Groups(2), Every(2) (both phases) and WarmUp still leave the excluded
 // variable at the plain SGD step on every step, and Exclude("") is the unmasked method bit for bit.
 func TestMaskWithOptions(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(82, 16, 3, 4, 0.01)
 	const lr = 0.2
 	nW := len(p.w0)
