@@ -4,8 +4,8 @@
 //
 // All methods run in one process, interleaved: after a warm-up (graph compilation and a few steps), each
 // round runs one step of every method in turn, so that a change in the machine's load affects all of them
-// alike; the table reports the median over the rounds (for Every(k), over blocks of k steps). Memory is the peak Go heap sampled while a method runs
-// a few steps, above the heap after a GC before them: it is meaningful for the pure-Go backend, whose
+// alike; the table reports the median over the rounds (for Every(k), over blocks of k steps). Memory is the
+// peak Go heap sampled while a method runs a few steps, above the heap after a GC before them: it is meaningful for the pure-Go backend, whose
 // buffers live in the Go heap (on XLA the device memory is not seen). The pure-Go backend runs no CNN with
 // second-order methods cheaply; this command benchmarks the MLP, or with -model=vit the ViT of examples/vit
 // (its default architecture on [batch, 784] inputs).
@@ -16,6 +16,14 @@
 // the side-by-side run with PyTorch and JAX (examples/bench/peers/run.sh). -gradients=both runs every
 // backend twice, with GoMLX's gradients of matrix products and with grgrad's (optimizers/grgrad).
 //
+// The goal column gives each row's goal (process CPU time per step ÷ the base's; for a "… guard off" row,
+// the guard's: the row with the guard on ≤ 1.02× it) with ✔ or ✘; -check makes a missed goal exit with
+// status 1 (docs/benchmarks.md gives the check's commands). A row of Every(k) or accumulation needs -rounds
+// ≥ k (one block) and shows — otherwise. -rss=NAME trains the named method alone and prints the process's
+// peak resident set (examples/bench/rss.sh runs it once per method); -cpuprofile writes a pprof profile of
+// the timed rounds; -depth sets the number of hidden layers of the MLP.
+//
+//	go run ./examples/bench -check -backend=xla:cpu -gradients=grgrad -in=784 -hidden=256 -batch=64 -rounds=60 -only=ForwardDifference,SAM,USAM,DoubleBackprop
 //	go run ./examples/bench -rounds=30 -batch=128 -hidden=256
 //	go run ./examples/bench -model=vit -rounds=20 -batch=64
 //	go run ./examples/bench -backend=go,xla:cpu -model=cnn -batch=32 -only=ForwardDifference,SAM,DoubleBackprop
@@ -52,6 +60,7 @@ import (
 	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/optimizers/grcontrib"
 	"github.com/gradreg/gradreg/optimizers/grgrad"
+	"github.com/gradreg/gradreg/optimizers/grvec"
 	"github.com/gradreg/gradreg/regularizers"
 )
 
@@ -75,8 +84,9 @@ var (
 		"(each backend twice, interleaved)")
 	flagCheck = flag.Bool("check", false, "exit with status 1 when a ratio misses its goal (each such row is "+
 		"marked ✘ in the table with or without -check)")
-	flagCPUProfile = flag.String("cpuprofile", "", "write a pprof CPU profile of the timed rounds to this file")
-	flagJSON       = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
+	flagCPUProfile = flag.String("cpuprofile", "", "write a pprof CPU profile of the timed rounds to this file (for the "+
+		"pure-Go backend: with XLA's CPU plugin the one try hung, every thread waiting)")
+	flagJSON = flag.Bool("json", false, "print per-step CPU and wall times as one JSON object per backend and "+
 		"method instead of the tables (for examples/bench/peers/run.sh)")
 )
 
@@ -152,6 +162,9 @@ func practiceMethods() []*method {
 		{name: "SAM guard off", target: "guard on ≤ 1.02× this", opt: func() optimizers.Interface { return gr.SAM(sgd()).GuardNonFinite(false).Done() }},
 		{name: "ForwardDifference check off", target: "WarnUnstable(false): F-GR's check costs F-GR ÷ this", opt: func() optimizers.Interface { return fgr().WarnUnstable(false).Done() }},
 		{name: "USAM check off", target: "WarnUnstable(false)", opt: func() optimizers.Interface { return gr.USAM(sgd()).WarnUnstable(false).Done() }},
+		// What the per-step checks cost: a pass over every parameter that ends in one scalar.
+		{name: "base (SGD) + 4 inner products", target: "4 × (one ⟨x, y⟩ over the parameters)", opt: sgd, model: perParameterPasses(4, false)},
+		{name: "base (SGD) + 4 finiteness tests", target: "4 × (one all-finite test of the parameters)", opt: sgd, model: perParameterPasses(4, true)},
 		{name: "base (SGD) bfloat16", target: "", opt: sgd, model: bf16},
 		{name: "ForwardDifference bfloat16", target: "vs SGD bf16", opt: func() optimizers.Interface { return fgr().Done() }, model: bf16},
 	}
@@ -159,6 +172,45 @@ func practiceMethods() []*method {
 
 // guardGoal is the most the non-finite guard may cost: a default row (guard on) against its "guard off" row.
 const guardGoal = 1.02
+
+// perParameterPasses wraps a model to add, to each training step, n passes over every trainable variable that
+// each end in one scalar, as the methods' norms, inner products and checks do: n inner products
+// Σᵢ⟨θᵢ, θᵢ + j⟩ (j = 0…n−1, so that no two are the same), or with finite n all-finite tests of θᵢ + j; the
+// scalars are written to a variable, so that the graph keeps them.
+func perParameterPasses(n int, finite bool) func(train.ModelFn) train.ModelFn {
+	return func(model train.ModelFn) train.ModelFn {
+		return func(ctx *context.Context, spec any, inputs []*Node) []*Node {
+			out := model(ctx, spec, inputs)
+			g := inputs[0].Graph()
+			var params []*Node
+			for v := range ctx.IterVariables() {
+				if v.Trainable && v.InUseByGraph(g) {
+					params = append(params, v.ValueGraph(g))
+				}
+			}
+			total := ScalarZero(g, dtypes.Float32)
+			for j := range n {
+				shifted := make([]*Node, len(params))
+				for i, p := range params {
+					shifted[i] = AddScalar(p, float64(j))
+				}
+				if finite {
+					ok := Const(g, true)
+					for _, p := range shifted {
+						ok = LogicalAnd(ok, LogicalAll(IsFinite(p)))
+					}
+					total = Add(total, ConvertDType(ok, dtypes.Float32))
+				} else {
+					total = Add(total, grvec.InnerProduct(params, shifted))
+				}
+			}
+			sink := ctx.InAbsPath("/bench").Checked(false).
+				VariableWithValue("passes", tensors.FromShape(shapes.Make(dtypes.Float32))).SetTrainable(false)
+			sink.SetValueGraph(total)
+			return out
+		}
+	}
+}
 
 func crossEntropy(labels, logits []*Node) *Node {
 	return losses.SparseCategoricalCrossEntropyLogits(labels, logits)

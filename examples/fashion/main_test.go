@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,13 +125,14 @@ func TestPureGoRefused(t *testing.T) {
 	}
 }
 
-// TestTinyComparison: a two-method, two-step comparison on a 4-channel ResNet-8 prints its table; with
-// -val the validation accuracy is reported. Bad depths are refused naming -depth.
+// TestTinyComparison: F-GR and DB (through the convolutions and batch norm, with grgrad's gradients, the
+// runner's default) for three steps on a 4-channel ResNet-8; with -val the validation accuracy is reported.
+// Bad depths are refused naming -depth.
 func TestTinyComparison(t *testing.T) {
 	needXLA(t)
 	data := fakeFashion(t)
 	fs := flag.NewFlagSet("fashion", flag.ContinueOnError)
-	r, err := run.Parse(example, fs, []string{"-compare=sgd,forward", "-seeds=1", "-steps=3", "-batch=16",
+	r, err := run.Parse(example, fs, []string{"-compare=forward,db", "-seeds=1", "-steps=3", "-batch=16",
 		"-train_size=320", "-val=0.1", "-width=4", "-eval_every=100", "-quiet", "-out=" + t.TempDir(), "-data=" + data})
 	if err != nil {
 		t.Fatal(err)
@@ -144,9 +146,10 @@ func TestTinyComparison(t *testing.T) {
 	}
 	for i, res := range rep.Results {
 		got := res[0]
-		if got.Steps != 3 || !(got.TestAccuracy >= 0 && got.TestAccuracy <= 1) || got.ValAccuracy == nil {
-			t.Errorf("method %d: steps %d, test accuracy %g, validation %v", i, got.Steps, got.TestAccuracy,
-				got.ValAccuracy)
+		if got.Steps != 3 || !(got.TestAccuracy >= 0 && got.TestAccuracy <= 1) || got.ValAccuracy == nil ||
+			math.IsNaN(got.TrainLoss) || math.IsInf(got.TrainLoss, 0) {
+			t.Errorf("method %d: steps %d, test accuracy %g, validation %v, train loss %g", i, got.Steps,
+				got.TestAccuracy, got.ValAccuracy, got.TrainLoss)
 		}
 	}
 	code, stderr := execCLI(t, "-method=sgd", "-steps=1", "-depth=9", "-quiet", "-plot=", "-out="+t.TempDir(),

@@ -158,14 +158,20 @@ func TestStabilityNoReadPerStep(t *testing.T) {
 	ctx := context.New()
 	opt := ForwardDifference(optimizers.StochasticGradientDescent().WithDecay(false).WithLearningRate(lr)).
 		Gamma(gamma).Epsilon(0.01).Done()
+	var watch *stabilityWatch // The trainer's, handed over by the hook (only while this test runs).
+	onStabilityWatch = func(_ *train.Trainer, w *stabilityWatch) { watch = w }
+	t.Cleanup(func() { onStabilityWatch = nil })
 	trainer := quadraticTrainer(t, ctx, "model", lambda, opt)
+	if watch == nil {
+		t.Fatal("NewTrainer installed no stability watch")
+	}
 	var reads []int
 	x, y := tensors.FromValue([]float64{0, 0, 0}), tensors.FromValue([]float64{0})
 	for range steps {
 		if _, err := TrainStep(trainer, nil, []*tensors.Tensor{x}, []*tensors.Tensor{y}); err != nil {
 			t.Fatal(err)
 		}
-		reads = append(reads, stabilityReads(trainer))
+		reads = append(reads, stabilityReads(watch))
 	}
 	// The warning fired at the first read, so exactly one read in all.
 	for i, n := range reads {
@@ -194,17 +200,8 @@ func TestStabilityNoReadPerStep(t *testing.T) {
 	}
 }
 
-// stabilityWatches holds the stabilityWatch of every trainer built by the tests.
-var stabilityWatches sync.Map // *train.Trainer → *stabilityWatch
-
-func init() {
-	onStabilityWatch = func(trainer *train.Trainer, w *stabilityWatch) { stabilityWatches.Store(trainer, w) }
-}
-
-// stabilityReads returns how many times the trainer's stability watch copied a report to the host.
-func stabilityReads(trainer *train.Trainer) int {
-	v, _ := stabilityWatches.Load(trainer)
-	w := v.(*stabilityWatch)
+// stabilityReads returns how many times w copied a report to the host.
+func stabilityReads(w *stabilityWatch) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.reads

@@ -70,10 +70,17 @@ func otherCases() []opCase {
 	return []opCase{
 		{name: "Pad interior and negative", dims: [][]int{{3, 4}}, needs: padOps,
 			fn: func(in []*Node) *Node {
-				return Pad(in[0], Const(in[0].Graph(), 0.5), PadAxis{Start: 1, End: -1, Interior: 2}, PadAxis{Start: -1, End: 2})
+				return Square(Pad(in[0], Const(in[0].Graph(), 0.5), PadAxis{Start: 1, End: -1, Interior: 2}, PadAxis{Start: -1, End: 2}))
 			}},
 		{name: "Slice strided", dims: [][]int{{5, 6}}, gomlx: true,
-			fn: func(in []*Node) *Node { return Slice(in[0], AxisRange(1, 5).Stride(2), AxisRange(0, 6).Stride(3)) }},
+			fn: func(in []*Node) *Node {
+				return Square(Slice(in[0], AxisRange(1, 5).Stride(2), AxisRange(0, 6).Stride(3)))
+			}},
+		{name: "Concatenate and Slice", dims: [][]int{{3, 4}, {3, 2}},
+			fn: func(in []*Node) *Node {
+				c := Concatenate([]*Node{in[0], Square(in[1])}, 1)
+				return Mul(Slice(c, AxisRange(), AxisRange(2, 6)), Slice(c, AxisRange(), AxisRange(0, 4)))
+			}},
 		{name: "Reverse", dims: [][]int{{3, 4, 2}}, needs: []backends.OpType{backends.OpTypeReverse},
 			fn: func(in []*Node) *Node { return Mul(Reverse(in[0], 0, 2), in[0]) }},
 		{name: "Rsqrt", dims: [][]int{{7}}, prepare: positive, fn: func(in []*Node) *Node { return Rsqrt(in[0]) }},

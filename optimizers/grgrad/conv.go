@@ -94,6 +94,9 @@ func convVJP(node, v *Node, _ shapes.Shape) []*Node {
 	if err != nil {
 		panic(errors.Wrap(err, "grgrad: the gradient of ConvGeneral")) // unreachable: Install checked the fields
 	}
+	if kg, ok := lookupKernelGradient(node); ok {
+		return kernelGradientVJP(kg, node, v)
+	}
 	x, k := node.Inputs()[0], node.Inputs()[1]
 	return []*Node{convTransposeInput(p, x, k, v), convTransposeKernel(p, x, k, v)}
 }
@@ -155,7 +158,11 @@ func convTransposeKernel(p convParams, x, k, v *Node) *Node {
 		lo := p.paddings[i][0]
 		paddings[i] = [2]int{lo, out - in + ks - lo - 1}
 	}
-	return convGeneral(x, v, t, p.kernelDilations, paddings, p.inputDilations, p.strides, channelGroups, batchGroups)
+	dk := convGeneral(x, v, t, p.kernelDilations, paddings, p.inputDilations, p.strides, channelGroups, batchGroups)
+	if dk.Type() == NodeTypeConvGeneral && dk.Inputs()[0] == x && dk.Inputs()[1] == v {
+		recordKernelGradient(dk, p) // its gradient: kernelgrad.go
+	}
+	return dk
 }
 
 // convGeneral is graph.ConvGeneral with negative paddings (a crop) done by slicing the input first:

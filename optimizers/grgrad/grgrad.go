@@ -9,15 +9,17 @@
 //
 //   - ConvGeneral, in every configuration (strides, input and kernel dilation, padding, channel and
 //     batch groups): JAX's transpose rules (_conv_general_dilated_transpose_lhs/rhs), two ConvGenerals
-//     whose own gradients are again given by this rule;
+//     whose own gradients are again given by this rule, except that the kernel gradient KG(x, v) of a
+//     convolution is differentiated through ⟨w, KG(x, v)⟩ = ⟨v, conv(x, w)⟩, into convolutions with the
+//     original small kernel (JAX's rule would make v, as large as the output, a kernel);
 //   - SelectAndScatterMax and SelectAndScatterMin (the gradients of MaxPool and MinPool): the source's
 //     gradient picks, for every window, the element its maximum (minimum) selects, from strided Slices
 //     and Where;
 //   - BatchNormForTraining (batchnorm.New in training mode): the gradient written with differentiable
 //     ops instead of GoMLX's BatchNormGradient op;
-//   - Pad (negative and interior padding too: the gradient of Slice), Reverse, Rsqrt, Expm1, Clamp,
-//     ReduceProduct (exact where elements are zero: products of the others, never y/x) and the
-//     rounding ops Round, Floor and Ceil (zero);
+//   - Pad (negative and interior padding too: the gradient of Slice), Slice (GoMLX's, built without Pad
+//     on a backend that lacks it), Reverse, Rsqrt, Expm1, Clamp, ReduceProduct (exact where elements are
+//     zero: products of the others, never y/x), Sign and the rounding ops Round, Floor and Ceil (zero);
 //   - Dot and DotGeneral, as matrix products (below).
 //
 // GoMLX v0.26.0 builds the gradient of y = Dot(x, W) (x: [batch, in], W: [in, out]) and of DotGeneral
@@ -37,9 +39,12 @@
 // keeps them; Describe says which are in effect.
 //
 // Every gradient is the same as GoMLX's where GoMLX has one (up to float rounding: sums run in another
-// order), and is itself built from differentiable ops. The pure-Go backend has no Pad, Reverse,
-// SelectAndScatter or BatchNorm ops, so there a convolution's or a max-pooling's gradient fails at graph
-// build with the backend's error naming the op; use the XLA backend for CNNs.
+// order; BatchNormForTraining's also carries what flows back through the batch mean and variance, which
+// GoMLX's drops), and is itself built from differentiable ops. The pure-Go backend has no Pad, Reverse,
+// SelectAndScatter or BatchNorm ops: grgrad reverses a convolution's kernel with a product by the
+// anti-diagonal matrix there and builds Slice's gradient without Pad, so convolutions, Slice and
+// Concatenate are twice differentiable on it; batchnorm.New (training) and MaxPool's gradient fail there
+// at graph build with the backend's error naming the op. Use the XLA backend for such CNNs.
 //
 // Install reads the parameters GoMLX keeps in unexported fields of its nodes (a convolution's strides,
 // a Pad's configuration, …) by reflection. It checks every field it reads, on nodes built with known

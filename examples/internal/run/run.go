@@ -8,14 +8,23 @@
 //   - the backend (-backend, else $GOMLX_BACKEND, else an installed XLA plugin, else the pure-Go one);
 //   - the base optimizer (-base=sgd|momentum|adam, -momentum, -wd, -schedule=constant|cosine, -lr) wrapped
 //     by gr.FromContext, the loss wrapped by regularizers.FromContext;
-//   - gr.NewTrainer, gr.EveryDataset (so that Every(k) saves its cost), train.Loop with a progress bar,
-//     periodic test evaluation, checkpoint/resume (-checkpoint), PNG curves (accuracy, loss and the GR
-//     metrics ‖g₁‖ and g₁ᵀHg₁ of gr.Metrics) and a JSON of the curves;
+//   - gr.NewTrainer, gr.EveryDataset (so that Every(k) saves its cost), train.Loop with a progress bar on a
+//     terminal (one line per evaluation in a log), periodic test evaluation, checkpoint/resume (-checkpoint,
+//     the folder locked by grcheckpoint), PNG curves (accuracy, loss and the GR metrics ‖g₁‖ and g₁ᵀHg₁ of
+//     gr.Metrics) and a JSON of the curves;
 //   - comparisons (-compare=sgd,forward,forward:gr_every=5 -seeds=N): per method mean ± std of the test
-//     accuracy, the paired difference to the first method with a 95 % Student-t confidence interval, a
-//     Markdown and a JSON table, a PNG of test accuracy with error bars and a PNG of the GR metrics,
-//     rewritten after every run (seed-major), so an interrupted comparison keeps what it has; -merge
-//     combines the JSONs of comparisons run as separate processes (e.g. one per seed) into one table.
+//     accuracy, the paired difference to the first method with a 95 % Student-t confidence interval (one
+//     seed: neither), a Markdown and a JSON table with a command that runs it again, a PNG of test accuracy
+//     with error bars and a PNG of the GR metrics, rewritten after every run (seed-major) and marked partial
+//     until the last, so an interrupted comparison keeps what it has and says what is missing; -merge
+//     combines the JSONs of comparisons run as separate processes (e.g. one per seed) into one table, and
+//     fails when one of them was partial or a run is not its method's.
+//
+// Rows are labelled from the configuration the runs have (the context gr.FromContext and
+// regularizers.FromContext read: gr method, loss wrapper, base optimizer, the entry's own settings), never
+// from the flag that asked for it. An empty item of a list (-compare, -merge, -set, an entry's settings), a
+// key given twice in one list, a -set or entry setting that contradicts the method given, and two entries
+// that run the same configuration are usage errors.
 //
 // An example's main is
 //
@@ -186,11 +195,13 @@ func Parse(ex *Example, fs *flag.FlagSet, args []string) (*Runner, error) {
 		"-save_every steps and at the end, resumed from when it holds one")
 	fs.StringVar(&o.Out, "out", filepath.Join("examples", ex.Name, "out"), "folder for the PNGs, JSON and "+
 		"Markdown")
-	fs.StringVar(&o.Plot, "plot", ex.Name+"_curves.png", "PNG of a single run's curves (\"\": none); relative "+
-		"to -checkpoint when given, else to -out")
+	fs.StringVar(&o.Plot, "plot", ex.Name+"_curves.png", "PNG of a single run's curves, a name ending in .png "+
+		"(\"\": none); relative to -checkpoint when given, else to -out")
 	fs.StringVar(&o.Merge, "merge", "", "comma-separated JSON files written by comparisons (e.g. one process per "+
-		"seed: -seed=2 -seeds=1): train nothing, write their combined table and PNGs to -out")
-	fs.BoolVar(&o.Quiet, "quiet", false, "no progress bar: one line per evaluation instead")
+		"seed: -seed=2 -seeds=1): train nothing, write their combined table and PNGs to -out; exit 1 if a file "+
+		"is partial or a run diverged")
+	fs.BoolVar(&o.Quiet, "quiet", false, "no progress bar: one line per evaluation instead (also without "+
+		"-quiet when stdout is not a terminal)")
 	r.flags.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err

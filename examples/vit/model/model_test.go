@@ -17,6 +17,7 @@ import (
 
 	"github.com/gradreg/gradreg/examples/internal/testbackend"
 	gr "github.com/gradreg/gradreg/optimizers/gr"
+	"github.com/gradreg/gradreg/optimizers/grgrad"
 )
 
 // backend is the tests' shared backend.
@@ -238,10 +239,12 @@ func TestDBHessianVectorProduct(t *testing.T) {
 func TestDBThroughConcatenate(t *testing.T) {
 	p := newVitProblem(t, tiny("layer", "class", "concat"), 2, 3)
 	theta := p.theta()
-	if backend(t).Capabilities().Operations[backends.OpTypePad] {
+	if backend(t).Capabilities().Operations[backends.OpTypePad] || grgrad.Installed() { // grgrad: Slice's gradient without Pad
 		g1, _ := p.grad(t, theta)
 		hg := sub(p.combined(t, gr.DoubleBackprop(sgd1()).Gamma(1), theta), g1)
-		require.Less(t, relErr(hg, p.fdHVP(t, theta, g1, 1e-5)), 1e-6)
+		// h = 1e-6: the difference's O(h²) error is 7.4e-4, 7.4e-6, 7.4e-8 at h = 1e-4, 1e-5, 1e-6 on the
+		// pure-Go backend with grgrad, 3e-5, 3e-7, 3e-9 on XLA.
+		require.Less(t, relErr(hg, p.fdHVP(t, theta, g1, 1e-6)), 1e-6)
 		return
 	}
 	var err error

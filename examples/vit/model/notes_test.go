@@ -34,6 +34,15 @@ func pureGo(t *testing.T) backends.Backend {
 	return b
 }
 
+// gomlxGradients makes the test see GoMLX's own gradients: $GRADREG_GRADIENTS=grgrad installs grgrad's,
+// which give these ops gradients; the notes are about GoMLX.
+func gomlxGradients(t *testing.T) {
+	if grgrad.Installed() {
+		grgrad.Uninstall()
+		t.Cleanup(grgrad.MustInstall)
+	}
+}
+
 // buildErr builds a graph with fn and returns the panic it raised as an error, or nil.
 func buildErr(b backends.Backend, fn func(g *Graph)) (err error) {
 	defer func() {
@@ -141,6 +150,7 @@ func BenchmarkNoteDotGradient(b *testing.B) {
 // Piecewise-constant ones (Sign, Round, Floor, Ceil) should have a zero gradient; Pad (the gradient of
 // Slice) and Reverse have simple linear gradients (Slice, Reverse).
 func TestNoteOpsWithoutGradient(t *testing.T) {
+	gomlxGradients(t)
 	missing := []NodeType{NodeTypePad, NodeTypeReverse, NodeTypeRsqrt, NodeTypeExpm1, NodeTypeReduceProduct,
 		NodeTypeClamp, NodeTypeRem, NodeTypeSign, NodeTypeRound, NodeTypeFloor, NodeTypeCeil,
 		NodeTypeSelectAndScatterMax, NodeTypeSelectAndScatterMin, NodeTypeBatchNormForInference,
@@ -183,6 +193,7 @@ func TestNoteSecondOrderThroughSignIndicators(t *testing.T) {
 // SelectAndScatter*, the BatchNorm ops): the gradient of Slice is Pad, so a model with Slice cannot be
 // differentiated there at all, and one with Concatenate (gradient: Slice) not twice.
 func TestNotePureGoLacksPad(t *testing.T) {
+	gomlxGradients(t)
 	ops := simplego.Capabilities.Operations
 	for _, op := range []backends.OpType{backends.OpTypePad, backends.OpTypeReverse, backends.OpTypeDynamicSlice,
 		backends.OpTypeDynamicUpdateSlice, backends.OpTypeSelectAndScatterMax, backends.OpTypeBatchNormForTraining} {
@@ -317,6 +328,7 @@ func TestNotePureGoParallelDeadlock(t *testing.T) {
 // order needs Reverse, which that backend lacks (note 5). (On XLA the gradient of a strided convolution is a
 // convolution with input dilation, whose gradient GoMLX refuses: ops_convolve.go, convGeneralVJP.)
 func TestNoteStridedConvolutionSecondOrder(t *testing.T) {
+	gomlxGradients(t)
 	for _, stride := range []int{1, 2} {
 		err := buildErr(pureGo(t), func(g *Graph) {
 			x := Parameter(g, "x", shapes.Make(dtypes.Float64, 1, 6, 6, 1))
