@@ -36,6 +36,7 @@ func (p *problem) accumulate(t testing.TB, ctx *context.Context, opt optimizers.
 // step of Groups(n) on the whole batch (up to rounding) and the independent float64 mean of the per-group
 // formulas, for every method; each micro-batch reports its own loss; the base optimizer steps once per cycle.
 func TestAccumulationIsGroups(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(31, 16, 3, 4, 0.01)
 	theta0 := p.theta0()
 	gamma, eps := 0.07, 0.03
@@ -61,6 +62,7 @@ func TestAccumulationIsGroups(t *testing.T) {
 // TestAccumulationCheckpointResume: a run saved at a cycle boundary and resumed in a new context and trainer
 // ends bit-identical to an uninterrupted one (Adam base).
 func TestAccumulationCheckpointResume(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(32, 12, 3, 4, 0.01)
 	newOpt := func() optimizers.Interface {
 		return gr.SAM(optimizers.Adam().LearningRate(0.02).Done()).Rho(0.1).Done()
@@ -87,6 +89,7 @@ func TestAccumulationCheckpointResume(t *testing.T) {
 // at graph build saying to use gr.NewTrainer (instead of silently running the base step); Every(k > 1)
 // with accumulation fails naming both.
 func TestAccumulationRefusals(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(33, 8, 3, 4, 0)
 	x, y := p.tensors()
 	trainer := train.NewTrainer(backend(t), context.New(), p.modelFn(false), squaredLoss,
@@ -111,6 +114,7 @@ func TestAccumulationRefusals(t *testing.T) {
 // as they were, one skipped step is counted, the micro-batch reports its NaN loss — and the next cycle
 // trains as if the dropped cycle had not been there.
 func TestAccumulationGuard(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(34, 8, 3, 4, 0.01)
 	newTrainer := func(ctx *context.Context) *train.Trainer {
 		tr := gr.NewTrainer(backend(t), ctx, p.modelFn(false), squaredLoss,

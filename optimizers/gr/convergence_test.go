@@ -21,6 +21,7 @@ func slope(eps, errs []float64) float64 {
 // TestFiniteDifferencesConvergeToDB: on the tanh MLP, F-GR and B-GR converge to DB as ε → 0 with error
 // ∝ ε, the central difference with error ∝ ε². Gradients are read off one SGD step with learning rate 1.
 func TestFiniteDifferencesConvergeToDB(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(8, 16, 3, 4, 0.01)
 	theta0 := p.theta0()
 	const gamma = 0.1
@@ -43,6 +44,7 @@ func TestFiniteDifferencesConvergeToDB(t *testing.T) {
 // TestDBHessianVectorProduct: DB's Hg₁ = (g_DB − g₁)/γ matches a central finite difference of the
 // independent reference gradients.
 func TestDBHessianVectorProduct(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(9, 16, 3, 4, 0.01)
 	theta0 := p.theta0()
 	const gamma = 0.5

@@ -66,6 +66,7 @@ func groupsConfig(method string, base optimizers.Interface, gamma, eps float64, 
 // each group's formula (own g₁ᵏ, own perturbation, the AddLoss term in every group), computed
 // independently in float64, for every method; and differs from the whole-batch step.
 func TestGroupsMatchesMeanOfGroups(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(21, 16, 3, 4, 0.01)
 	theta0 := p.theta0()
 	gamma, eps := 0.07, 0.03
@@ -86,6 +87,7 @@ func TestGroupsMatchesMeanOfGroups(t *testing.T) {
 
 // TestGroupsOneIsPlain: Groups(1) is the plain method, bit for bit.
 func TestGroupsOneIsPlain(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(22, 12, 3, 4, 0.01)
 	for _, method := range []string{"forward", "db", "sam"} {
 		plain, _ := p.trainSteps(t, groupsConfig(method, sgd(0.2), 0.05, 0.05, samParams{rho: 0.05}).Done(), false, 2)
@@ -96,6 +98,7 @@ func TestGroupsOneIsPlain(t *testing.T) {
 
 // TestGroupsErrors: m < 1 is refused by Build; a batch not divisible by m fails naming both numbers.
 func TestGroupsErrors(t *testing.T) {
+	parallelOnXLA(t)
 	_, err := gr.ForwardDifference(sgd(1)).Groups(0).Build()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Groups (m) [gr_groups] must be an integer in [1, +∞), got 0")
@@ -125,6 +128,7 @@ func TestGroupsErrors(t *testing.T) {
 // and the "GR ‖∇L‖" metric is ‖g₁(θ_t)‖. Kills the mutant "Groups' g₁ summed instead of averaged", which only
 // these options read (the plain Groups step does not).
 func TestGroupsWithOptions(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(51, 16, 3, 4, 0.01)
 	const m, lr, steps = 2, 0.3, 5
 	gamma, eps := 0.07, 0.03

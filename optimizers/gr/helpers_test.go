@@ -3,6 +3,7 @@ package gr_test
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -24,6 +25,15 @@ var (
 	backendOnce sync.Once
 	testBackend backends.Backend
 )
+
+// parallelOnXLA runs the test in parallel with the other such tests on XLA, where a test's time is mostly the
+// compilation of its graphs; on the pure-Go backend, whose executions can deadlock when many matrix products run
+// at once (see the note on gr's Groups), the tests stay sequential. Tests that call it change no global state.
+func parallelOnXLA(t *testing.T) {
+	if strings.HasPrefix(strings.ToLower(backend(t).Name()), "xla") {
+		t.Parallel()
+	}
+}
 
 func backend(t testing.TB) backends.Backend {
 	backendOnce.Do(func() {

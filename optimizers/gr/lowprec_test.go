@@ -122,6 +122,7 @@ func opNorm2(p *problem, theta []float64) float64 {
 // checked with x̃ recomputed in Go's float32 arithmetic — which also checks that the perturbed evaluation
 // happened at x̃. The float32 run must be within 1e-4 relative.
 func TestBFloat16Correction(t *testing.T) {
+	parallelOnXLA(t)
 	const gamma, eps, u = 0.05, 0.05, 1.0 / 128
 	p := newProblem(71, 32, 4, 8, 0.01)
 	// The reference at the bfloat16-rounded θ₀ and inputs.
@@ -171,6 +172,7 @@ func TestBFloat16Correction(t *testing.T) {
 // (whether the conversion rounds to nearest or truncates, as GoMLX v0.26.0's does) and the last two kept: 2 of
 // the 4 non-zero offsets, the fraction 1/2. With float32 weights none is lost.
 func TestRoundedToZeroMetric(t *testing.T) {
+	parallelOnXLA(t)
 	a := []float64{1e-3, 1e-2, 0, 1, 0.5}
 	for _, tc := range []struct {
 		dtype dtypes.DType
@@ -222,6 +224,7 @@ func bf16Gradient(t *testing.T, theta, a, c []float64, gamma, eps float64) []flo
 // Kills the mutant "bfloat16 gradients not widened" (the existing bfloat16 test uses γ = ε, where g₁'s
 // coefficient is 0).
 func TestBFloat16CombinationInFloat32(t *testing.T) {
+	parallelOnXLA(t)
 	g := bf16Gradient(t, []float64{0}, []float64{256}, []float64{-85.0 / 64}, 0.75, 0.25)
 	assert.Equal(t, []float64{1}, g)
 }
@@ -246,6 +249,7 @@ func bf16Round(t *testing.T, x float32) float64 {
 // sum): θ = 3·2⁻⁹ with ε ≈ (1 + 2⁻⁸)/θ (truncation: once 1 + 2⁻⁷, twice 1), and θ = 1 with ε = 2⁻⁸ + 2⁻²⁰
 // (round to nearest: once 1 + 2⁻⁷, twice 1). Kills the mutant "θ + o summed in bfloat16".
 func TestBFloat16PerturbationRoundedOnce(t *testing.T) {
+	parallelOnXLA(t)
 	for _, tc := range []struct{ theta, eps float64 }{
 		{3.0 / 512, float64(float32((1 + 1.0/256) / (3.0 / 512)))},
 		{1, 1.0/256 + 1.0/(1<<20)},

@@ -45,6 +45,7 @@ var allMethods = []string{"db", "forward", "backward", "central"}
 // TestOneStepMatchesFormula: each method's one-step update equals its formula computed independently in
 // float64, on a non-quadratic model (tanh) with an AddLoss term.
 func TestOneStepMatchesFormula(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(1, 16, 3, 4, 0.01)
 	const lr = 0.3
 	theta0 := p.theta0()
@@ -69,6 +70,7 @@ func TestOneStepMatchesFormula(t *testing.T) {
 // TestQuadraticAllCoincide: on a quadratic loss the finite differences are exact, so all four methods
 // equal DB for any ε.
 func TestQuadraticAllCoincide(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(2, 12, 3, 4, 0)
 	theta0 := p.theta0()
 	want := axpy(-0.1, referenceGradient(p, "db", theta0, 0.2, 0, false, true), theta0)
@@ -82,6 +84,7 @@ func TestQuadraticAllCoincide(t *testing.T) {
 
 // TestGammaZeroIsBase: with γ = 0 every method is exactly the base step.
 func TestGammaZeroIsBase(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(3, 10, 3, 4, 0.01)
 	base, _ := p.trainSteps(t, sgd(0.2), false, 2)
 	for _, method := range allMethods {
@@ -92,6 +95,7 @@ func TestGammaZeroIsBase(t *testing.T) {
 
 // TestForwardGammaEqualsEpsilonIsUSAM: with γ = ε, F-GR's gradient is ∇L(θ + εg₁).
 func TestForwardGammaEqualsEpsilonIsUSAM(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(4, 10, 3, 4, 0.01)
 	theta0 := p.theta0()
 	theta1, _ := p.trainSteps(t, build("forward", sgd(1), 0.05, 0.05, false), false, 1)
@@ -102,6 +106,7 @@ func TestForwardGammaEqualsEpsilonIsUSAM(t *testing.T) {
 
 // TestAdamBase: the combined gradient is handed to Adam like a plain gradient: several steps reduce the loss.
 func TestBasesReduceLoss(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(5, 32, 3, 6, 0.001)
 	for _, base := range []struct {
 		name string

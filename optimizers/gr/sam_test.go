@@ -56,6 +56,7 @@ var samMethods = []string{"sam", "usam", "gnp", "asam"}
 // TestSAMOneStepMatchesFormula: each SAM-family one-step update equals its formula computed independently in
 // float64, on the tanh model with its AddLoss term.
 func TestSAMOneStepMatchesFormula(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(11, 16, 3, 4, 0.01)
 	const lr = 0.3
 	theta0 := p.theta0()
@@ -74,6 +75,7 @@ func TestSAMOneStepMatchesFormula(t *testing.T) {
 
 // TestSAMFromContext: gr_method, gr_rho, gr_alpha and gr_eta select the method and its hyperparameters.
 func TestSAMFromContext(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(12, 12, 3, 4, 0.01)
 	theta0 := p.theta0()
 	hp := samParams{rho: 0.3, alpha: 0.4, eta: 0.2}
@@ -91,6 +93,7 @@ func TestSAMFromContext(t *testing.T) {
 
 // TestSAMRhoZeroIsBase: SAM, USAM and ASAM with ρ = 0 are the base step; GNP with α = 0 is the base step.
 func TestSAMRhoZeroIsBase(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(13, 10, 3, 4, 0.01)
 	base, _ := p.trainSteps(t, sgd(0.2), false, 2)
 	for _, method := range []string{"sam", "usam", "asam"} {
@@ -103,6 +106,7 @@ func TestSAMRhoZeroIsBase(t *testing.T) {
 
 // TestGNPAlphaOneIsSAM: GNP with α = 1 is SAM with the same ρ.
 func TestGNPAlphaOneIsSAM(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(14, 10, 3, 4, 0.01)
 	sam, _ := p.trainSteps(t, gr.SAM(sgd(0.2)).Rho(0.15).Done(), false, 2)
 	gnp, _ := p.trainSteps(t, gr.GNP(sgd(0.2)).Rho(0.15).Alpha(1).Done(), false, 2)
@@ -113,6 +117,7 @@ func TestGNPAlphaOneIsSAM(t *testing.T) {
 
 // TestUSAMIsForwardDifference: USAM with ρ = ε is F-GR with γ = ε.
 func TestUSAMIsForwardDifference(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(15, 10, 3, 4, 0.01)
 	const eps = 0.08
 	usam, _ := p.trainSteps(t, gr.USAM(sgd(0.3)).Rho(eps).Done(), false, 2)
@@ -125,6 +130,7 @@ func TestUSAMIsForwardDifference(t *testing.T) {
 // TestSAMZeroGradient: at a point where ∇L = 0 exactly (W = 0, v = 0) the normalized methods stay finite
 // (without the stabilizer δ, e = 0/0 = NaN).
 func TestSAMZeroGradient(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(16, 8, 3, 4, 0.01)
 	for i := range p.w0 {
 		p.w0[i] = 0
@@ -144,6 +150,7 @@ func TestSAMZeroGradient(t *testing.T) {
 
 // TestSAMBadInput: invalid ρ, α, η are reported with the parameter's name and valid range.
 func TestSAMBadInput(t *testing.T) {
+	parallelOnXLA(t)
 	nan := math.NaN()
 	for _, tc := range []struct {
 		cfg  *gr.Config

@@ -19,6 +19,7 @@ var identitySchedule = gr.NewSchedule("identity", func(_ *gr.Step, value *gr.Nod
 // that returns the configured value trains bit for bit like the plain constant, for methods of every kind and
 // with the options; the variable under Scope/hyperparameters holds the configured value.
 func TestConstantHyperparametersInVariables(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(61, 12, 3, 4, 0.01)
 	for _, tc := range []struct {
 		key string
@@ -46,6 +47,7 @@ func TestConstantHyperparametersInVariables(t *testing.T) {
 // recursion θ ← θ − lr_t·∇L(θ + ρ_t g₁/‖g₁‖), ρ_t = ρ_min + (ρ − ρ_min)(lr_t − lr_min)/(lr_max − lr_min), and
 // the ρ variable holds ρ_t after each step.
 func TestRhoFollowsLearningRate(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(62, 12, 3, 4, 0.01)
 	const rho, rhoMin, lrMax, lrMin = 0.2, 0.02, 0.4, 0.0
 	opt := gr.SAM(sgd(lrMax)).Rho(rho).Schedule(gr.ParamRho, gr.FollowLearningRate(lrMax, lrMin, rhoMin)).Done()
@@ -71,6 +73,7 @@ func TestRhoFollowsLearningRate(t *testing.T) {
 // the float64 recursion with γ_t; LinearWarmUp(γ) equals WarmUp for a GR method (whose correction is
 // proportional to γ) up to rounding.
 func TestGammaAnnealed(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(63, 12, 3, 4, 0.01)
 	const gamma, eps, lr, steps = 0.1, 0.05, 0.3, 5
 	for _, tc := range []struct {
@@ -96,6 +99,7 @@ func TestGammaAnnealed(t *testing.T) {
 // TestScheduleOfUndeclaredHyperparameter: Schedule of a hyperparameter the method does not have, or of a bool one, is an error of
 // Build naming both.
 func TestScheduleOfUndeclaredHyperparameter(t *testing.T) {
+	parallelOnXLA(t)
 	_, err := gr.SAM(sgd(0.1)).Schedule(gr.ParamGamma, identitySchedule).Build()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `gr.SAM: Schedule("gr_gamma"): SAM has no float64 hyperparameter "gr_gamma"`)

@@ -12,6 +12,7 @@ import (
 // TestWarmUpSchedule: with WarmUp(W) step t uses g₁ + min(1, t/W)·c, with ZeroWarmUp(W) g₁ for t < W and
 // the full method after; checked against the float64 reference over a trajectory, with and without Every.
 func TestWarmUpSchedule(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(21, 12, 3, 4, 0.01)
 	const lr, gamma, eps, steps = 0.3, 0.07, 0.03, 7
 	for _, tc := range []struct {
