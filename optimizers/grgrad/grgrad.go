@@ -62,8 +62,6 @@
 package grgrad
 
 import (
-	"slices"
-	"strings"
 	"sync"
 
 	"github.com/gomlx/gomlx/pkg/core/graph"
@@ -172,16 +170,6 @@ func Installed() bool {
 	mu.Lock()
 	defer mu.Unlock()
 	return original != nil
-}
-
-// Covers names the ops whose gradients grgrad provides, sorted: "BatchNormForTraining, Ceil, Clamp, …".
-func Covers() string {
-	var names []string
-	for t := range gradients(nil, true) {
-		names = append(names, t.String())
-	}
-	slices.Sort(names)
-	return strings.Join(names, ", ")
 }
 
 // CoversOp reports whether grgrad provides the gradient of the op (a graph.NodeType's name, e.g.
