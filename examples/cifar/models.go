@@ -116,22 +116,16 @@ func nativeModel(ctx *context.Context, x *graph.Node, model string, numClasses i
 	case "resnet20", "resnet56":
 		return resnet.New(ctx, x, numClasses).Depth(resNetDepth(model)).Width(16).Shortcut(resnet.ShortcutZeros).Done()
 	case "wrn16-4", "wrn28-10":
-		// examples/internal/resnet's Wide ResNet starts with a convolution to 16·k channels, the paper's
-		// (Zagoruyko & Komodakis, table 1) to 16: its WRN-16-4 has 2 776 906 parameters, the paper's
-		// 2 748 890. This one is the paper's, on GoMLX's convolution, batch norm and pooling.
 		depth, width := wideResNetSize(model)
-		x = (&modelBuilder{native: true}).wideResNet(ctx, x, depth, width)
-		return layers.Dense(ctx.In("logits"), x, true, numClasses)
+		return resnet.New(ctx, x, numClasses).PreActivation(true).Depth(depth).Width(16 * width).Done()
 	}
 	panic(checkModel(model))
 }
 
 // modelBuilder builds the convolutional models on dconv (-conv=dconv): im2col convolutions, pooling and
 // batch norm from ops every backend has, the pure-Go one included, and twice differentiable with GoMLX's
-// own gradients; native, the Wide ResNets on GoMLX's convolution, batchnorm.New and MeanPool.
-type modelBuilder struct {
-	native bool
-}
+// own gradients.
+type modelBuilder struct{}
 
 // convLayer is a bias-free k×k convolution to outChannels with stride and "same" padding, He-initialized.
 func (m *modelBuilder) convLayer(ctx *context.Context, x *graph.Node, outChannels, k, stride int) *graph.Node {
@@ -140,33 +134,21 @@ func (m *modelBuilder) convLayer(ctx *context.Context, x *graph.Node, outChannel
 		VariableWithShape("weights", shapes.Make(x.DType(), k, k, inChannels, outChannels)).
 		ValueGraph(x.Graph())
 	padding := (k - 1) / 2
-	if m.native {
-		return graph.Convolve(x, kernel).StridePerAxis(stride, stride).
-			PaddingPerDim([][2]int{{padding, padding}, {padding, padding}}).Done()
-	}
 	return dconv.Conv2D(x, kernel, stride, padding)
 }
 
 // globalAvgPool averages over the spatial axes: [batch, h, w, c] → [batch, c].
 func (m *modelBuilder) globalAvgPool(x *graph.Node) *graph.Node {
-	if m.native {
-		dims := x.Shape().Dimensions
-		return graph.Reshape(graph.MeanPool(x).WindowPerAxis(dims[1], dims[2]).Done(), dims[0], dims[3])
-	}
 	return dconv.GlobalAvgPool(x)
 }
 
-// batchNorm is batch normalization over the channels: natively GoMLX's layer (its BatchNormForTraining op,
-// whose gradient grgrad makes differentiable); on dconv GoMLX's layer keeps the moving averages (used in
+// batchNorm is batch normalization over the channels: GoMLX's layer keeps the moving averages (used in
 // evaluation) and in training the output is recomputed here so that its gradient flows through the batch
 // mean and variance, as in the standard formulation (GoMLX's differentiable path stops it there), with
 // the same value, differentiable to any order with GoMLX's own gradients.
 func (m *modelBuilder) batchNorm(ctx *context.Context, x *graph.Node) *graph.Node {
 	ctx = ctx.In("bn")
 	const eps = 1e-5
-	if m.native {
-		return batchnorm.New(ctx, x, -1).Momentum(0.9).Epsilon(eps).Done()
-	}
 	y := batchnorm.New(ctx, x, -1).Momentum(0.9).Epsilon(eps).UseBackendInference(false).Done()
 	if !ctx.IsTraining(x.Graph()) {
 		return y

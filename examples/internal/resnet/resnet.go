@@ -11,8 +11,9 @@
 //     the classes. ResNet-20 is New(ctx, x, 10).Depth(20).Width(16); its 0.27 M parameters are those of the
 //     paper with ShortcutZeros (option A).
 //   - the Wide ResNet of Zagoruyko & Komodakis (2016), WRN-d-k: PreActivation(true), depth 6n+4,
-//     pre-activation blocks (BN-ReLU-conv-BN-ReLU-conv), Width(16·k), projection shortcuts, a final BN-ReLU.
-//     WRN-16-4 is New(ctx, x, 10).PreActivation(true).Depth(16).Width(64).
+//     a 3×3 convolution to 16 channels, pre-activation blocks (BN-ReLU-conv-BN-ReLU-conv) with Width(16·k),
+//     2·Width and 4·Width channels, projection shortcuts, a final BN-ReLU.
+//     WRN-16-4 is New(ctx, x, 10).PreActivation(true).Depth(16).Width(64): 2,748,890 parameters, the paper's 2.7 M.
 //
 // Every convolution is bias-free (the batch norm that follows has an offset) and He-initialized
 // (initializers.HeFn). Batch norm is GoMLX's layer with PyTorch's constants (momentum 0.9, ε = 1e-5): in
@@ -156,7 +157,11 @@ func (b *Builder) Done() *graph.Node {
 		panic(fmt.Errorf("resnet: images must be [batch, height, width, channels], got shape %s", b.x.Shape()))
 	}
 	ctx := b.ctx.WithInitializer(initializers.HeFn(b.ctx))
-	x := b.conv(ctx.In("stem"), b.x, b.width, 3, 1)
+	stem := b.width
+	if b.preActivation {
+		stem = 16 // Zagoruyko & Komodakis, table 1: a 3×3 convolution to 16 channels, whatever the width k
+	}
+	x := b.conv(ctx.In("stem"), b.x, stem, 3, 1)
 	if !b.preActivation {
 		x = activations.Relu(b.batchNorm(ctx.In("stem"), x))
 	}

@@ -92,8 +92,8 @@ func TestFashionShapes(t *testing.T) {
 
 // TestWideResNetParameters: WRN-10-2 (n = 1) pre-activation on 32×32×3.
 func TestWideResNetParameters(t *testing.T) {
-	want := 3 * 3 * 3 * 32
-	in := 32
+	want := 3 * 3 * 3 * 16 // the stem: 16 channels whatever the width
+	in := 16
 	for _, c := range []int{32, 64, 128} {
 		want += 2*in + 9*in*c + 2*c + 9*c*c // bn1, conv1, bn2, conv2
 		if in != c || c != 32 {
