@@ -207,41 +207,14 @@ func stabilityReads(w *stabilityWatch) int {
 	return w.reads
 }
 
-// constantSGD is θ ← θ − ηg with its own constant η (GoMLX's SGD keeps its learning rate in a context
-// variable, which two trainers on one context would share), declaring itself to the stability check.
-type constantSGD struct{ lr float64 }
-
-func (o *constantSGD) UpdateGraph(ctx *context.Context, g *graph.Graph, loss *Node) {
-	o.UpdateGraphWithGradients(ctx, ctx.BuildTrainableVariablesGradientsGraph(loss), loss.DType())
-}
-
-func (o *constantSGD) UpdateGraphWithGradients(ctx *context.Context, grads []*Node, lossDType dtypes.DType) {
-	g := grads[0].Graph()
-	optimizers.IncrementGlobalStepGraph(ctx, g, lossDType)
-	i := 0
-	for v := range ctx.IterVariables() {
-		if !v.Trainable || !v.InUseByGraph(g) {
-			continue
-		}
-		v.SetValueGraph(graph.Sub(v.ValueGraph(g), graph.MulScalar(grads[i], o.lr)))
-		i++
-	}
-}
-
-func (o *constantSGD) Clear(ctx *context.Context) error { return nil }
-
-func (o *constantSGD) HeavyBall(_ *context.Context, g *graph.Graph) (*Node, float64) {
-	return graph.Scalar(g, dtypes.Float64, o.lr), 0
-}
-
 // TestStabilityCounterUnderScope: two optimizers with different Config.Scope whose trainers share one
 // context keep apart counters — one past its bound, one stable — under their own scopes.
 func TestStabilityCounterUnderScope(t *testing.T) {
 	captureWarnings(t)
 	const lambda, gamma, steps = 4.0, 0.1, 30
 	bound := 2 / (lambda * (1 + gamma*lambda))
-	fgr := func(lr float64, scope string) optimizers.Interface {
-		return ForwardDifference(&constantSGD{lr: lr}).Gamma(gamma).Epsilon(0.01).Scope(scope).Done()
+	fgr := func(lr float64, scope string) optimizers.Interface { // heavyBall with β = 0: θ ← θ − ηg, η its own
+		return ForwardDifference(&heavyBall{lr: lr}).Gamma(gamma).Epsilon(0.01).Scope(scope).Done()
 	}
 	ctx := context.New()
 	unstable := quadraticTrainer(t, ctx, "a", lambda, fgr(1.15*bound, "gr_a"))
