@@ -83,8 +83,8 @@ type HeavyBallBase interface {
 // curvature and is left out. The warning needs a trainer from NewTrainer (the graph hands the check's values
 // to a node logger that NewTrainer installs); with train.NewTrainer the check is off.
 // Cost: per step, two passes over the gradient that end in a scalar (‖g₁‖² and g₁ᵀ(g₂ − g₁), shared with
-// Metrics) and a few scalar operations — measured on XLA's CPU backend at about 0.3× of an SGD step of a
-// 270k-parameter MLP, about 0.1× on the pure-Go backend (docs/benchmarks.md); the 7-value report is copied to
+// Metrics) and a few scalar operations — measured at 0.1–0.2× of an SGD step of a 270k-parameter MLP on XLA's
+// CPU backend and 0.04–0.13× on the pure-Go backend (docs/benchmarks.md); the 7-value report is copied to
 // the host once every StabilityReadEvery steps and released unread on the others (no transfer, no wait for
 // the step's result).
 func (c *Config) WarnUnstable(on bool) *Config {
