@@ -95,14 +95,16 @@ func groupsStep(t *testing.T, method string, m int) (theta1, losses []float64) {
 
 // TestGroupsMatchesMeanOfGroups: one step with Groups(m), m = 2 and 4, equals the mean over the groups of
 // each group's formula (own g₁ᵏ, own perturbation, the AddLoss term in every group), computed
-// independently in float64, for every method; and differs from the whole-batch step.
+// independently in float64, for every method; and differs from the whole-batch step (the float64 formula on the
+// whole batch, Groups(1), which TestOneStepMatchesFormula and TestSAMOneStepMatchesFormula check GoMLX's
+// whole-batch steps against).
 func TestGroupsMatchesMeanOfGroups(t *testing.T) {
 	parallelOnXLA(t)
 	p := groupsProblem
 	theta0 := p.theta0()
 	gamma, eps, hp := groupsGamma, groupsEps, groupsHP
 	for _, method := range append(append([]string{}, allMethods...), samMethods...) {
-		whole, _ := p.trainSteps(t, groupsConfig(method, sgd(1), gamma, eps, hp).Done(), false, 1)
+		whole := axpy(-1, groupsReference(p, method, 1, theta0, gamma, eps, hp), theta0)
 		for _, m := range []int{2, 4} {
 			t.Run(fmt.Sprintf("%s/m=%d", method, m), func(t *testing.T) {
 				theta1, losses := groupsStep(t, method, m)
