@@ -35,18 +35,19 @@ func (p *problem) accumulate(t testing.TB, ctx *context.Context, opt optimizers.
 // TestAccumulationIsGroups: AccumulateGradients(n) over the n groups of a batch, as micro-batches, equals one
 // step of Groups(n) on the whole batch (up to rounding) and the independent float64 mean of the per-group
 // formulas, for every method; each micro-batch reports its own loss; the base optimizer steps once per cycle.
+//
+// The problem and hyperparameters are TestGroupsMatchesMeanOfGroups', whose Groups(n) steps it shares.
 func TestAccumulationIsGroups(t *testing.T) {
 	parallelOnXLA(t)
-	p := newProblem(31, 16, 3, 4, 0.01)
+	p := groupsProblem
 	theta0 := p.theta0()
-	gamma, eps := 0.07, 0.03
-	hp := samParams{rho: 0.1, alpha: 0.7, eta: 0.01}
+	gamma, eps, hp := groupsGamma, groupsEps, groupsHP
 	for _, method := range append(append([]string{}, allMethods...), samMethods...) {
 		for _, n := range []int{2, 4} {
 			t.Run(fmt.Sprintf("%s/n=%d", method, n), func(t *testing.T) {
 				ctx := context.New()
 				thetas, losses := p.accumulate(t, ctx, groupsConfig(method, sgd(1), gamma, eps, hp).Done(), n, 1)
-				groups, _ := p.trainSteps(t, groupsConfig(method, sgd(1), gamma, eps, hp).Groups(n).Done(), false, 1)
+				groups, _ := groupsStep(t, method, n)
 				assert.Less(t, relErr(thetas[0], groups), 1e-13, "= Groups(n)")
 				want := groupsReference(p, method, n, theta0, gamma, eps, hp)
 				assert.Less(t, relErr(gradientFromStep(theta0, thetas[0]), want), 1e-9, "= mean of per-group formulas")

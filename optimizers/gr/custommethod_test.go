@@ -26,6 +26,7 @@ func ascentMethod(base optimizers.Interface, rho float64) *gr.Config {
 // TestCustomMethodGetsPracticeOptions: a method defined through gr.NewMethod gets Groups, accumulation and
 // the non-finite guard without its code knowing, checked against the float64 formulas.
 func TestCustomMethodGetsPracticeOptions(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(51, 16, 3, 4, 0.01)
 	theta0 := p.theta0()
 	const rho = 0.1

@@ -41,6 +41,7 @@ func (p *problem) run(t testing.TB, ctx *context.Context, opt optimizers.Interfa
 
 // TestEveryOneIsPlain: Every(1) is the plain method, bit for bit.
 func TestEveryOneIsPlain(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(11, 12, 3, 4, 0.01)
 	for _, method := range allMethods {
 		plain := p.run(t, context.New(), build(method, sgd(0.2), 0.05, 0.05, false), 3, false, nil)
@@ -65,6 +66,7 @@ func buildCfg(method string, base optimizers.Interface, gamma, eps float64) *gr.
 // t ≡ 0 mod k with the method's own (g − g₁), computed independently in float64; with and without the
 // per-phase graphs.
 func TestEveryMatchesReference(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(12, 12, 3, 4, 0.01)
 	const lr, gamma, eps, k, steps = 0.3, 0.07, 0.03, 3, 7
 	for _, method := range allMethods {
@@ -93,6 +95,7 @@ func TestEveryMatchesReference(t *testing.T) {
 // over 6 steps with k = 3, the model is built 2 (ascent graph) + 1 (skip graph) times; with
 // trainer.TrainStep the single graph evaluates it twice.
 func TestEverySkipsTheSecondPass(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(13, 8, 3, 4, 0.01)
 	for _, tc := range []struct {
 		viaGR bool
@@ -115,6 +118,7 @@ func TestEverySkipsTheSecondPass(t *testing.T) {
 // saved with a GoMLX checkpoint and resumed in a new context and trainer, ends bit-identical to an
 // uninterrupted run (Adam base: its moments are restored too).
 func TestEveryCheckpointResume(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(14, 12, 3, 4, 0.01)
 	newOpt := func() optimizers.Interface {
 		return gr.ForwardDifference(optimizers.Adam().LearningRate(0.02).Done()).
@@ -147,6 +151,7 @@ func TestEveryCheckpointResume(t *testing.T) {
 // TestEveryDatasetWithLoop: EveryDataset drives train.Loop through the per-phase graphs with the same result
 // as gr.TrainStep.
 func TestEveryDatasetWithLoop(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(15, 8, 3, 4, 0.01)
 	want := p.run(t, context.New(), gr.ForwardDifference(sgd(0.1)).Every(2).Done(), 5, true, nil)
 	ctx := context.New()
@@ -199,6 +204,7 @@ func TestScheduleErrors(t *testing.T) {
 // the curvature keeps the value of the last full step. Kills the mutant "the both-branch graph publishes the
 // full branch's curvature on reuse steps".
 func TestEveryBothBranchesMetrics(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(53, 12, 3, 4, 0.01)
 	x, y := p.tensors()
 	for _, newOpt := range []func() optimizers.Interface{

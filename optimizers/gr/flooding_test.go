@@ -104,6 +104,7 @@ func TestSoftADModel(t *testing.T) {
 // γ = ε = η. Checked against the float64 formula and against the correction gr.ForwardDifference
 // computes on the same batch.
 func TestFloodingPerformsFGR(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(24, 12, 3, 4, 0) // no AddLoss term: L is the data loss that is flooded
 	const eta = 0.1
 	theta := p.theta0()

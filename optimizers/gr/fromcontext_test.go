@@ -206,6 +206,7 @@ func resumeRun(t *testing.T, p *problem, dir, settings string, steps int) ([]flo
 // F-GR steps with the checkpoint's values: the result equals the uninterrupted F-GR run bit for bit. A method
 // given with -set on resume (excluded from loading, as GoMLX's examples do) is the one trained.
 func TestResumeKeepsTheMethod(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(32, 10, 3, 4, 0.01)
 	uninterrupted, _ := p.trainSteps(t, gr.ForwardDifference(sgd(0.2)).Gamma(0.1).Epsilon(0.02).Done(), false, 3)
 	base, _ := p.trainSteps(t, sgd(0.2), false, 3)

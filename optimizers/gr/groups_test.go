@@ -2,6 +2,7 @@ package gr_test
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph"
@@ -62,20 +63,51 @@ func groupsConfig(method string, base optimizers.Interface, gamma, eps float64, 
 	return buildCfg(method, base, gamma, eps)
 }
 
+// The problem and hyperparameters of TestGroupsMatchesMeanOfGroups and TestAccumulationIsGroups, which share
+// the Groups(m) steps (groupsStep).
+var (
+	groupsProblem = newProblem(21, 16, 3, 4, 0.01)
+	groupsHP      = samParams{rho: 0.1, alpha: 0.7, eta: 0.01}
+)
+
+const groupsGamma, groupsEps = 0.07, 0.03
+
+// groupsSteps holds groupsStep's results by method and m.
+var groupsSteps sync.Map // fmt.Sprint(method, m) → *groupsStepResult
+
+type groupsStepResult struct {
+	once           sync.Once
+	theta1, losses []float64
+}
+
+// groupsStep returns θ after one step of Groups(m) with SGD(lr = 1) on groupsProblem from θ₀, and its loss,
+// trained once per method and m for all the tests that ask (each trainer compiles its graphs on first use).
+func groupsStep(t *testing.T, method string, m int) (theta1, losses []float64) {
+	r, _ := groupsSteps.LoadOrStore(fmt.Sprint(method, m), &groupsStepResult{})
+	res := r.(*groupsStepResult)
+	res.once.Do(func() {
+		res.theta1, res.losses = groupsProblem.trainSteps(t,
+			groupsConfig(method, sgd(1), groupsGamma, groupsEps, groupsHP).Groups(m).Done(), false, 1)
+	})
+	require.NotNil(t, res.theta1, "%s Groups(%d): the step failed in another test", method, m)
+	return res.theta1, res.losses
+}
+
 // TestGroupsMatchesMeanOfGroups: one step with Groups(m), m = 2 and 4, equals the mean over the groups of
 // each group's formula (own g₁ᵏ, own perturbation, the AddLoss term in every group), computed
-// independently in float64, for every method; and differs from the whole-batch step.
+// independently in float64, for every method; and differs from the whole-batch step (the float64 formula on the
+// whole batch, Groups(1), which TestOneStepMatchesFormula and TestSAMOneStepMatchesFormula check GoMLX's
+// whole-batch steps against).
 func TestGroupsMatchesMeanOfGroups(t *testing.T) {
 	parallelOnXLA(t)
-	p := newProblem(21, 16, 3, 4, 0.01)
+	p := groupsProblem
 	theta0 := p.theta0()
-	gamma, eps := 0.07, 0.03
-	hp := samParams{rho: 0.1, alpha: 0.7, eta: 0.01}
+	gamma, eps, hp := groupsGamma, groupsEps, groupsHP
 	for _, method := range append(append([]string{}, allMethods...), samMethods...) {
-		whole, _ := p.trainSteps(t, groupsConfig(method, sgd(1), gamma, eps, hp).Done(), false, 1)
+		whole := axpy(-1, groupsReference(p, method, 1, theta0, gamma, eps, hp), theta0)
 		for _, m := range []int{2, 4} {
 			t.Run(fmt.Sprintf("%s/m=%d", method, m), func(t *testing.T) {
-				theta1, losses := p.trainSteps(t, groupsConfig(method, sgd(1), gamma, eps, hp).Groups(m).Done(), false, 1)
+				theta1, losses := groupsStep(t, method, m)
 				want := groupsReference(p, method, m, theta0, gamma, eps, hp)
 				assert.Less(t, relErr(gradientFromStep(theta0, theta1), want), 1e-9)
 				assert.InDelta(t, p.loss(theta0), losses[0], 1e-12, "reported loss: the whole batch's")

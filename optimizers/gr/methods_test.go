@@ -68,7 +68,7 @@ func TestOneStepMatchesFormula(t *testing.T) {
 }
 
 // TestQuadraticAllCoincide: on a quadratic loss the finite differences are exact, so all four methods
-// equal DB for any ε.
+// equal DB for any ε (DB has no ε: it runs once).
 func TestQuadraticAllCoincide(t *testing.T) {
 	parallelOnXLA(t)
 	p := newProblem(2, 12, 3, 4, 0)
@@ -76,6 +76,9 @@ func TestQuadraticAllCoincide(t *testing.T) {
 	want := axpy(-0.1, referenceGradient(p, "db", theta0, 0.2, 0, false, true), theta0)
 	for _, method := range allMethods {
 		for _, eps := range []float64{1e-3, 0.1, 1} {
+			if method == "db" && eps != 1e-3 {
+				continue
+			}
 			theta1, _ := p.trainSteps(t, build(method, sgd(0.1), 0.2, eps, false), true, 1)
 			assert.Less(t, relErr(theta1, want), 1e-10, "%s ε=%g", method, eps)
 		}

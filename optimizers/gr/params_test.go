@@ -16,6 +16,7 @@ import (
 // TestHyperparameterOfAnotherMethod: a setter of a hyperparameter the method does not have is an error naming
 // the method and the parameter.
 func TestHyperparameterOfAnotherMethod(t *testing.T) {
+	parallelOnXLA(t)
 	for _, tc := range []struct {
 		cfg  *gr.Config
 		want string
@@ -45,6 +46,7 @@ func TestHyperparameterOfAnotherMethod(t *testing.T) {
 // method its own values; unset keys keep the method's default (ASAM's ρ = 0.5, not SAM's 0.05); keys of other
 // methods are not read, so their values (even invalid ones) do not matter.
 func TestFromContextReadsOnlyTheMethodsKeys(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(22, 8, 3, 4, 0.01)
 	ctx := context.New()
 	ctx.SetParams(map[string]any{gr.ParamMethod: "asam", gr.ParamGamma: -1.0, gr.ParamEpsilon: 0.0,
@@ -114,6 +116,7 @@ func TestParamDefaults(t *testing.T) {
 // TestSAMFamilyPenalty: the penalty metric of the SAM family is the family's own penalty, against float64:
 // ρ‖g₁‖ (SAM), (ρ/2)‖g₁‖² (USAM), αρ‖g₁‖ (GNP), ρ‖Tg₁‖ (ASAM).
 func TestSAMFamilyPenalty(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(23, 10, 3, 4, 0.01)
 	theta0 := p.theta0()
 	g1 := p.grad(theta0, false)
@@ -139,6 +142,7 @@ func TestSAMFamilyPenalty(t *testing.T) {
 // TestClearDeletesGradregVariables: Regularized.Clear deletes the base optimizer's variables and gradreg's own
 // (the Every correction, the metrics), and leaves the model's.
 func TestClearDeletesGradregVariables(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(24, 8, 3, 4, 0.01)
 	ctx := context.New()
 	opt := gr.ForwardDifference(optimizers.Adam().Done()).Every(2).Done()

@@ -16,6 +16,7 @@ import (
 // representable), the SAM family's normalized perturbation ρ g₁/(‖g₁‖ + δ) is 0, not NaN: every method's
 // step leaves w where it is, with no fallback and no skipped step. Also with Groups(2) and Every(2).
 func TestZeroGradientThroughNormalization(t *testing.T) {
+	parallelOnXLA(t)
 	const x0, y0 = 2.0, 3.0 // w* = 1.5 exactly.
 	modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
 		w := ctx.VariableWithValue("w", y0/x0).ValueGraph(inputs[0].Graph())

@@ -17,6 +17,7 @@ import (
 // lr_t = lrMin (and going below it, linearly, for lr_t < lrMin), and the variable holds value_t. Zero floors
 // (TestRhoFollowsLearningRate has lrMin = 0) cannot tell lr_t − lrMin from lr_t.
 func TestScheduleWithNonZeroFloors(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(64, 12, 3, 4, 0.01)
 	const lrMax, lrMin = 0.4, 0.1
 	lrs := []float64{lrMax, 0.3, 0.2, lrMin, 0.05}

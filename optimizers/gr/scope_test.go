@@ -46,6 +46,7 @@ func stepTrainer(t *testing.T, trainer *train.Trainer, p *problem) []float64 {
 // trained in alternation, follow bit for bit the runs of each alone on a context of its own (weights and
 // metrics): neither reads or writes the other's state, counters, metrics or global step.
 func TestTwoOptimizersOnSubContexts(t *testing.T) {
+	parallelOnXLA(t)
 	pa, pb := newProblem(41, 8, 3, 4, 0.01), newProblem(42, 8, 3, 4, 0.01)
 	const steps = 7
 	alone := func(p *problem, opt optimizers.Interface) (theta []float64, ms [][]float64) {
@@ -91,6 +92,7 @@ func TestTwoOptimizersOnSubContexts(t *testing.T) {
 // Scope names and models under "a" and "b": a step of either changes none of the other's variables (its
 // model, its state under its Scope, its counters and metrics).
 func TestTwoOptimizersOneContext(t *testing.T) {
+	parallelOnXLA(t)
 	pa, pb := newProblem(43, 8, 3, 4, 0.01), newProblem(44, 8, 3, 4, 0.01)
 	in := func(scope string, fn train.ModelFn) train.ModelFn {
 		return func(ctx *context.Context, spec any, inputs []*gr.Node) []*gr.Node {

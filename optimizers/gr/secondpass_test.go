@@ -30,6 +30,7 @@ func runOneStep(t *testing.T, p *problem, modelFn train.ModelFn, opt optimizers.
 // TestBatchNormStatisticsFromFirstPass: after one GR step the batch-norm moving statistics equal those
 // after one plain step from the same θ (i.e. one forward pass at θ), not those of the perturbed pass.
 func TestBatchNormStatisticsFromFirstPass(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(6, 16, 3, 4, 0)
 	modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
 		x := inputs[0]
@@ -65,6 +66,7 @@ func TestBatchNormStatisticsFromFirstPass(t *testing.T) {
 // and central GR equal DB for any ε exactly when the second pass draws the first pass's mask. The RNG
 // state advances as after one plain step.
 func TestDropoutSameMaskBothPasses(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(7, 32, 6, 1, 0)
 	modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
 		x := layers.DropoutStatic(ctx, inputs[0], 0.5)

@@ -19,6 +19,7 @@ import (
 // for methods that keep state per variable (Every's correction, LookSAM-like state through Reuse).
 // Kills the mutant "state keyed by variable name only" (the two layers would share one state variable).
 func TestStateKeyedByScopeAndName(t *testing.T) {
+	parallelOnXLA(t)
 	p := newProblem(52, 12, 3, 3, 0)
 	w1, w2 := p.w0[:9], append(append([]float64{}, p.w0[3:]...), p.w0[:3]...)
 	model := func(sameNames bool) train.ModelFn {
