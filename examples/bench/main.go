@@ -108,6 +108,12 @@ type method struct {
 	backend backends.Backend
 	grgrad  bool            // built with grgrad's gradients of matrix products (-gradients)
 	x, y    *tensors.Tensor // the batch, on backend
+	xs      []float32       // the batch in host memory
+	ys      []int32
+
+	run  func(m *method, model train.ModelFn) error // a step without a trainer (gap.go); nil: the trainer's
+	exec *context.Exec                              // built by run
+	fn   train.ModelFn                              // the model, for run
 }
 
 func sgd() optimizers.Interface {
@@ -139,7 +145,7 @@ func methods() []*method {
 			opt: func() optimizers.Interface { return grcontrib.LookSAM(sgd()).Every(5).Done() }})
 	ms = append(ms, &method{name: "Flooding (b=0.02)", goal: 1.02, opt: sgd,
 		lossFn: regularizers.Flooding(crossEntropy, 0.02)})
-	return append(ms, practiceMethods()...)
+	return append(append(ms, practiceMethods()...), gapMethods()...)
 }
 
 // practiceMethods are the rows of training in practice: batch splits, accumulation, the non-finite guard
@@ -175,7 +181,8 @@ const guardGoal = 1.02
 
 // perParameterPasses wraps a model to add, to each training step, n passes over every trainable variable that
 // each end in one scalar, as the methods' norms, inner products and checks do: n inner products
-// Σᵢ⟨θᵢ, θᵢ + j⟩ (j = 0…n−1, so that no two are the same), or with finite n all-finite tests of θᵢ + j; the
+// Σᵢ⟨θᵢ, θᵢ + j⟩ (j = 0…n−1, so that no two are the same), or with finite n all-finite tests of θᵢ + j (as the
+// guard's: IsFinite of the sum of 2⁻⁶⁴·(θᵢ + j)); the
 // scalars are written to a variable, so that the graph keeps them.
 func perParameterPasses(n int, finite bool) func(train.ModelFn) train.ModelFn {
 	return func(model train.ModelFn) train.ModelFn {
@@ -194,12 +201,12 @@ func perParameterPasses(n int, finite bool) func(train.ModelFn) train.ModelFn {
 				for i, p := range params {
 					shifted[i] = AddScalar(p, float64(j))
 				}
-				if finite {
-					ok := Const(g, true)
+				if finite { // As gr's guard tests: the sums of 2⁻⁶⁴·θᵢ (grvec.ScaledSum), then IsFinite.
+					sum := ScalarZero(g, dtypes.Float32)
 					for _, p := range shifted {
-						ok = LogicalAnd(ok, LogicalAll(IsFinite(p)))
+						sum = Add(sum, grvec.ScaledSum(p, 0x1p-64))
 					}
-					total = Add(total, ConvertDType(ok, dtypes.Float32))
+					total = Add(total, ConvertDType(IsFinite(sum), dtypes.Float32))
 				} else {
 					total = Add(total, grvec.InnerProduct(params, shifted))
 				}
@@ -298,6 +305,7 @@ func main() {
 					m.backend, m.grgrad = be, useGrgrad
 					m.x = tensors.FromFlatDataAndDimensions(xs, inShape()...)
 					m.y = tensors.FromFlatDataAndDimensions(ys, *flagBatch, 1)
+					m.xs, m.ys = xs, ys
 					ms = append(ms, m)
 				}
 			}
@@ -311,6 +319,13 @@ func main() {
 			grgrad.MustInstall()
 		} else {
 			grgrad.Uninstall()
+		}
+		if m.run != nil {
+			if err := m.run(m, m.fn); err != nil {
+				fmt.Fprintf(os.Stderr, "%s on %s: %+v\n", m.name, describe(m), err)
+				os.Exit(1)
+			}
+			return
 		}
 		if _, err := gr.TrainStep(m.trainer, nil, []*tensors.Tensor{m.x}, []*tensors.Tensor{m.y}); err != nil {
 			fmt.Fprintf(os.Stderr, "%s on %s: %+v\n", m.name, describe(m), err)
@@ -328,7 +343,10 @@ func main() {
 			if m.model != nil {
 				mModel = m.model(model)
 			}
-			m.trainer = gr.NewTrainer(m.backend, m.ctx, mModel, lossFn, m.opt(), nil, nil)
+			m.fn = mModel
+			if m.run == nil {
+				m.trainer = gr.NewTrainer(m.backend, m.ctx, mModel, lossFn, m.opt(), nil, nil)
+			}
 			if m.acc > 0 {
 				if err := m.trainer.AccumulateGradients(m.acc); err != nil {
 					fmt.Fprintf(os.Stderr, "%s: %+v\n", m.name, err)
@@ -357,11 +375,14 @@ func main() {
 	}
 
 	// Time: interleaved rounds, every method on every backend in turn.
-	var wholePeak int64 // -rss: the peak before the timed steps (compilation, warm-up)
+	var wholePeak, before int64 // -rss: the peak before the timed steps (compilation, warm-up), the RSS then
 	if *flagRSS != "" {
 		var err error
 		if wholePeak, err = peakRSS(); err == nil {
 			err = resetPeakRSS()
+		}
+		if err == nil {
+			before, err = statusBytes("VmRSS:")
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench: -rss: %v\n", err)
@@ -382,7 +403,7 @@ func main() {
 
 	stopProfile()
 	if *flagRSS != "" {
-		printRSS(runs[0][0], description(), wholePeak)
+		printRSS(runs[0][0], description(), wholePeak, before)
 		return
 	}
 	if *flagJSON {

@@ -20,7 +20,10 @@ func resetPeakRSS() error {
 }
 
 // peakRSS returns the process's peak resident set size in bytes (VmHWM of /proc/self/status).
-func peakRSS() (int64, error) {
+func peakRSS() (int64, error) { return statusBytes("VmHWM:") }
+
+// statusBytes returns the field (e.g. "VmRSS:") of /proc/self/status in bytes.
+func statusBytes(field string) (int64, error) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0, err
@@ -28,17 +31,18 @@ func peakRSS() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, found := strings.CutPrefix(sc.Text(), "VmHWM:"); found {
+		if rest, found := strings.CutPrefix(sc.Text(), field); found {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/self/status")
+	return 0, fmt.Errorf("no %s in /proc/self/status", field)
 }
 
 // printRSS prints the -rss line of m: method, backend, the peak RSS of the process (compilation included), the
-// peak RSS during the timed steps (stepPeak, after resetPeakRSS; 0 if it failed) and the parameter bytes.
-func printRSS(m *method, description string, whole int64) {
+// peak RSS during the timed steps (stepPeak, after resetPeakRSS; 0 if it failed), the parameter bytes and the
+// resident set before the timed steps (before).
+func printRSS(m *method, description string, whole, before int64) {
 	rss, err := peakRSS()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: -rss: %v\n", err)
@@ -50,6 +54,7 @@ func printRSS(m *method, description string, whole int64) {
 			params += int64(v.Shape().Memory())
 		}
 	}
-	fmt.Printf("rss\t%s\t%s\t%s, batch %d\tpeak_rss_bytes=%d\tparam_bytes=%d\tsteps_peak_rss_bytes=%d\n", m.name,
-		describe(m), description, *flagBatch, max(whole, rss), params, rss)
+	fmt.Printf("rss\t%s\t%s\t%s, batch %d\tpeak_rss_bytes=%d\tparam_bytes=%d\tsteps_peak_rss_bytes=%d\t"+
+		"rss_before_steps_bytes=%d\n", m.name,
+		describe(m), description, *flagBatch, max(whole, rss), params, rss, before)
 }

@@ -25,7 +25,7 @@ func (r *Regularized) prepare(ctx *context.Context, g *graph.Graph, loss *Node, 
 	all := s.narrow(s.withPlain(cfg.combine(s)))             // 2.–5. The method, fallback, Every, WarmUp.
 	prep := &prepared{step: s, all: all, grads: s.pick(all)} // 6. The guard (with apply).
 	if cfg.guardOn() {
-		prep.ok = graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(all...))
+		prep.ok = s.finiteStep(all)
 		if s.fallback != nil {
 			addToCounter(ctx, g, s.own, MetricFallbacks, s.fallback)
 		}
@@ -174,12 +174,32 @@ func (s *Step) withFallback(out []*Node) []*Node {
 	if !s.cfg.guardOn() {
 		return out
 	}
-	gOK := allFinite(out...)
-	s.fallback = graph.LogicalAnd(graph.LogicalNot(gOK), graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(s.grad...)))
+	t := &guarded{gOK: allFinite(out...), lossOK: allFinite(s.stepLoss()), g1OK: allFinite(s.grad...)}
+	s.fallback = graph.LogicalAnd(graph.LogicalNot(t.gOK), graph.LogicalAnd(t.lossOK, t.g1OK))
 	for i := range out {
-		out[i] = graph.Where(gOK, out[i], s.grad[i])
+		out[i] = graph.Where(t.gOK, out[i], s.grad[i])
 	}
+	t.out = slices.Clone(out)
+	s.guarded = t
 	return out
+}
+
+// guarded is what withFallback built: its output out (Where(gOK, g, g₁) per variable) and the finiteness
+// tests of the method's gradient g, of L and of g₁.
+type guarded struct {
+	out               []*Node
+	gOK, lossOK, g1OK *Node // Bool scalars
+}
+
+// finiteStep returns the guard's Bool scalar for the gradient all handed to the base optimizer: L and every
+// element of all are finite. When all is withFallback's output unchanged (no Mask, no WarmUp, no narrowing,
+// and Every's ascent steps or no Every), it is finite exactly where g or g₁ is, so the answer comes from the
+// fallback's tests without another pass over the gradient.
+func (s *Step) finiteStep(all []*Node) *Node {
+	if t := s.guarded; t != nil && slices.Equal(all, t.out) {
+		return graph.LogicalAnd(t.lossOK, graph.LogicalOr(t.gOK, t.g1OK))
+	}
+	return graph.LogicalAnd(allFinite(s.stepLoss()), allFinite(all...))
 }
 
 // correction returns corr, or g − g₁ when corr is nil.

@@ -1,6 +1,7 @@
 package gr_test
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -173,5 +174,59 @@ func TestGuardFallback(t *testing.T) {
 			}
 		}
 		assert.Equal(t, int64(2), optimizers.GetGlobalStep(ctx), "%s: training goes on", method)
+	}
+}
+
+// TestGuardMatrixFiniteness: the guard's finiteness test of a matrix gradient (64×32) catches one +Inf
+// element (L = Σ√w·x, w = 1 but one 0: L finite, one ∂L/∂w infinite; the step writes nothing) and passes a
+// gradient of finite elements whose plain sum overflows (L = Σw·x with x = 10³⁰⁷ everywhere: 2048 such
+// elements sum to +Inf; the step trains, with no fallback). Kills the mutants "finiteness from a plain sum"
+// and "only some elements tested".
+func TestGuardMatrixFiniteness(t *testing.T) {
+	const rows, cols = 64, 32
+	matrix := func(v float64) [][]float64 {
+		m := make([][]float64, rows)
+		for i := range m {
+			m[i] = make([]float64, cols)
+			for j := range m[i] {
+				m[i][j] = v
+			}
+		}
+		return m
+	}
+	for _, method := range []string{"forward", "sam"} {
+		for _, overflow := range []bool{false, true} {
+			w0, x, lr := matrix(1), matrix(1), 0.1
+			w0[rows-3][cols-5] = 0
+			if overflow {
+				w0, x, lr = matrix(0), matrix(1e307), 1e-307
+			}
+			modelFn := func(ctx *context.Context, _ any, inputs []*Node) []*Node {
+				w := ctx.VariableWithValue("w", w0).ValueGraph(inputs[0].Graph())
+				if overflow {
+					return []*Node{ReduceAllSum(Mul(w, inputs[0]))}
+				}
+				return []*Node{ReduceAllSum(Mul(Sqrt(w), inputs[0]))}
+			}
+			lossFn := func(_, predictions []*Node) *Node { return predictions[0] }
+			ctx := context.New()
+			opt := groupsConfig(method, sgd(lr), 0.05, 0.05, samParams{rho: 0.05}).Done()
+			trainer := gr.NewTrainer(backend(t), ctx, modelFn, lossFn, opt, gr.GuardMetrics(), nil)
+			in := tensors.FromValue(x)
+			res, err := trainer.TrainStep(nil, []*tensors.Tensor{in}, []*tensors.Tensor{in})
+			require.NoError(t, err)
+			name := fmt.Sprintf("%s, overflow %v", method, overflow)
+			assert.Equal(t, 0.0, metricAt(t, trainer, res, "GR fallbacks"), name)
+			w := variableValues(ctx, "w")
+			if !overflow {
+				assert.Equal(t, 1.0, metricAt(t, trainer, res, "GR skipped"), name)
+				assert.Equal(t, 1.0, w[0], "%s: nothing written", name)
+				continue
+			}
+			assert.Equal(t, 0.0, metricAt(t, trainer, res, "GR skipped"), name)
+			for i, wi := range w {
+				require.InDelta(t, -1.0, wi, 1e-9, "%s: w[%d] after one step with g₁ = 10³⁰⁷", name, i)
+			}
+		}
 	}
 }

@@ -171,9 +171,10 @@ type Step struct {
 
 	warm *Node // w_t of WarmUp/ZeroWarmUp (warmup.go); nil without warm-up
 
-	groups    []*Step // with Groups(m > 1): one sub-step per group of the batch (groups.go)
-	groupLoss *Node   // with Groups(m > 1): the mean of the groups' losses
-	fallback  *Node   // Bool scalar: the method's gradient was not finite and g₁ was used (compose.go)
+	groups    []*Step  // with Groups(m > 1): one sub-step per group of the batch (groups.go)
+	groupLoss *Node    // with Groups(m > 1): the mean of the groups' losses
+	fallback  *Node    // Bool scalar: the method's gradient was not finite and g₁ was used (compose.go)
+	guarded   *guarded // the fallback's output and finiteness tests, for the guard (compose.go)
 }
 
 // stepGraph is what the Step of a training graph and its groups' sub-steps share (compose.go).

@@ -55,3 +55,23 @@ func TestMixedDTypes(t *testing.T) {
 	assert.Equal(t, dtypes.Float32, outs[1].DType())
 	assert.InDelta(t, 5, outs[1].Value().(float32), 1e-6)
 }
+
+// TestScaledSum: c·Σx for a 3×8 matrix (one matrix-vector product over rows of 8), a vector of 3 (shorter
+// than 8: one row) and a scalar, against the sums written out.
+func TestScaledSum(t *testing.T) {
+	backend, err := grbackend.New()
+	require.NoError(t, err)
+	m := make([][]float64, 3)
+	for i := range m {
+		m[i] = make([]float64, 8)
+		for j := range m[i] {
+			m[i][j] = float64(8*i + j + 1) // 1 … 24: sum 300
+		}
+	}
+	outs := MustExecOnceN(backend, func(m, v, s *Node) []*Node {
+		return []*Node{grvec.ScaledSum(m, 0.5), grvec.ScaledSum(v, 2), grvec.ScaledSum(s, 3)}
+	}, m, []float64{1, -2, 3}, 5.0)
+	for i, want := range []float64{150, 4, 15} {
+		assert.Equal(t, want, outs[i].Value().(float64), "output %d", i)
+	}
+}

@@ -6,6 +6,10 @@
 #
 #   examples/bench/peers/run.sh [BLOCKS [ROUNDS]]     (defaults 3 and 10)
 #
+# MODELS (default "mlp cnn"), BACKENDS (default go,xla:cpu) and GRADIENTS (default both) narrow the run, e.g.
+# MODELS=mlp BACKENDS=xla:cpu GRADIENTS=grgrad for XLA + grgrad alone: interleaved with the pure-Go steps in one
+# process XLA's small steps take up to twice as long (docs/benchmarks.md), so compare each backend alone.
+#
 # One interleaved run: each block runs, for each model, the Go benchmark (pure Go and XLA interleaved
 # step by step in one process) and then peers.py (PyTorch and JAX interleaved in one process), ROUNDS
 # timed rounds each after 2 warm-up steps, so that a change in the machine's load hits every framework
@@ -31,14 +35,14 @@ go build -o "$bin/bench" ./examples/bench
 : >"$out"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for block in $(seq "$blocks"); do
-  for model in mlp cnn; do
+  for model in ${MODELS:-mlp cnn}; do
     case $model in
       mlp) args=(-model=mlp -in=784 -hidden=256 -out=10 -batch=64) ;;
       cnn) args=(-model=cnn -out=10 -batch=32) ;;
     esac
     echo "block $block/$blocks, $model: gradreg (load $(cut -d' ' -f1 /proc/loadavg))" >&2
-    "$bin/bench" "${args[@]}" -backend=go,xla:cpu -only=ForwardDifference,SAM,DoubleBackprop \
-      -gradients=both -rounds="$rounds" -warmup=2 -json >>"$out"
+    "$bin/bench" "${args[@]}" -backend="${BACKENDS:-go,xla:cpu}" -only=ForwardDifference,SAM,DoubleBackprop \
+      -gradients="${GRADIENTS:-both}" -rounds="$rounds" -warmup=2 -json >>"$out"
     echo "block $block/$blocks, $model: PyTorch, JAX (load $(cut -d' ' -f1 /proc/loadavg))" >&2
     # PASSIVE: PyTorch's OpenMP threads sleep instead of spinning while they wait, so that on a loaded
     # machine its process CPU time counts work, not spinning.
