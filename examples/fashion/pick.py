@@ -20,7 +20,7 @@ def main(paths):
     for p in paths:
         with open(p) as f:
             for group in json.load(f)["runs"]:
-                for r in group:
+                for r in group or []:  # a partial file (a run still going) has no runs for the entries to come
                     if r.get("val_accuracy") is None:
                         sys.exit(f"{p}: {r['spec']} seed {r['seed']} has no validation accuracy (run with -val)")
                     old = runs[r["spec"]].get(r["seed"])
