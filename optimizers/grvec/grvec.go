@@ -75,16 +75,44 @@ func SubVec(x, y []*graph.Node) []*graph.Node {
 }
 
 // InnerProduct returns the global inner product Σᵢ⟨xᵢ, yᵢ⟩, a scalar accumulated in the compute dtype of x
-// (ComputeDType). x must not be empty.
+// (ComputeDType). x must not be empty. Each ⟨xᵢ, yᵢ⟩ is ScaledSum of the element-wise product xᵢ·yᵢ, except
+// on GoMLX's pure-Go backend, where it is the sum of the dot products of xᵢ's and yᵢ's rows (one DotGeneral):
+// there that is about 2× faster, and on XLA's CPU plugin about 4× slower (BenchmarkReductions).
 func InnerProduct(x, y []*graph.Node) *graph.Node {
+	g := x[0].Graph()
 	acc := ComputeDType(x[0].DType())
-	total := graph.ScalarZero(x[0].Graph(), acc)
+	rowDots := g.Backend().String() == pureGoBackend
+	total := graph.ScalarZero(g, acc)
 	for i := range x {
 		xi := graph.ConvertDType(x[i], acc)
 		yi := graph.ConvertDType(y[i], acc)
-		total = graph.Add(total, ScaledSum(graph.Mul(xi, yi), 1))
+		switch {
+		case rowDots && xi.Rank() == 1:
+			total = graph.Add(total, graph.Dot(xi, yi))
+		case rowDots && xi.Rank() > 1:
+			xr, yr := asRows(xi), asRows(yi)
+			total = graph.Add(total, ScaledSum(graph.DotGeneral(xr, []int{1}, []int{0}, yr, []int{1}, []int{0}), 1))
+		default:
+			total = graph.Add(total, ScaledSum(graph.Mul(xi, yi), 1))
+		}
 	}
 	return total
+}
+
+// pureGoBackend is the String() of GoMLX's pure-Go backend (backends/simplego.BackendName).
+const pureGoBackend = "go"
+
+// asRows returns x (of rank ≥ 1) as a matrix [n/k, k]: k its last axis, or its size n when that is below 8.
+func asRows(x *graph.Node) *graph.Node {
+	n := x.Shape().Size()
+	k := x.Shape().Dim(-1)
+	if k < 8 {
+		k = n
+	}
+	if x.Rank() == 2 && x.Shape().Dim(1) == k {
+		return x
+	}
+	return graph.Reshape(x, n/k, k)
 }
 
 // ScaledSum returns c·Σ x, the sum of the elements of x times the constant c, in x's dtype: x as a matrix
@@ -97,13 +125,9 @@ func ScaledSum(x *graph.Node, c float64) *graph.Node {
 	if x.Shape().IsScalar() {
 		return graph.MulScalar(x, c)
 	}
-	n := x.Shape().Size()
-	k := x.Shape().Dim(-1)
-	if k < 8 {
-		k = n
-	}
-	v := graph.BroadcastToDims(graph.Scalar(x.Graph(), x.DType(), c), k)
-	return graph.ReduceAllSum(graph.Dot(graph.Reshape(x, n/k, k), v))
+	rows := asRows(x)
+	v := graph.BroadcastToDims(graph.Scalar(x.Graph(), x.DType(), c), rows.Shape().Dim(1))
+	return graph.ReduceAllSum(graph.Dot(rows, v))
 }
 
 // GlobalNorm returns the global L2 norm ‖x‖ = √InnerProduct(x, x).
