@@ -394,7 +394,8 @@ func splitList(flag, list string) ([]string, error) {
 
 // merge combines the comparisons saved in the JSON files (e.g. one per seed) into one report; an entry
 // and seed may appear once, and every file must come from this example. With -compare, only its entries,
-// in its order (the first is the reference of the differences). Differences are paired over the seeds both
+// in its order (the first is the reference of the differences), and only they must be comparable (same
+// settings, same seeds). Differences are paired over the seeds both
 // entries have. A merged file that was partial makes the merged table partial, and the command exits
 // with an error, as it does when a merged run's result is not its method's (notTheMethod).
 func (r *runner) merge(files []string) (*Report, error) {
@@ -476,9 +477,6 @@ func (r *runner) merge(files []string) (*Report, error) {
 	if len(rep.Entries) == 0 {
 		return nil, usagef("-merge: no runs in %q", files)
 	}
-	if err := checkComparable(rep); err != nil {
-		return nil, err
-	}
 	for _, rs := range rep.Results {
 		slices.SortFunc(rs, func(a, b *Result) int { return int(a.Seed - b.Seed) })
 	}
@@ -493,6 +491,10 @@ func (r *runner) merge(files []string) (*Report, error) {
 			entries, results = append(entries, rep.Entries[i]), append(results, rep.Results[i])
 		}
 		rep.Entries, rep.Results = entries, results
+	}
+	// Checked after -compare's selection: an entry it leaves out (e.g. one with fewer seeds) does not matter.
+	if err := checkComparable(rep); err != nil {
+		return nil, err
 	}
 	rep.Rows = Rows(rep.Entries, rep.Results)
 	rep.Seeds = len(rep.Results[0])

@@ -285,6 +285,12 @@ func TestMerge(t *testing.T) {
 			t.Errorf("merging %v: %v, want a usage error containing %q", c.files, err, c.want)
 		}
 	}
+	// The seed layout refused above merges when -compare leaves out the entry with fewer seeds.
+	layout := write("layout2", [][]*Result{{res(0, 1, "10")}, {res(1, 1, "10"), res(1, 2, "10")}})
+	rep, err = mustParse(t, "-merge="+layout, "-out="+filepath.Join(dir, "chosen"), "-compare=forward:gr_every=5").Run()
+	if err != nil || len(rep.Rows) != 1 || rep.Seeds != 2 {
+		t.Errorf("merging F-GR's two seeds without SGD's one: %v, rows %+v", err, rep)
+	}
 }
 
 // -gradients chooses the gradients of matrix products for the whole run, also for an example whose
