@@ -86,15 +86,17 @@ func InnerProduct(x, y []*graph.Node) *graph.Node {
 	for i := range x {
 		xi := graph.ConvertDType(x[i], acc)
 		yi := graph.ConvertDType(y[i], acc)
+		var term *graph.Node // ⟨xᵢ, yᵢ⟩
 		switch {
 		case rowDots && xi.Rank() == 1:
-			total = graph.Add(total, graph.Dot(xi, yi))
+			term = graph.Dot(xi, yi)
 		case rowDots && xi.Rank() > 1:
 			xr, yr := asRows(xi), asRows(yi)
-			total = graph.Add(total, ScaledSum(graph.DotGeneral(xr, []int{1}, []int{0}, yr, []int{1}, []int{0}), 1))
+			term = ScaledSum(graph.DotGeneral(xr, []int{1}, []int{0}, yr, []int{1}, []int{0}), 1)
 		default:
-			total = graph.Add(total, ScaledSum(graph.Mul(xi, yi), 1))
+			term = ScaledSum(graph.Mul(xi, yi), 1)
 		}
+		total = graph.Add(total, term)
 	}
 	return total
 }

@@ -75,3 +75,27 @@ func TestScaledSum(t *testing.T) {
 		assert.Equal(t, want, outs[i].Value().(float64), "output %d", i)
 	}
 }
+
+// TestInnerProductShapes: InnerProduct over a 3×8 matrix, a 2×3×4 tensor (last axis below 8: one row of 24),
+// a vector and a scalar, against the float64 sum written out — on the pure-Go backend the rows' DotGeneral,
+// on XLA the product's matrix-vector sums.
+func TestInnerProductShapes(t *testing.T) {
+	backend, err := grbackend.New()
+	require.NoError(t, err)
+	x, y := make([]float64, 24), make([]float64, 24)
+	want := 0.0
+	for i := range x {
+		x[i], y[i] = float64(i+1), float64(i%5)-1 // Σ x·y = 300
+		want += 2 * x[i] * y[i] // the matrix and the 2×3×4 tensor hold the same 24 numbers
+	}
+	want += 1*4 + -2*0.5 + 3*-1 + 5*7
+	out := MustExecOnce(backend, func(xs, ys *Node) *Node {
+		m, t3 := Reshape(xs, 3, 8), Reshape(xs, 2, 3, 4)
+		n, u3 := Reshape(ys, 3, 8), Reshape(ys, 2, 3, 4)
+		g := xs.Graph()
+		v, w := Const(g, []float64{1, -2, 3}), Const(g, []float64{4, 0.5, -1})
+		s, r := Scalar(g, dtypes.Float64, 5), Scalar(g, dtypes.Float64, 7)
+		return grvec.InnerProduct([]*Node{m, t3, v, s}, []*Node{n, u3, w, r})
+	}, x, y)
+	assert.InDelta(t, want, out.Value().(float64), 1e-12)
+}
