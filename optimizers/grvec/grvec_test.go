@@ -86,7 +86,7 @@ func TestInnerProductShapes(t *testing.T) {
 	want := 0.0
 	for i := range x {
 		x[i], y[i] = float64(i+1), float64(i%5)-1 // Σ x·y = 300
-		want += 2 * x[i] * y[i] // the matrix and the 2×3×4 tensor hold the same 24 numbers
+		want += 2 * x[i] * y[i]                   // the matrix and the 2×3×4 tensor hold the same 24 numbers
 	}
 	want += 1*4 + -2*0.5 + 3*-1 + 5*7
 	out := MustExecOnce(backend, func(xs, ys *Node) *Node {
