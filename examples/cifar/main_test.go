@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -250,5 +251,107 @@ func TestDBOnGoMLXLayers(t *testing.T) {
 	}
 	if p := rep.Results[0][0].Curve; len(p) != 1 || !(p[0].TrainLoss >= 0) || math.IsInf(p[0].TrainLoss, 0) {
 		t.Errorf("curve %+v", p)
+	}
+}
+
+// The training batches depend only on the seed and the step: the same for two streams of one seed (every
+// method of a seed sees the same data), each epoch a permutation of the examples, Seek(k) lands on step k's
+// batch, and another seed gives another order.
+func TestSeededBatches(t *testing.T) {
+	const n, batch = 10, 4
+	stream := func(seed int64) *seededBatches {
+		images := make([]float32, 2*n)
+		labels := make([]int64, n)
+		for i := range labels {
+			images[2*i], images[2*i+1], labels[i] = float32(i), float32(-i), int64(i)
+		}
+		ds, err := newSeededBatches(images, []int{2}, labels, batch, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds
+	}
+	// steps returns the labels of the first k batches, checking each image against its label.
+	steps := func(ds *seededBatches, k int) []int64 {
+		var all []int64
+		for range k {
+			_, x, y, err := ds.Yield()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := x[0].Shape().Dimensions; len(d) != 2 || d[0] != batch || d[1] != 2 {
+				t.Fatalf("image batch dimensions %v, want [%d 2]", d, batch)
+			}
+			xs, ys := tensors.MustCopyFlatData[float32](x[0]), tensors.MustCopyFlatData[int64](y[0])
+			for i, l := range ys {
+				if xs[2*i] != float32(l) || xs[2*i+1] != -float32(l) {
+					t.Fatalf("image %v yielded with label %d", xs[2*i:2*i+2], l)
+				}
+			}
+			all = append(all, ys...)
+		}
+		return all
+	}
+	a, b := steps(stream(7), 10), steps(stream(7), 10)
+	if !slices.Equal(a, b) {
+		t.Fatalf("seed 7 gave two orders:\n%v\n%v", a, b)
+	}
+	for e := range 4 { // 40 examples = 4 epochs
+		epoch := slices.Clone(a[e*n : (e+1)*n])
+		slices.Sort(epoch)
+		for i, l := range epoch {
+			if l != int64(i) {
+				t.Fatalf("epoch %d is not a permutation of the %d examples: %v", e, n, a[e*n:(e+1)*n])
+			}
+		}
+	}
+	if slices.Equal(a[:n], a[n:2*n]) {
+		t.Errorf("epochs 0 and 1 in the same order %v", a[:n])
+	}
+	ds := stream(7)
+	ds.Seek(3)
+	if got := steps(ds, 2); !slices.Equal(got, a[3*batch:5*batch]) {
+		t.Errorf("after Seek(3): %v, want steps 3-4 %v", got, a[3*batch:5*batch])
+	}
+	ds.Reset()
+	if got := steps(ds, 1); !slices.Equal(got, a[:batch]) {
+		t.Errorf("after Reset: %v, want step 0 %v", got, a[:batch])
+	}
+	if c := steps(stream(8), 10); slices.Equal(a, c) {
+		t.Errorf("seeds 7 and 8 gave the same order %v", a)
+	}
+	if _, err := newSeededBatches(make([]float32, 2*n), []int{2}, make([]int64, n), n+1, 1); err == nil ||
+		!strings.Contains(err.Error(), "batch 11 must be in [1, 10]") {
+		t.Errorf("batch > examples: error %v", err)
+	}
+}
+
+// With the same seed, the data of two runs (synthetic here) yield the same training batches.
+func TestSyntheticDataFollowsTheSeed(t *testing.T) {
+	be, err := theBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func(seed int64) []float32 {
+		train, _, err := syntheticData(be, 8, seed, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []float32
+		for range 3 {
+			_, x, y, err := train.Yield()
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, tensors.MustCopyFlatData[float32](x[0])[:5]...)
+			all = append(all, float32(tensors.MustCopyFlatData[int64](y[0])[0]))
+		}
+		return all
+	}
+	if a, b := first(3), first(3); !slices.Equal(a, b) {
+		t.Errorf("seed 3 gave two different streams")
+	}
+	if a, c := first(3), first(4); slices.Equal(a, c) {
+		t.Errorf("seeds 3 and 4 gave the same stream")
 	}
 }

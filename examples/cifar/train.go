@@ -83,7 +83,7 @@ func resolveConv(ctx *context.Context, be backends.Backend) (string, error) {
 }
 
 // data resolves -conv (written back to the context for the model) and returns the training dataset
-// (shuffled by the seed, infinite) and the test dataset (finite).
+// (an endless stream whose batch order is drawn from the seed) and the test dataset (finite).
 func data(be backends.Backend, ctx *context.Context, seed int64) (*run.Data, error) {
 	model := context.GetParamOr(ctx, paramModel, "mlp")
 	if err := checkModel(model); err != nil {
@@ -116,7 +116,8 @@ func data(be backends.Backend, ctx *context.Context, seed int64) (*run.Data, err
 	ctx.SetParam(paramNumClasses, numClasses)
 	d := &run.Data{StepsPerEpoch: gcifar.NumTrainExamples / batch,
 		Description: fmt.Sprintf("%s on %s, conv=%s", model, dataset, conv)}
-	var trainDS, testDS *datasets.InMemoryDataset
+	var trainDS *seededBatches
+	var testDS *datasets.InMemoryDataset
 	if context.GetParamOr(ctx, paramSynthetic, false) {
 		trainDS, testDS, err = syntheticData(be, batch, seed, numClasses)
 		if err != nil {
@@ -128,12 +129,20 @@ func data(be backends.Backend, ctx *context.Context, seed int64) (*run.Data, err
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
+		var loadErr error
 		err = run.Catch(func() {
 			baseTrain := gcifar.NewDataset(be, "train", dir, source, dtypes.Float32, gcifar.Train)
 			baseTest := gcifar.NewDataset(be, "test", dir, source, dtypes.Float32, gcifar.Test)
-			trainDS = baseTrain.BatchSize(batch, true).Shuffle().Infinite(true).WithRand(rand.New(rand.NewSource(seed)))
 			testDS = baseTest.BatchSize(min(batch*4, 1000), false)
+			images, dims, labels, err := hostCopy(baseTrain)
+			if err == nil {
+				trainDS, err = newSeededBatches(images, dims, labels, batch, seed)
+			}
+			loadErr = err
 		})
+		if err == nil {
+			err = loadErr
+		}
 		if err != nil {
 			return nil, errors.WithMessagef(err, "loading %s from %q", dataset, dir)
 		}
@@ -165,9 +174,9 @@ func explainError(err error) error {
 
 // syntheticData returns random CIFAR-shaped images and labels: 8 training batches (repeated forever) and
 // 512 test images.
-func syntheticData(be backends.Backend, batch int, seed int64, numClasses int) (trainDS, testDS *datasets.InMemoryDataset, err error) {
+func syntheticData(be backends.Backend, batch int, seed int64, numClasses int) (trainDS *seededBatches, testDS *datasets.InMemoryDataset, err error) {
 	rng := rand.New(rand.NewSource(seed))
-	make4 := func(n int) (*tensors.Tensor, *tensors.Tensor) {
+	make4 := func(n int) ([]float32, []int64) {
 		images := make([]float32, n*32*32*3)
 		for i := range images {
 			images[i] = rng.Float32()
@@ -176,16 +185,15 @@ func syntheticData(be backends.Backend, batch int, seed int64, numClasses int) (
 		for i := range labels {
 			labels[i] = int64(rng.Intn(numClasses))
 		}
-		return tensors.FromFlatDataAndDimensions(images, n, 32, 32, 3), tensors.FromFlatDataAndDimensions(labels, n, 1)
+		return images, labels
 	}
 	x, y := make4(8 * batch)
-	trainDS, err = datasets.InMemoryFromData(be, "synthetic-train", []any{x}, []any{y})
-	if err != nil {
+	if trainDS, err = newSeededBatches(x, []int{32, 32, 3}, y, batch, seed); err != nil {
 		return nil, nil, err
 	}
-	trainDS.BatchSize(batch, true).Shuffle().Infinite(true)
 	x, y = make4(512)
-	testDS, err = datasets.InMemoryFromData(be, "synthetic-test", []any{x}, []any{y})
+	testDS, err = datasets.InMemoryFromData(be, "synthetic-test",
+		[]any{tensors.FromFlatDataAndDimensions(x, 512, 32, 32, 3)}, []any{tensors.FromFlatDataAndDimensions(y, 512, 1)})
 	if err != nil {
 		return nil, nil, err
 	}

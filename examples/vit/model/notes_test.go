@@ -6,6 +6,7 @@ package model
 import (
 	"fmt"
 	"math"
+	mathrand "math/rand"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors/images"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/gomlx/gomlx/pkg/ml/context/checkpoints"
+	"github.com/gomlx/gomlx/pkg/ml/datasets"
 	"github.com/gomlx/gomlx/pkg/ml/layers"
 	"github.com/gradreg/gradreg/optimizers/grbackend"
 	"github.com/gradreg/gradreg/optimizers/grgrad"
@@ -359,4 +361,27 @@ func TestNoteLoadedVariableIsTrainable(t *testing.T) {
 	v = loaded.GetVariableByScopeAndName(context.RootScope, context.RNGStateVariableName)
 	require.NotNil(t, v)
 	require.True(t, v.Trainable, "note 11 is outdated: a loaded variable keeps its saved trainability")
+}
+
+// Note 14: InMemoryDataset.Shuffle draws its order from math/rand's global source, not from the generator
+// given by WithRand, so two datasets given the same seed yield different batch orders.
+func TestNoteShuffleIgnoresWithRand(t *testing.T) {
+	const n = 64
+	order := func() []int64 {
+		labels := make([]int64, n)
+		for i := range labels {
+			labels[i] = int64(i)
+		}
+		ds, err := datasets.InMemoryFromData(pureGo(t), "note14", []any{tensors.FromFlatDataAndDimensions(labels, n, 1)},
+			[]any{tensors.FromFlatDataAndDimensions(labels, n, 1)})
+		require.NoError(t, err)
+		ds.BatchSize(n, true).Shuffle().WithRand(mathrand.New(mathrand.NewSource(1)))
+		_, _, y, err := ds.Yield()
+		require.NoError(t, err)
+		return tensors.MustCopyFlatData[int64](y[0])
+	}
+	a, b := order(), order()
+	require.ElementsMatch(t, a, b)
+	// Two independent shuffles of 64 examples agree with probability 1/64!.
+	require.NotEqual(t, a, b, "note 14 is outdated: Shuffle draws from the generator WithRand gives")
 }
