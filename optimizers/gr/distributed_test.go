@@ -238,3 +238,25 @@ func TestEveryDatasetForwardsDistributed(t *testing.T) {
 	_, isDistributed := gr.EveryDataset(trainer, &repeatDataset{}).(train.DistributedDataset)
 	assert.False(t, isDistributed)
 }
+
+// TestDistributedAccumulationRefusedByGoMLX pins what the package documentation says of accumulation on
+// several devices: GoMLX v0.26.0 refuses it (train.Trainer, "not implemented yet"), so it is an error, not
+// a silent single-device run. If GoMLX implements it, this test fails: the documentation is then outdated.
+func TestDistributedAccumulationRefusedByGoMLX(t *testing.T) {
+	const n = 2
+	p := newProblem(61, 8, 3, 4, 0.01)
+	b := cpuDevicesBackend(t, n)
+	trainer := gr.NewTrainer(b, context.New(), p.modelFn(false), squaredLoss,
+		groupsConfig("forward", sgd(0.5), 0.05, 0.05, samParams{}).Done(), nil, nil)
+	require.NoError(t, trainer.AccumulateGradients(2))
+	xSpec, ySpec, devices := batchSharding(t, n)
+	x, y := p.tensors()
+	xd, err := distributed.ShardTensor(xSpec, x)
+	require.NoError(t, err)
+	yd, err := distributed.ShardTensor(ySpec, y)
+	require.NoError(t, err)
+	_, err = trainer.DistributedTrainStep(distributed.AutoSharding, devices, nil,
+		[]*distributed.Tensor{xd}, []*distributed.Tensor{yd})
+	require.ErrorContains(t, err, "distributed training with gradient accumulation not implemented",
+		"GoMLX now accumulates on several devices: update the package documentation (doc.go) and test it")
+}
