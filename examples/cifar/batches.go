@@ -2,28 +2,27 @@ package main
 
 import (
 	"io"
-	"math/rand/v2"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/datasets"
 	"github.com/pkg/errors"
+
+	"github.com/gradreg/gradreg/examples/internal/run"
 )
 
-// seededBatches yields an endless stream of training batches from host copies of the images and labels:
-// the examples of epoch e in the order rand.NewPCG(seed, e).Perm(n), so the batch of step t depends only on
-// (seed, t) — the same for every method of a seed — and Seek restarts it at any step, which makes a resumed
-// run see the batches an uninterrupted run would. (GoMLX v0.26.0's InMemoryDataset.Shuffle draws from
+// seededBatches yields an endless stream of training batches from host copies of the images and labels, in
+// the runner's EpochOrder: the batch of step t depends only on (seed, t) — the same for every method of a
+// seed — and Seek restarts it at any step, which makes a resumed run see the batches an uninterrupted run
+// would. (GoMLX v0.26.0's InMemoryDataset.Shuffle draws from
 // math/rand's global source whatever WithRand gives it: docs/gomlx-notes.md, note 14.)
 type seededBatches struct {
-	images    []float32 // n examples of exampleSize values
-	labels    []int64   // n
-	dims      []int     // one example's dimensions
-	size      int       // values per example
-	batch     int
-	seed      uint64
-	pos       int // position in the stream of examples
-	permEpoch int
-	perm      []int
+	images []float32 // n examples of exampleSize values
+	labels []int64   // n
+	dims   []int     // one example's dimensions
+	size   int       // values per example
+	batch  int
+	pos    int // position in the stream of examples
+	order  *run.EpochOrder
 }
 
 // newSeededBatches returns the batches of n examples drawn from seed: images holds n examples of the
@@ -40,7 +39,7 @@ func newSeededBatches(images []float32, dims []int, labels []int64, batch int, s
 		return nil, errors.Errorf("batch %d must be in [1, %d] (the number of training examples)", batch, n)
 	}
 	return &seededBatches{images: images, labels: labels, dims: dims, size: size, batch: batch,
-		seed: uint64(seed), permEpoch: -1}, nil
+		order: run.NewEpochOrder(n, seed)}, nil
 }
 
 // hostCopy reads every example of a finite, unshuffled dataset of images (float32) and labels (int64) into
@@ -82,16 +81,10 @@ func (ds *seededBatches) Reset() { ds.Seek(0) }
 func (ds *seededBatches) Seek(step int) { ds.pos = step * ds.batch }
 
 func (ds *seededBatches) Yield() (spec any, inputs, labels []*tensors.Tensor, err error) {
-	n := len(ds.labels)
 	x := make([]float32, ds.batch*ds.size)
 	y := make([]int64, ds.batch)
 	for i := range ds.batch {
-		epoch, j := ds.pos/n, ds.pos%n
-		if epoch != ds.permEpoch {
-			ds.perm = rand.New(rand.NewPCG(ds.seed, uint64(epoch))).Perm(n)
-			ds.permEpoch = epoch
-		}
-		idx := ds.perm[j]
+		idx := ds.order.Example(ds.pos)
 		copy(x[i*ds.size:(i+1)*ds.size], ds.images[idx*ds.size:(idx+1)*ds.size])
 		y[i] = ds.labels[idx]
 		ds.pos++

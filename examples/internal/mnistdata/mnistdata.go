@@ -130,20 +130,19 @@ func escapeModulePath(path string) (string, error) {
 // (seed, epoch), so the batch of step t depends only on (seed, t). Seek restarts it at any step, which
 // makes a run resumed from a checkpoint see the data an uninterrupted run would.
 type TrainDataset struct {
-	data      *Split
-	batch     int
-	seed      uint64
-	pos       int // position in the stream of examples
-	permEpoch int
-	perm      []int
-	pad       int       // Augment's crop padding
-	flip      bool      // Augment's horizontal flip
-	scratch   []float32 // one image, for the augmentation
+	data    *Split
+	batch   int
+	seed    uint64
+	pos     int // position in the stream of examples
+	order   *run.EpochOrder
+	pad     int       // Augment's crop padding
+	flip    bool      // Augment's horizontal flip
+	scratch []float32 // one image, for the augmentation
 }
 
 // NewTrainDataset returns the training batches of data drawn from seed.
 func NewTrainDataset(data *Split, batch int, seed int64) *TrainDataset {
-	return &TrainDataset{data: data, batch: batch, seed: uint64(seed), permEpoch: -1}
+	return &TrainDataset{data: data, batch: batch, seed: uint64(seed), order: run.NewEpochOrder(data.Len(), seed)}
 }
 
 func (ds *TrainDataset) Name() string { return "train" }
@@ -155,16 +154,10 @@ func (ds *TrainDataset) Reset() { ds.Seek(0) }
 func (ds *TrainDataset) Seek(step int) { ds.pos = step * ds.batch }
 
 func (ds *TrainDataset) Yield() (spec any, inputs, labels []*tensors.Tensor, err error) {
-	n := ds.data.Len()
 	x := make([]float32, ds.batch*ImageSize)
 	y := make([]int32, ds.batch)
 	for i := range ds.batch {
-		epoch, j := ds.pos/n, ds.pos%n
-		if epoch != ds.permEpoch {
-			ds.perm = rand.New(rand.NewPCG(ds.seed, uint64(epoch))).Perm(n)
-			ds.permEpoch = epoch
-		}
-		idx := ds.perm[j]
+		idx := ds.order.Example(ds.pos)
 		copy(x[i*ImageSize:(i+1)*ImageSize], ds.data.Images[idx*ImageSize:(idx+1)*ImageSize])
 		ds.augmentImage(x[i*ImageSize:(i+1)*ImageSize], ds.pos)
 		y[i] = ds.data.Labels[idx]
