@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"slices"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/datasets"
@@ -13,10 +14,10 @@ import (
 // seededBatches yields an endless stream of training batches from host copies of the images and labels, in
 // the runner's EpochOrder: the batch of step t depends only on (seed, t) — the same for every method of a
 // seed — and Seek restarts it at any step, which makes a resumed run see the batches an uninterrupted run
-// would. (GoMLX v0.26.0's InMemoryDataset.Shuffle draws from
-// math/rand's global source whatever WithRand gives it: docs/gomlx-notes.md, note 14.)
+// would. (GoMLX v0.26.0's InMemoryDataset.Shuffle draws from math/rand's global source whatever WithRand
+// gives it: docs/gomlx-notes.md, note 14.)
 type seededBatches struct {
-	images []float32 // n examples of exampleSize values
+	images []float32 // n examples of size values
 	labels []int64   // n
 	dims   []int     // one example's dimensions
 	size   int       // values per example
@@ -57,7 +58,7 @@ func hostCopy(ds *datasets.InMemoryDataset) (images []float32, dims []int, label
 			return nil, nil, nil, err
 		}
 		if images == nil {
-			dims = in[0].Shape().Dimensions[1:]
+			dims = slices.Clone(in[0].Shape().Dimensions[1:])
 			images = make([]float32, 0, n*in[0].Shape().Size()/in[0].Shape().Dimensions[0])
 			labels = make([]int64, 0, n)
 		}
